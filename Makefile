@@ -1,0 +1,38 @@
+# Two entry points a new user needs: `make demo` and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench system-deps clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,postgres]'
+	touch $@
+
+# Debian packages the data/scale-out features use; installed only where apt-get is usable (root).
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  pkgs=""; \
+	  [ -d /usr/share/datasets/fashion-mnist ] || pkgs="$$pkgs dataset-fashion-mnist"; \
+	  command -v pg_ctlcluster >/dev/null || [ -d /usr/lib/postgresql ] || pkgs="$$pkgs postgresql"; \
+	  if [ -n "$$pkgs" ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$pkgs >/dev/null) \
+	      || echo "note: could not install$$pkgs; features needing them fall back or skip"; \
+	  fi; \
+	fi
+
+demo: $(STAMP) system-deps
+	$(BIN)/coatnet build specs/coatnet0.yaml --profile
+
+test: $(STAMP) system-deps
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check coatnet_nas tests benchmarks
+	$(BIN)/ruff format --check coatnet_nas tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.db

@@ -1,0 +1,1 @@
+"""Building blocks: conv stem, MBConv + SE, 2-D relative-attention Transformer."""

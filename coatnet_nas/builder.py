@@ -1,0 +1,83 @@
+"""Spec -> ``nn.Module``. One builder for every layout; stage letters resolve through the registry."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from coatnet_nas.blocks.layers import init_weights
+from coatnet_nas.blocks.stem import ConvStem
+from coatnet_nas.spec import ModelSpec, load_spec
+
+
+class ClassifierHead(nn.Module):
+    """Global average pool -> LayerNorm -> linear classifier."""
+
+    def __init__(self, width: int, num_classes: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.norm(x.mean(dim=(2, 3))))
+
+
+class CoAtNet(nn.Module):
+    """A conv stem, typed stages (each halving the resolution) and a pooled linear head."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        self.stem = ConvStem(spec.in_chans, spec.stem.width, spec.stem.depth)
+        total_blocks = sum(s.depth for s in spec.stages)
+        step = spec.drop_path_rate / max(total_blocks - 1, 1)
+        rates = [i * step for i in range(total_blocks)]  # linear stochastic-depth schedule
+        size = spec.resolutions()[0]
+        in_ch = spec.stem.width
+        stages, start = [], 0
+        for stage in spec.stages:
+            build = stage.block.builder()
+            stages.append(build(in_ch, stage, size, rates[start : start + stage.depth]))
+            start += stage.depth
+            in_ch, size = stage.width, (size[0] // 2, size[1] // 2)
+        self.stages = nn.ModuleList(stages)
+        self.head = ClassifierHead(in_ch, spec.num_classes)
+        self.num_features = in_ch
+        self.apply(init_weights)
+
+    @property
+    def stage_names(self) -> list[str]:
+        return ["S0", *(f"S{i + 1}" for i in range(len(self.stages)))]
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps of the stem and of every stage, in order (NCHW)."""
+        feats = [self.stem(x)]
+        for stage in self.stages:
+            feats.append(stage(feats[-1]))
+        return feats
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return self.head(x)
+
+    def set_fused_attention(self, fused: bool) -> None:
+        """Switch every attention layer between SDPA and the explicit formula."""
+        for module in self.modules():
+            if hasattr(module, "fused"):
+                module.fused = fused
+
+
+def build_model(
+    spec: ModelSpec | str | Path, image_size: int | Sequence[int] | None = None
+) -> CoAtNet:
+    """Build a model from a spec (object or YAML path), optionally at another image size."""
+    if not isinstance(spec, ModelSpec):
+        spec = load_spec(spec)
+    if image_size is not None:
+        spec = spec.with_image_size(image_size)
+    return CoAtNet(spec)

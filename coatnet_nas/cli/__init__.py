@@ -1,0 +1,46 @@
+"""``coatnet`` command line: thin commands over the library's public API.
+
+:func:`run` is the whole CLI contract: user errors (:class:`CoatnetError`, bad options) print one
+paragraph on stderr and return 2; no traceback reaches the user for input they control.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import typer
+
+from coatnet_nas.cli import build as _build  # noqa: F401  (registers commands)
+from coatnet_nas.cli.app import app
+from coatnet_nas.errors import CoatnetError
+
+__all__ = ["app", "main", "run"]
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    try:
+        result = app(args=list(argv) if argv is not None else None, standalone_mode=False,
+                     prog_name="coatnet")
+    except CoatnetError as exc:
+        sys.stdout.flush()
+        sys.stderr.write(f"error: {exc}\n")
+        return exc.exit_code
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument (exit 2)
+        show = getattr(exc, "show", None)
+        if show:
+            show()
+        else:
+            sys.stderr.write(f"error: {exc.format_message()}\n")
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("interrupted\n")
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())

@@ -1,0 +1,51 @@
+"""Human units for budgets: ``4GFLOPs``, ``4.2G``, ``500MFLOPs``, ``4e9``, ``25M`` (params)."""
+
+from __future__ import annotations
+
+import re
+
+from coatnet_nas.errors import BudgetError
+
+_SCALE = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_PATTERN = re.compile(
+    r"^\s*(?P<num>[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?P<scale>[kKmMgGtT]?)\s*(?P<unit>[A-Za-z]*)\s*$"
+)
+_UNITS = {"flops": ("", "flops", "flop", "macs", "mac"), "params": ("", "params", "param", "p")}
+FORMS = {
+    "flops": "'4GFLOPs', '4.2G', '500MFLOPs', '800M' or '4e9' (multiply-accumulates)",
+    "params": "'25M', '30Mparams', '1.5e7' or '500K'",
+}
+
+
+def parse_count(text: str | float | int, kind: str = "flops", what: str | None = None) -> int:
+    """Parse a positive count with an optional K/M/G/T scale and a unit matching ``kind``."""
+    what = what or ("budget" if kind == "flops" else "max params")
+    if isinstance(text, bool):
+        raise BudgetError(f"{what}: expected a number, got {text!r}; accepted forms: {FORMS[kind]}.")
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        match = _PATTERN.match(str(text))
+        unit = match.group("unit").lower() if match else ""
+        if not match or unit not in _UNITS[kind]:
+            raise BudgetError(f"{what}: cannot parse {text!r}; accepted forms: {FORMS[kind]}.")
+        value = float(match.group("num")) * _SCALE[match.group("scale").upper()]
+    if not value > 0 or value != value or value == float("inf"):
+        raise BudgetError(f"{what}: must be a positive number, got {text!r}; accepted forms: {FORMS[kind]}.")
+    return int(round(value))
+
+
+def parse_flops(text: str | float | int) -> int:
+    return parse_count(text, "flops")
+
+
+def parse_params(text: str | float | int) -> int:
+    return parse_count(text, "params")
+
+
+def human(n: float, digits: int = 2) -> str:
+    """``4168216576 -> '4.17G'``; ``24403252 -> '24.40M'``."""
+    for suffix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.{digits}f}{suffix}"
+    return f"{n:.0f}"
