@@ -1,0 +1,54 @@
+"""coatnet-nas: CoAtNet-family specs, a faithful builder, profiler, cost model and search.
+
+The public API is re-exported here and imported lazily, so ``import coatnet_nas`` (and spec
+validation) does not pay for torch until a model is actually built.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ModelSpec": "coatnet_nas.spec",
+    "StageSpec": "coatnet_nas.spec",
+    "StemSpec": "coatnet_nas.spec",
+    "load_spec": "coatnet_nas.spec",
+    "spec_from_dict": "coatnet_nas.spec",
+    "parse_layout": "coatnet_nas.spec",
+    "BlockType": "coatnet_nas.registry",
+    "register_block_type": "coatnet_nas.registry",
+    "block_types": "coatnet_nas.registry",
+    "CoAtNet": "coatnet_nas.builder",
+    "build_model": "coatnet_nas.builder",
+    "profile_model": "coatnet_nas.profile",
+    "count_flops": "coatnet_nas.profile",
+    "ModelProfile": "coatnet_nas.profile",
+    "estimate_cost": "coatnet_nas.cost",
+    "Cost": "coatnet_nas.cost",
+    "scale_spec": "coatnet_nas.scaling",
+    "fit_to_budget": "coatnet_nas.scaling",
+    "parse_flops": "coatnet_nas.units",
+    "parse_params": "coatnet_nas.units",
+    "CoatnetError": "coatnet_nas.errors",
+    "SpecError": "coatnet_nas.errors",
+    "BudgetError": "coatnet_nas.errors",
+    "DataError": "coatnet_nas.errors",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'coatnet_nas' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,4 +1,4 @@
-"""Spec -> ``nn.Module``. One builder for every layout; stage letters resolve through the registry."""
+"""Spec -> ``nn.Module``: one builder for every layout; stage letters resolve via the registry."""
 
 from __future__ import annotations
 

@@ -147,22 +147,40 @@ def profile_model(
     resolutions = spec.resolutions()
     rows = [
         StageProfile(
-            "S0", "stem", spec.stem.depth, spec.stem.width, resolutions[0],
-            params_of(model.stem), counts["stem"]["flops"], counts["stem"]["activations"],
+            "S0",
+            "stem",
+            spec.stem.depth,
+            spec.stem.width,
+            resolutions[0],
+            params_of(model.stem),
+            counts["stem"]["flops"],
+            counts["stem"]["activations"],
         )
     ]
     for i, (stage, module) in enumerate(zip(spec.stages, model.stages, strict=True)):
         key = f"stages.{i}"
         rows.append(
             StageProfile(
-                f"S{i + 1}", stage.type, stage.depth, stage.width, resolutions[i + 1],
-                params_of(module), counts[key]["flops"], counts[key]["activations"],
+                f"S{i + 1}",
+                stage.type,
+                stage.depth,
+                stage.width,
+                resolutions[i + 1],
+                params_of(module),
+                counts[key]["flops"],
+                counts[key]["activations"],
             )
         )
     rows.append(
         StageProfile(
-            "head", "head", 1, spec.num_classes, (1, 1),
-            params_of(model.head), counts["head"]["flops"], counts["head"]["activations"],
+            "head",
+            "head",
+            1,
+            spec.num_classes,
+            (1, 1),
+            params_of(model.head),
+            counts["head"]["flops"],
+            counts["head"]["activations"],
         )
     )
     return ModelProfile(

@@ -247,15 +247,16 @@ def spec_from_dict(data: Any, source: str = "<spec>") -> ModelSpec:
         )
     compact = "layout" in data or "depths" in data or "widths" in data
     problems: list[tuple[Loc, str]] = []
+    explicit = _to_explicit(data, compact, problems)
     try:
-        explicit = _to_explicit(data, compact, problems)
-        if problems:
-            raise SpecProblems(problems)
-        return ModelSpec.model_validate(explicit)
-    except SpecProblems as exc:
-        problems = exc.problems
+        spec = ModelSpec.model_validate(explicit)
     except ValidationError as exc:
-        problems = _pydantic_problems(exc)
+        # Report field problems too, except where a key problem already names the place.
+        reported = {loc[:2] for loc, _ in problems}
+        problems += [p for p in _pydantic_problems(exc) if p[0][:2] not in reported]
+    else:
+        if not problems:
+            return spec
     raise SpecError(_format(source, problems, compact))
 
 
@@ -268,8 +269,11 @@ def _to_explicit(data: Mapping[str, Any], compact: bool, problems: list) -> dict
     for key in data:
         if key in other:
             problems.append(
-                ((key,), "use either the compact form (layout, depths, widths) or the explicit "
-                 "form (stem, stages), not both")
+                (
+                    (key,),
+                    "use either the compact form (layout, depths, widths) or the explicit "
+                    "form (stem, stages), not both",
+                )
             )
         elif key not in allowed:
             problems.append(((key,), _unknown_key(key, allowed)))
@@ -292,8 +296,13 @@ def _to_explicit(data: Mapping[str, Any], compact: bool, problems: list) -> dict
     else:
         stem, stages = data.get("stem", {}), data.get("stages")
         if "stages" not in data:
-            problems.append((("stages",), "missing; list the stages after the stem, "
-                             "e.g. [{type: C, depth: 2, width: 96}, ...]"))
+            problems.append(
+                (
+                    ("stages",),
+                    "missing; list the stages after the stem, "
+                    "e.g. [{type: C, depth: 2, width: 96}, ...]",
+                )
+            )
             stages = []
         elif not isinstance(stages, list) or not stages:
             problems.append((("stages",), f"must be a non-empty list of stages, got {stages!r}"))
@@ -308,7 +317,9 @@ def _to_explicit(data: Mapping[str, Any], compact: bool, problems: list) -> dict
     normalized = []
     for i, stage in enumerate(stages):
         if not isinstance(stage, Mapping):
-            problems.append((("stages", i), f"must be a mapping {{type, depth, width}}, got {stage!r}"))
+            problems.append(
+                (("stages", i), f"must be a mapping {{type, depth, width}}, got {stage!r}")
+            )
             continue
         letter = str(stage.get("type", "")).upper()
         if "type" not in stage:
@@ -325,17 +336,25 @@ def _to_explicit(data: Mapping[str, Any], compact: bool, problems: list) -> dict
             if k in schema.model_fields:
                 overrides[k] = v
             else:
-                problems.append((("stages", i, k), _unknown_key(k, (*STAGE_KEYS, *schema.model_fields))))
+                problems.append(
+                    (("stages", i, k), _unknown_key(k, (*STAGE_KEYS, *schema.model_fields)))
+                )
         try:
             options = schema.model_validate({**defaults[letter], **overrides})
         except ValidationError as exc:
             for loc, msg in _pydantic_problems(exc):
                 key = block_type(letter).key
-                where = ("stages", i, *loc) if (loc and loc[0] in overrides) or not compact else (key, *loc)
+                where = (
+                    ("stages", i, *loc)
+                    if (loc and loc[0] in overrides) or not compact
+                    else (key, *loc)
+                )
                 problems.append((where, msg))
             continue
-        normalized.append({k: stage[k] for k in ("depth", "width") if k in stage}
-                          | {"type": letter, "options": options})
+        normalized.append(
+            {k: stage[k] for k in ("depth", "width") if k in stage}
+            | {"type": letter, "options": options}
+        )
     out["stem"] = {k: v for k, v in stem.items() if k in StemSpec.model_fields}
     out["stages"] = normalized
     return out
@@ -350,15 +369,20 @@ def _compact_stages(data: Mapping[str, Any], problems: list) -> tuple[dict, list
     for key, attr in (("depths", "depth"), ("widths", "width")):
         values = data.get(key)
         if values is None:
-            problems.append(((key,), f"missing; give {n + 1} {key} (stem first, then one per stage)"))
+            problems.append(
+                ((key,), f"missing; give {n + 1} {key} (stem first, then one per stage)")
+            )
             continue
         if not isinstance(values, list):
             problems.append(((key,), f"must be a list of {n + 1} integers, got {values!r}"))
             continue
         if n and len(values) != n + 1:
             problems.append(
-                ((key,), f"layout {layout!r} has {n} stage(s), so {key} needs {n + 1} entries "
-                 f"(stem first), got {len(values)}")
+                (
+                    (key,),
+                    f"layout {layout!r} has {n} stage(s), so {key} needs {n + 1} entries "
+                    f"(stem first), got {len(values)}",
+                )
             )
             continue
         if values:

@@ -8,7 +8,7 @@ from coatnet_nas.errors import BudgetError
 
 _SCALE = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _PATTERN = re.compile(
-    r"^\s*(?P<num>[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?P<scale>[kKmMgGtT]?)\s*(?P<unit>[A-Za-z]*)\s*$"
+    r"^\s*(?P<num>[-+]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?P<scale>[kKmMgGtT]?)\s*(?P<unit>[A-Za-z]*)\s*$"
 )
 _UNITS = {"flops": ("", "flops", "flop", "macs", "mac"), "params": ("", "params", "param", "p")}
 FORMS = {
@@ -21,7 +21,9 @@ def parse_count(text: str | float | int, kind: str = "flops", what: str | None =
     """Parse a positive count with an optional K/M/G/T scale and a unit matching ``kind``."""
     what = what or ("budget" if kind == "flops" else "max params")
     if isinstance(text, bool):
-        raise BudgetError(f"{what}: expected a number, got {text!r}; accepted forms: {FORMS[kind]}.")
+        raise BudgetError(
+            f"{what}: expected a number, got {text!r}; accepted forms: {FORMS[kind]}."
+        )
     if isinstance(text, (int, float)):
         value = float(text)
     else:
@@ -31,16 +33,18 @@ def parse_count(text: str | float | int, kind: str = "flops", what: str | None =
             raise BudgetError(f"{what}: cannot parse {text!r}; accepted forms: {FORMS[kind]}.")
         value = float(match.group("num")) * _SCALE[match.group("scale").upper()]
     if not value > 0 or value != value or value == float("inf"):
-        raise BudgetError(f"{what}: must be a positive number, got {text!r}; accepted forms: {FORMS[kind]}.")
-    return int(round(value))
+        raise BudgetError(
+            f"{what}: must be a positive number, got {text!r}; accepted forms: {FORMS[kind]}."
+        )
+    return round(value)
 
 
-def parse_flops(text: str | float | int) -> int:
-    return parse_count(text, "flops")
+def parse_flops(text: str | float | int, what: str | None = None) -> int:
+    return parse_count(text, "flops", what)
 
 
-def parse_params(text: str | float | int) -> int:
-    return parse_count(text, "params")
+def parse_params(text: str | float | int, what: str | None = None) -> int:
+    return parse_count(text, "params", what)
 
 
 def human(n: float, digits: int = 2) -> str:

@@ -26,7 +26,9 @@ class LayerCost:
 ZERO = LayerCost()
 
 
-def conv(cin: int, cout: int, k: int, out_pixels: int, groups: int = 1, bias: bool = False) -> LayerCost:
+def conv(
+    cin: int, cout: int, k: int, out_pixels: int, groups: int = 1, bias: bool = False
+) -> LayerCost:
     weights = cout * (cin // groups) * k * k
     return LayerCost(weights + (cout if bias else 0), out_pixels * weights)
 

@@ -86,7 +86,9 @@ def build_stage(
     return nn.Sequential(*blocks)
 
 
-def block_cost(in_ch: int, out_ch: int, in_pixels: int, out_pixels: int, opts: MBConvOptions) -> C.LayerCost:
+def block_cost(
+    in_ch: int, out_ch: int, in_pixels: int, out_pixels: int, opts: MBConvOptions
+) -> C.LayerCost:
     hidden = hidden_width(out_ch, opts.expand_ratio)
     reduced = se_width(in_ch, opts.se_ratio)
     total = (

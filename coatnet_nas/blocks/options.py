@@ -23,7 +23,9 @@ class MBConvOptions(BlockOptions):
     """MBConv: pre-norm BN -> 1x1 expand -> kxk depthwise -> SE -> 1x1 project (GELU)."""
 
     expand_ratio: float = Field(4.0, gt=0, le=16, description="hidden width / output width")
-    se_ratio: float = Field(0.25, ge=0, le=1, description="SE squeeze width / block input width; 0 = no SE")
+    se_ratio: float = Field(
+        0.25, ge=0, le=1, description="SE squeeze width / block input width; 0 = no SE"
+    )
     kernel_size: int = Field(3, ge=1, le=11, description="depthwise kernel size (odd)")
     pool: PoolType = Field("avg", description="stride-2 pool on the downsampling shortcut")
 

@@ -12,7 +12,7 @@ from coatnet_nas.errors import CoatnetError
 from coatnet_nas.spec import ModelSpec, load_spec
 from coatnet_nas.units import human
 
-SpecArg = typer.Argument(..., help="Model spec YAML (compact or explicit form).")
+SpecArg = typer.Argument(..., metavar="SPEC", help="Model spec YAML (compact or explicit form).")
 
 
 def _load(path: Path, image_size: str | None) -> ModelSpec:
@@ -49,12 +49,18 @@ def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check."
 @app.command()
 def build(
     spec_path: Path = SpecArg,
-    profile: bool = typer.Option(False, "--profile", help="Trace with fvcore: FLOPs/params per stage."),
+    profile: bool = typer.Option(
+        False, "--profile", help="Trace with fvcore: FLOPs/params per stage."
+    ),
     estimate: bool = typer.Option(
         False, "--estimate", help="Closed-form params/FLOPs from the spec alone (no build)."
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
-    image_size: str | None = typer.Option(None, "--image-size", help="Override, e.g. 256 or 256x192."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print one JSON object instead of a table."
+    ),
+    image_size: str | None = typer.Option(
+        None, "--image-size", help="Override, e.g. 256 or 256x192."
+    ),
     write: Path | None = typer.Option(None, "--write", help="Write the normalized spec YAML here."),
     latency: bool = typer.Option(False, "--latency", help="With --profile: time batch-1 forward."),
 ) -> None:
@@ -118,12 +124,27 @@ def _profile_table(result) -> None:
     for row in result.stages:
         rh, rw = row.resolution
         table.add_row(
-            row.name, row.type, str(row.depth), str(row.width), f"{rh}x{rw}",
-            human(row.params), human(row.flops), human(row.activations),
+            row.name,
+            row.type,
+            str(row.depth),
+            str(row.width),
+            f"{rh}x{rw}",
+            human(row.params),
+            human(row.flops),
+            human(row.activations),
         )
     table.add_section()
-    table.add_row("total", "", "", "", "", human(result.params), human(result.flops),
-                  human(result.activations), style="bold")
+    table.add_row(
+        "total",
+        "",
+        "",
+        "",
+        "",
+        human(result.params),
+        human(result.flops),
+        human(result.activations),
+        style="bold",
+    )
     console.print(table)
     if result.latency_ms is not None:
         console.print(f"batch-1 latency: {result.latency_ms:.1f} ms", markup=False)
@@ -139,3 +160,60 @@ def _cost_table(spec: ModelSpec, cost) -> None:
     table.add_section()
     table.add_row("total", "", human(cost.params), human(cost.flops), style="bold")
     console.print(table)
+
+
+@app.command()
+def scale(
+    spec_path: Path = SpecArg,
+    budget: str = typer.Option(
+        ..., "--budget", help="FLOPs budget (MACs), e.g. 4GFLOPs, 500M, 4e9."
+    ),
+    max_params: str | None = typer.Option(None, "--max-params", help="Params budget, e.g. 30M."),
+    vary: str = typer.Option("widths", "--vary", help="What to scale: widths, depths or both."),
+    image_size: str | None = typer.Option(
+        None, "--image-size", help="Resolution the budget applies at."
+    ),
+    write: Path | None = typer.Option(None, "--write", help="Write the fitted spec YAML here."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print one JSON object instead of a table."
+    ),
+) -> None:
+    """Scale SPEC to land as close as possible under a FLOPs (and params) budget."""
+    from coatnet_nas.cost import estimate_cost
+    from coatnet_nas.scaling import fit_to_budget
+    from coatnet_nas.units import parse_flops, parse_params
+
+    flops = parse_flops(budget, what="--budget")
+    params = parse_params(max_params, what="--max-params") if max_params is not None else None
+    if vary not in ("widths", "depths", "both"):
+        raise CoatnetError(f"--vary: expected widths, depths or both, got {vary!r}.")
+    spec = _load(spec_path, image_size)
+    fitted = fit_to_budget(spec, flops=flops, params=params, vary=vary)  # type: ignore[arg-type]
+    if write is not None:
+        _write_spec(fitted, write)
+    before, after = estimate_cost(spec), estimate_cost(fitted)
+    if json_out:
+        print_json(
+            {
+                "name": fitted.name,
+                "layout": fitted.layout,
+                "depths": list(fitted.depths),
+                "widths": list(fitted.widths),
+                "params": after.params,
+                "flops": after.flops,
+                "budget_flops": flops,
+                "budget_params": params,
+                "written": str(write) if write else None,
+            }
+        )
+        return
+    table = Table(title=f"{spec.name} scaled to {human(flops)} FLOPs ({vary})")
+    for col in ("", "depths", "widths", "params", "FLOPs"):
+        table.add_column(col, justify="left" if col in ("", "depths", "widths") else "right")
+    for label, s, c in (("original", spec, before), ("fitted", fitted, after)):
+        table.add_row(
+            label, str(list(s.depths)), str(list(s.widths)), human(c.params), human(c.flops)
+        )
+    console.print(table)
+    if write is not None:
+        console.print(f"wrote {write}", markup=False)

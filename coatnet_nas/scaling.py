@@ -1,0 +1,146 @@
+"""Scale specs: proxy shrinking (width/depth multipliers) and fitting to a FLOPs/params budget.
+
+Widths round to multiples of 8, and of ``head_dim`` for T stages (so every scaled spec stays
+valid); depths stay >= 1. Cost is non-decreasing in a multiplier, so fitting is a bisection on the
+multiplier followed by a greedy one-step-per-stage refinement that lands close under the budget.
+Everything is deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+from coatnet_nas.cost import estimate_cost
+from coatnet_nas.errors import BudgetError
+from coatnet_nas.spec import ModelSpec, StageSpec
+
+Vary = Literal["widths", "depths", "both"]
+WIDTH_QUANTUM = 8
+
+
+def width_quantum(stage: StageSpec | None) -> int:
+    """Allowed width step: 8, or lcm(8, head_dim) for stages whose width must divide by heads."""
+    head_dim = getattr(stage.options, "head_dim", None) if stage is not None else None
+    return math.lcm(WIDTH_QUANTUM, head_dim) if head_dim else WIDTH_QUANTUM
+
+
+def round_width(width: float, quantum: int) -> int:
+    return max(quantum, int(width / quantum + 0.5) * quantum)
+
+
+def _with(spec: ModelSpec, widths: Sequence[int], depths: Sequence[int]) -> ModelSpec:
+    return spec.evolve(
+        stem={"depth": spec.stem.depth, "width": widths[0]},
+        stages=[
+            {"type": s.type, "depth": d, "width": w, "options": s.options}
+            for s, w, d in zip(spec.stages, widths[1:], depths[1:], strict=True)
+        ],
+    )
+
+
+def scale_spec(spec: ModelSpec, width_mult: float = 1.0, depth_mult: float = 1.0) -> ModelSpec:
+    """Multiply widths and stage depths (the stem keeps its depth), rounding to valid values."""
+    if width_mult <= 0 or depth_mult <= 0:
+        raise BudgetError(
+            f"multipliers must be positive, got width {width_mult}, depth {depth_mult}"
+        )
+    if width_mult == 1.0 and depth_mult == 1.0:
+        return spec
+    stages = (None, *spec.stages)
+    widths = [
+        round_width(w * width_mult, width_quantum(s))
+        for w, s in zip(spec.widths, stages, strict=True)
+    ]
+    depths = [spec.stem.depth, *(max(1, round(d * depth_mult)) for d in spec.depths[1:])]
+    return _with(spec, widths, depths)
+
+
+def _multipliers(vary: Vary, s: float) -> tuple[float, float]:
+    if vary == "widths":
+        return s, 1.0
+    if vary == "depths":
+        return 1.0, s
+    # Compound: FLOPs grow ~ depth * width^2, so pair depth s with width sqrt(s) (FLOPs ~ s^2).
+    return math.sqrt(s), s
+
+
+def fit_to_budget(
+    spec: ModelSpec,
+    flops: int | None = None,
+    params: int | None = None,
+    vary: Vary = "widths",
+    image_size: int | Sequence[int] | None = None,
+) -> ModelSpec:
+    """The largest scaling of ``spec`` whose cost is within ``flops`` and ``params``.
+
+    Costs are taken at ``image_size`` (default: the spec's own), which the result keeps.
+    """
+    if flops is None and params is None:
+        raise BudgetError("fit_to_budget needs a FLOPs budget, a params budget, or both.")
+    if vary not in ("widths", "depths", "both"):
+        raise BudgetError(f"vary must be 'widths', 'depths' or 'both', got {vary!r}.")
+    if image_size is not None:
+        spec = spec.with_image_size(image_size)
+
+    def fits(candidate: ModelSpec) -> bool:
+        cost = estimate_cost(candidate)
+        return (flops is None or cost.flops <= flops) and (params is None or cost.params <= params)
+
+    def at(s: float) -> ModelSpec:
+        return scale_spec(spec, *_multipliers(vary, s))
+
+    lo, hi = 1e-3, 1.0
+    while fits(at(hi)) and hi < 1e4:
+        lo, hi = hi, hi * 2
+    if not fits(at(lo)):
+        smallest = estimate_cost(at(lo))
+        raise BudgetError(
+            f"budget cannot be met by scaling {spec.name} ({vary}): the smallest valid variant "
+            f"already has {smallest.flops:,} FLOPs and {smallest.params:,} params."
+        )
+    for _ in range(60):
+        mid = math.sqrt(lo * hi)
+        if fits(at(mid)):
+            lo = mid
+        else:
+            hi = mid
+        if hi / lo < 1 + 1e-6:
+            break
+    best = at(lo)
+    return _refine(best, fits, vary)
+
+
+def _refine(spec: ModelSpec, fits, vary: Vary) -> ModelSpec:
+    """Greedy: give each stage at most one more width (or depth) step while the budget allows."""
+    widths, depths = list(spec.widths), list(spec.depths)
+    stages = (None, *spec.stages)
+    moves: list[tuple[str, int]] = []
+    if vary in ("widths", "both"):
+        moves += [("width", i) for i in range(len(widths))]
+    if vary in ("depths", "both"):
+        moves += [("depth", i) for i in range(1, len(depths))]
+    used: set[tuple[str, int]] = set()
+    current = spec
+    while True:
+        best: tuple[int, tuple[str, int], ModelSpec] | None = None
+        for move in moves:
+            if move in used:
+                continue
+            kind, i = move
+            w, d = list(widths), list(depths)
+            if kind == "width":
+                w[i] += width_quantum(stages[i])
+            else:
+                d[i] += 1
+            candidate = _with(spec, w, d)
+            if fits(candidate):
+                flops = estimate_cost(candidate).flops
+                if best is None or flops > best[0]:
+                    best = (flops, move, candidate)
+        if best is None:
+            return current
+        _, move, current = best
+        used.add(move)
+        widths, depths = list(current.widths), list(current.depths)
