@@ -1,0 +1,262 @@
+"""``coatnet search``, ``coatnet worker`` and ``coatnet report``: Optuna studies from the shell."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from coatnet_nas.cli.app import app, console, print_json
+from coatnet_nas.errors import CoatnetError
+from coatnet_nas.units import human, parse_flops, parse_params
+
+
+def parse_duration(text: str | None) -> float | None:
+    """``90``, ``90s``, ``30m``, ``1.5h`` -> seconds."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", text.lower())
+    if not match or float(match.group(1)) <= 0:
+        raise CoatnetError(f"--timeout: expected a duration like 90s, 30m or 1.5h, got {text!r}.")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def _progress_view(p, title: str) -> Table:
+    table = Table.grid(padding=(0, 2))
+    bar_width = 30
+    filled = int(bar_width * min(1.0, p.done / max(p.target, 1)))
+    best = f"{p.best_value:.4f} (trial {p.best_number})" if p.best_value is not None else "-"
+    table.add_row(
+        f"[bold]{title}[/]",
+        "[green]" + "█" * filled + "[/]" + "░" * (bar_width - filled),
+        f"{p.done}/{p.target} trials",
+    )
+    table.add_row(
+        "",
+        f"complete {p.complete}  pruned {p.pruned}  failed {p.failed}  running {p.running}",
+        f"best {best}  {p.elapsed:.0f}s",
+    )
+    return table
+
+
+def _leaderboard(rows: list[dict], top: int = 10) -> Table:
+    done = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"]]
+    done.sort(key=lambda r: -(r["val_accuracy"] or 0))
+    table = Table(title="leaderboard (proxy val accuracy; FLOPs/params at target size)")
+    for col in (
+        "#",
+        "trial",
+        "layout",
+        "depths",
+        "widths",
+        "params",
+        "FLOPs",
+        "accuracy",
+        "seconds",
+    ):
+        table.add_column(
+            col, justify="right" if col not in ("layout", "depths", "widths") else "left"
+        )
+    for rank, r in enumerate(done[:top], 1):
+        table.add_row(
+            str(rank),
+            str(r["number"]),
+            r["layout"],
+            r["depths"],
+            r["widths"],
+            human(r["params"]),
+            human(r["flops"]),
+            f"{r['val_accuracy']:.4f}",
+            f"{r['seconds']:.0f}" if r["seconds"] is not None else "-",
+        )
+    return table
+
+
+def _summary(rows: list[dict]) -> str:
+    count: dict[str, int] = {}
+    for r in rows:
+        count[r["status"]] = count.get(r["status"], 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(count.items()))
+
+
+def _show_export(export, json_out: bool, study_name: str, storage: str) -> None:
+    if json_out:
+        print_json(
+            {
+                "study": study_name,
+                "storage": storage,
+                "out": str(export.out_dir),
+                "best": export.best,
+                "files": {k: str(v) for k, v in export.files.items()},
+                "trials": export.rows,
+                "notes": export.notes,
+            }
+        )
+        return
+    console.print(_leaderboard(export.rows))
+    console.print(f"trials by status: {_summary(export.rows)}", markup=False)
+    for note in export.notes:
+        console.print(f"note: {note}", markup=False)
+    if "best.yaml" in export.files:
+        path = export.files["best.yaml"]
+        console.print(f"best spec: {path}  (rebuild: coatnet build {path} --profile)", markup=False)
+    console.print(f"outputs in {export.out_dir}/: {', '.join(export.files)}", markup=False)
+
+
+@app.command()
+def search(
+    budget: str | None = typer.Option(
+        None, "--budget", help="FLOPs budget at the target size, e.g. 4GFLOPs."
+    ),
+    max_params: str | None = typer.Option(None, "--max-params", help="Params budget, e.g. 30M."),
+    space_path: Path | None = typer.Option(
+        None, "--space", help="Search-space YAML (default: bundled)."
+    ),
+    dataset: str | None = typer.Option(None, "--dataset", help="Override the proxy data set."),
+    trials: int = typer.Option(10, "--trials", help="Trials to add to the study in this run."),
+    timeout: str | None = typer.Option(
+        None, "--timeout", help="Stop starting trials after e.g. 30m."
+    ),
+    storage: str = typer.Option("sqlite:///coatnet-search.db", "--storage", help="SQLAlchemy URL."),
+    study: str | None = typer.Option(
+        None, "--study", help="Study name (default: from space and budget)."
+    ),
+    workers: int = typer.Option(1, "--workers", help="Local worker processes."),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe, random or nsga2."),
+    pruner: str = typer.Option("hyperband", "--pruner", help="hyperband, median or none."),
+    objective: str = typer.Option("accuracy", "--objective", help="accuracy or accuracy,flops."),
+    seed: int = typer.Option(0, "--seed", help="Seed of sampler, data split and model init."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    proxy_epochs: float | None = typer.Option(
+        None, "--proxy-epochs", help="Override proxy epochs."
+    ),
+    subset: float | None = typer.Option(None, "--subset", help="Override the proxy data fraction."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default runs/<study>)."),
+    heartbeat: int = typer.Option(30, "--heartbeat", help="Heartbeat seconds (stale after 2x)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary at the end."),
+) -> None:
+    """Search layouts, depths and widths under a budget; scores are proxy-trained accuracies."""
+    import optuna
+
+    from coatnet_nas.search import SearchConfig, export_study, load_space, run_search
+    from coatnet_nas.search.space import ProxyRecipe
+    from coatnet_nas.search.study import default_study_name
+
+    space = load_space(space_path)
+    changes = {
+        k: v
+        for k, v in (("dataset", dataset), ("epochs", proxy_epochs), ("subset", subset))
+        if v is not None
+    }
+    if changes:
+        try:
+            proxy = ProxyRecipe.model_validate({**space.proxy.model_dump(), **changes})
+        except ValueError as exc:
+            raise CoatnetError(f"proxy override {changes}: {exc}".splitlines()[0]) from None
+        space = space.model_copy(update={"proxy": proxy})
+    flops = parse_flops(budget, what="--budget") if budget is not None else space.budget.flops
+    params = (
+        parse_params(max_params, what="--max-params")
+        if max_params is not None
+        else space.budget.params
+    )
+    config = SearchConfig(
+        space=space,
+        flops=flops,
+        params=params,
+        objectives=tuple(o.strip() for o in objective.split(",") if o.strip()),
+        seed=seed,
+    )
+    name = study or default_study_name(config)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    live = Live(console=console, refresh_per_second=4, transient=False) if not json_out else None
+
+    def show(progress) -> None:
+        if live is not None:
+            live.update(_progress_view(progress, name))
+
+    if live is not None:
+        live.start()
+    try:
+        result = run_search(
+            config,
+            storage_url=storage,
+            study_name=name,
+            trials=trials,
+            timeout=parse_duration(timeout),
+            workers=workers,
+            sampler=sampler,
+            pruner=pruner,
+            heartbeat_interval=heartbeat,
+            device=device,
+            on_progress=show,
+            poll_seconds=0.5,
+        )
+    finally:
+        if live is not None:
+            live.stop()
+    export = export_study(result, out or Path("runs") / name, budget_flops=flops)
+    _show_export(export, json_out, name, storage)
+
+
+@app.command()
+def worker(
+    storage: str = typer.Option(..., "--storage", help="SQLAlchemy URL of the shared storage."),
+    study: str = typer.Option(..., "--study", help="Name of an existing study."),
+    trials: int | None = typer.Option(
+        None, "--trials", help="Add this many trials (default: until the study's target)."
+    ),
+    timeout: str | None = typer.Option(
+        None, "--timeout", help="Stop starting trials after e.g. 30m."
+    ),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe, random or nsga2."),
+    pruner: str = typer.Option("hyperband", "--pruner", help="hyperband, median or none."),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Sampler seed (default: study seed + 1000 + pid)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    heartbeat: int = typer.Option(30, "--heartbeat", help="Heartbeat seconds (stale after 2x)."),
+) -> None:
+    """Join an existing study from this machine and run trials until its target is reached."""
+    import os
+
+    import optuna
+
+    from coatnet_nas.search import make_storage, open_study, run_worker
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    target = None
+    if trials is not None:
+        study_obj, _ = open_study(make_storage(storage, None), study)
+        target = len(study_obj.trials) + trials
+    run_worker(
+        storage,
+        study,
+        target=target,
+        timeout=parse_duration(timeout),
+        sampler=sampler,
+        pruner=pruner,
+        seed=seed,
+        heartbeat_interval=heartbeat,
+        device=device,
+        worker_index=1000 + os.getpid() if seed is None else 0,
+    )
+    console.print(f"worker done: study {study}", markup=False)
+
+
+@app.command()
+def report(
+    storage: str = typer.Option("sqlite:///coatnet-search.db", "--storage", help="SQLAlchemy URL."),
+    study: str = typer.Option(..., "--study", help="Study name."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default runs/<study>)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary."),
+) -> None:
+    """Regenerate best.yaml, trials.csv, plots and the leaderboard of any study."""
+    from coatnet_nas.search import export_study, make_storage, open_study
+
+    study_obj, config = open_study(make_storage(storage, None), study)
+    export = export_study(study_obj, out or Path("runs") / study, budget_flops=config.flops)
+    _show_export(export, json_out, study, storage)

@@ -1,0 +1,197 @@
+"""The per-trial objective: sample a spec, check the budget in closed form, train the proxy.
+
+An over-budget candidate is never built: it gets a positive ``Trial.set_constraint`` value (so
+TPE/NSGA-II learn the infeasible region) and ends PRUNED with ``status=over_budget``. A diverged
+proxy ends PRUNED with ``status=diverged``; an exception (out of memory included) ends FAIL with
+the reason in the trial's attributes. Every trial records its full normalized target spec.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from coatnet_nas.cost import estimate_cost
+from coatnet_nas.errors import CoatnetError
+from coatnet_nas.scaling import scale_spec
+from coatnet_nas.search.space import SearchSpace
+
+OBJECTIVES = {"accuracy": "maximize", "flops": "minimize", "params": "minimize"}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """What every worker needs to score trials the same way; stored in the study itself."""
+
+    space: SearchSpace
+    flops: int | None = None
+    params: int | None = None
+    objectives: tuple[str, ...] = ("accuracy",)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.objectives or self.objectives[0] != "accuracy":
+            raise CoatnetError(
+                f"--objective: must start with accuracy, e.g. 'accuracy' or 'accuracy,flops'; "
+                f"got {','.join(self.objectives)!r}."
+            )
+        unknown = [o for o in self.objectives if o not in OBJECTIVES]
+        if unknown or len(set(self.objectives)) != len(self.objectives):
+            raise CoatnetError(
+                f"--objective: unknown or repeated objective in {','.join(self.objectives)!r}; "
+                f"allowed: {', '.join(OBJECTIVES)}."
+            )
+        if self.flops is None and self.params is None:
+            raise CoatnetError(
+                "a search needs a budget: pass --budget (FLOPs) and/or --max-params."
+            )
+
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[o] for o in self.objectives]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "space": self.space.model_dump(mode="json"),
+                "flops": self.flops,
+                "params": self.params,
+                "objectives": list(self.objectives),
+                "seed": self.seed,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> SearchConfig:
+        data = json.loads(text)
+        return cls(
+            space=SearchSpace.model_validate(data["space"]),
+            flops=data["flops"],
+            params=data["params"],
+            objectives=tuple(data["objectives"]),
+            seed=data["seed"],
+        )
+
+
+@dataclass
+class Objective:
+    """Callable for ``study.optimize``; loads the proxy data set once per process."""
+
+    config: SearchConfig
+    device: str = "auto"
+    on_step: Callable[[int, Any], None] | None = None
+    _data: Any = field(default=None, init=False, repr=False)
+
+    def data(self) -> Any:
+        if self._data is None:
+            from coatnet_nas.data import prepare_data
+
+            recipe = self.config.space.proxy
+            self._data = prepare_data(
+                recipe.dataset,
+                recipe.image_size,
+                subset=recipe.subset,
+                val_fraction=recipe.val_fraction,
+                seed=self.config.seed,
+                device=self.device,
+                data_dir=recipe.data_dir,
+            )
+        return self._data
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        cfg = self.config
+        spec = cfg.space.sample(trial)
+        cost = estimate_cost(spec)
+        trial.set_user_attr("spec", spec.to_dict())
+        trial.set_user_attr("layout", spec.layout)
+        trial.set_user_attr("depths", list(spec.depths))
+        trial.set_user_attr("widths", list(spec.widths))
+        trial.set_user_attr("params", cost.params)
+        trial.set_user_attr("flops", cost.flops)
+        over = []
+        for key, used, budget in (
+            ("flops", cost.flops, cfg.flops),
+            ("params", cost.params, cfg.params),
+        ):
+            if budget is not None:
+                violation = (used - budget) / budget
+                trial.set_constraint(key, violation)
+                if violation > 0:
+                    over.append(f"{key} {used:,} > budget {budget:,}")
+        if over:
+            _finish(trial, "over_budget", "; ".join(over))
+            raise optuna.TrialPruned("over budget: " + "; ".join(over))
+        try:
+            result = self._train(trial, spec)
+        except optuna.TrialPruned:
+            _finish(trial, "pruned", "pruned by the pruner at an intermediate evaluation")
+            raise
+        except Exception as exc:
+            _finish(trial, "error", f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        for key in (
+            "val_accuracy",
+            "best_val_accuracy",
+            "train_loss",
+            "train_accuracy",
+            "seconds",
+            "images_per_second",
+            "epochs",
+        ):
+            value = getattr(result, key)
+            trial.set_user_attr(key, value if math.isfinite(value) else None)
+        trial.set_user_attr("proxy_params", result.params)
+        if result.status == "diverged":
+            _finish(trial, "diverged", result.reason or "non-finite training loss")
+            raise optuna.TrialPruned("diverged: " + (result.reason or "non-finite loss"))
+        _finish(trial, result.status, result.reason)
+        accuracy = float(result.val_accuracy)
+        extra = {"flops": cost.flops / 1e9, "params": cost.params / 1e6}
+        if not cfg.multi_objective:
+            return accuracy
+        return (accuracy, *(extra[o] for o in cfg.objectives[1:]))
+
+    def _train(self, trial: optuna.Trial, spec: Any) -> Any:
+        from coatnet_nas.train import TrainConfig, train_spec
+
+        recipe = self.config.space.proxy
+        proxy = scale_spec(spec, recipe.width_mult, recipe.depth_mult)
+        data = self.data()
+        steps_per_epoch = max(1, math.ceil(len(data.train) / recipe.batch_size))
+        train_cfg = TrainConfig(
+            epochs=recipe.epochs,
+            steps=recipe.steps,
+            seconds=recipe.seconds,
+            batch_size=recipe.batch_size,
+            lr=recipe.lr,
+            weight_decay=recipe.weight_decay,
+            device=self.device,
+            seed=self.config.seed,
+            eval_every=max(1, steps_per_epoch // recipe.evals_per_epoch),
+        )
+        prune = not self.config.multi_objective
+
+        def report(ev: Any) -> None:
+            if prune:
+                trial.report(ev.val_accuracy, ev.step)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at step {ev.step}")
+
+        progress = (lambda info: self.on_step(trial.number, info)) if self.on_step else None
+        return train_spec(proxy, data, train_cfg, report, progress=progress)
+
+
+def _finish(trial: optuna.Trial, status: str, reason: str | None) -> None:
+    trial.set_user_attr("status", status)
+    if reason:
+        trial.set_user_attr("reason", reason)

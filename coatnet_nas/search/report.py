@@ -1,0 +1,239 @@
+"""Study exports: ``best.yaml``, ``trials.csv``, PNG plots and leaderboard rows.
+
+Works on any study created by ``coatnet search`` (each trial carries its normalized spec), so
+``coatnet report`` can regenerate everything from the storage alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from coatnet_nas.errors import CoatnetError
+from coatnet_nas.spec import ModelSpec, spec_from_dict
+
+CSV_COLUMNS = (
+    "number",
+    "state",
+    "status",
+    "layout",
+    "depths",
+    "widths",
+    "params",
+    "flops",
+    "val_accuracy",
+    "best_val_accuracy",
+    "train_loss",
+    "seconds",
+    "feasible",
+    "reason",
+)
+
+
+@dataclass
+class Export:
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    files: dict[str, Path] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _feasible(t: FrozenTrial) -> bool:
+    return all(v <= 0 for v in t.constraints.values())
+
+
+def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One flat dict per trial (CSV columns), in trial-number order."""
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        accuracy = (
+            t.values[0] if t.state == TrialState.COMPLETE and t.values else a.get("val_accuracy")
+        )
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "status": a.get("status", t.state.name.lower()),
+                "layout": a.get("layout", t.params.get("layout", "")),
+                "depths": "-".join(map(str, a.get("depths", []))),
+                "widths": "-".join(map(str, a.get("widths", []))),
+                "params": a.get("params"),
+                "flops": a.get("flops"),
+                "val_accuracy": accuracy,
+                "best_val_accuracy": a.get("best_val_accuracy"),
+                "train_loss": a.get("train_loss"),
+                "seconds": a.get("seconds"),
+                "feasible": _feasible(t),
+                "reason": a.get("reason", ""),
+            }
+        )
+    return rows
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """Highest proxy accuracy among feasible COMPLETE trials (multi-objective: on the front)."""
+    done = [
+        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if _feasible(t)
+    ]
+    if len(study.directions) > 1:
+        front = {t.number for t in study.best_trials}
+        done = [t for t in done if t.number in front] or done
+    return max(done, key=lambda t: (t.values[0], -t.user_attrs.get("flops", 0)), default=None)
+
+
+def spec_of(trial: FrozenTrial) -> ModelSpec:
+    """The normalized target spec a trial recorded (explicit YAML form)."""
+    return spec_from_dict(trial.user_attrs["spec"], source=f"trial {trial.number}")
+
+
+def best_spec(study: optuna.Study) -> ModelSpec | None:
+    trial = best_trial(study)
+    return None if trial is None else spec_of(trial).evolve(name=f"{study.study_name}-best")
+
+
+def export_study(
+    study: optuna.Study, out_dir: str | Path, budget_flops: int | None = None
+) -> Export:
+    """Write best.yaml, trials.csv and the PNG plots into ``out_dir``."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CoatnetError(f"--out {out}: cannot create the folder ({exc.strerror}).") from None
+    rows = trial_rows(study)
+    export = Export(out, rows, None)
+    csv_path = out / "trials.csv"
+    _atomic_write(csv_path, _csv_text(rows))
+    export.files["trials.csv"] = csv_path
+    spec = best_spec(study)
+    if spec is not None:
+        path = out / "best.yaml"
+        header = f"# best trial of study {study.study_name!r}; rebuild with: coatnet build {path}\n"
+        _atomic_write(path, header + spec.to_yaml())
+        export.files["best.yaml"] = path
+        trial = best_trial(study)
+        export.best = next(r for r in rows if r["number"] == trial.number)
+    else:
+        export.notes.append("no feasible COMPLETE trial yet: best.yaml not written")
+    export.files.update(_plots(study, rows, out, budget_flops, export.notes))
+    return export
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points not dominated in (low cost, high accuracy), sorted by cost."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], float("-inf")
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def _plots(study, rows, out: Path, budget_flops, notes: list[str]) -> dict[str, Path]:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files: dict[str, Path] = {}
+    done = [
+        r
+        for r in rows
+        if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None
+    ]
+
+    # 1. optimization history: accuracy per trial and best so far
+    fig, ax = plt.subplots(figsize=(6, 4))
+    best, xs, ys, best_line = float("-inf"), [], [], []
+    for r in done:
+        best = max(best, r["val_accuracy"])
+        xs.append(r["number"])
+        ys.append(r["val_accuracy"])
+        best_line.append(best)
+    ax.scatter(xs, ys, s=18, label="trial (feasible, complete)")
+    ax.step(xs, best_line, where="post", color="C3", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("proxy val accuracy")
+    ax.set_title(f"{study.study_name}: optimization history")
+    ax.legend(loc="lower right")
+    files["history.png"] = _save(fig, out / "history.png", plt)
+
+    # 2. accuracy vs FLOPs with the Pareto front and the budget
+    fig, ax = plt.subplots(figsize=(6, 4))
+    layouts = sorted({r["layout"] for r in done})
+    for k, layout in enumerate(layouts):
+        pts = [r for r in done if r["layout"] == layout]
+        ax.scatter(
+            [r["flops"] / 1e9 for r in pts],
+            [r["val_accuracy"] for r in pts],
+            s=22,
+            color=f"C{k % 10}",
+            label=layout,
+        )
+    points = [(r["flops"] / 1e9, r["val_accuracy"]) for r in done]
+    front = [points[i] for i in pareto_front(points)]
+    if front:
+        ax.step(
+            [p[0] for p in front],
+            [p[1] for p in front],
+            where="post",
+            color="k",
+            lw=1,
+            label="Pareto front",
+        )
+    if budget_flops:
+        ax.axvline(budget_flops / 1e9, color="C3", ls="--", lw=1, label="budget")
+    ax.set_xlabel("GFLOPs (MACs) at target resolution")
+    ax.set_ylabel("proxy val accuracy")
+    ax.set_title("accuracy vs FLOPs")
+    if layouts or front:
+        ax.legend(fontsize=7, loc="lower right")
+    files["accuracy_vs_flops.png"] = _save(fig, out / "accuracy_vs_flops.png", plt)
+
+    # 3. parameter importances (fANOVA, Optuna's default evaluator)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from optuna.visualization.matplotlib import plot_param_importances
+
+            ax = plot_param_importances(study, target=lambda t: t.values[0], target_name="accuracy")
+        files["importances.png"] = _save(ax.figure, out / "importances.png", plt)
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        notes.append(f"importances.png skipped: {exc}")
+    return files
+
+
+def _save(fig, path: Path, plt) -> Path:
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

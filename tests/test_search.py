@@ -1,0 +1,295 @@
+"""Real Optuna studies on SQLite: budget checks, exports, resume, workers, crashes, failures."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from coatnet_nas.builder import build_model
+from coatnet_nas.cli import run
+from coatnet_nas.profile import profile_model
+from coatnet_nas.search import SearchConfig, export_study, run_search, space_from_dict
+from coatnet_nas.search.report import spec_of
+from coatnet_nas.spec import load_spec
+from tests.conftest import ROOT, write
+from tests.search_helpers import tiny_space
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def config(**proxy) -> SearchConfig:
+    space = space_from_dict(tiny_space(**proxy))
+    return SearchConfig(space=space, flops=space.budget.flops, seed=0)
+
+
+def test_search_respects_budget_exports_and_resumes(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    cfg = config()
+    seen = []
+    study = run_search(
+        cfg,
+        url,
+        "t",
+        trials=5,
+        sampler="random",
+        heartbeat_interval=None,
+        device="cpu",
+        on_progress=seen.append,
+        poll_seconds=0.2,
+    )
+    trials = study.get_trials()
+    assert [t.number for t in trials] == list(range(5))
+    assert seen and seen[-1].done == 5
+    for t in trials:
+        assert t.user_attrs["spec"]["stages"]  # full normalized spec on every trial
+        if t.state == TrialState.COMPLETE:
+            # never trained when over budget; COMPLETE ones are within it by fvcore too
+            assert profile_model(spec_of(t)).flops <= cfg.flops
+            assert 0.0 <= t.value <= 1.0
+        else:
+            assert t.user_attrs["status"] in ("over_budget", "pruned", "diverged")
+        if t.user_attrs.get("status") == "over_budget":
+            assert t.user_attrs["flops"] > cfg.flops
+            assert t.constraints["flops"] > 0
+            assert "val_accuracy" not in t.user_attrs
+
+    export = export_study(study, tmp_path / "out", budget_flops=cfg.flops)
+    rows = list(csv.DictReader(export.files["trials.csv"].open()))
+    assert len(rows) == 5
+    assert {
+        "number",
+        "state",
+        "layout",
+        "depths",
+        "widths",
+        "params",
+        "flops",
+        "val_accuracy",
+        "seconds",
+    } <= set(rows[0])
+    for name in ("history.png", "accuracy_vs_flops.png"):
+        assert export.files[name].stat().st_size > 1000
+    if export.best is not None:
+        best = load_spec(export.files["best.yaml"])
+        assert best.image_size == (64, 64)
+        assert build_model(best) is not None
+
+    # Resume: the same call adds trials to the same study; nothing is lost.
+    again = run_search(
+        cfg, url, "t", trials=2, sampler="random", heartbeat_interval=None, device="cpu"
+    )
+    assert [t.number for t in again.get_trials()] == list(range(7))
+    assert [t.state for t in again.get_trials()[:5]] == [t.state for t in trials]
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    run_search(config(), url, "t", trials=1, heartbeat_interval=None, device="cpu")
+    with pytest.raises(Exception, match="different configuration"):
+        run_search(config(steps=5), url, "t", trials=1, heartbeat_interval=None, device="cpu")
+
+
+def test_two_local_workers_on_sqlite(tmp_path):
+    url = f"sqlite:///{tmp_path}/w.db"
+    study = run_search(
+        config(),
+        url,
+        "w",
+        trials=6,
+        workers=2,
+        sampler="random",
+        heartbeat_interval=5,
+        device="cpu",
+    )
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    assert 6 <= len(trials) <= 7  # a worker may start one trial while the other finishes the last
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert len({t._trial_id for t in trials}) == len(trials)
+
+
+def test_diverging_and_raising_candidates_do_not_stop_the_study(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path}/f.db"
+    study = run_search(
+        config(lr=1e6, steps=6),
+        url,
+        "div",
+        trials=3,
+        sampler="random",
+        heartbeat_interval=None,
+        device="cpu",
+    )
+    trained = [t for t in study.get_trials() if t.user_attrs.get("status") != "over_budget"]
+    assert trained and all(t.state == TrialState.PRUNED for t in trained)
+    assert all(t.user_attrs["status"] == "diverged" and t.user_attrs["reason"] for t in trained)
+
+    import coatnet_nas.train as train
+
+    def out_of_memory(*args, **kwargs):  # fault injection: the allocator gives up
+        raise MemoryError("cannot allocate 4 GiB for activations")
+
+    monkeypatch.setattr(train, "train_spec", out_of_memory)
+    study = run_search(
+        config(), url, "oom", trials=3, sampler="random", heartbeat_interval=None, device="cpu"
+    )
+    trained = [t for t in study.get_trials() if t.user_attrs.get("status") != "over_budget"]
+    assert len(study.get_trials()) == 3
+    assert trained and all(t.state == TrialState.FAIL for t in trained)
+    assert all("MemoryError: cannot allocate" in t.user_attrs["reason"] for t in trained)
+
+
+def _coatnet(args, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-c", "from coatnet_nas.cli import main; main()", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=kwargs.get("cwd", ROOT),
+        start_new_session=True,
+    )
+
+
+def test_kill_9_mid_trial_then_rerun_loses_nothing(tmp_path):
+    space = tiny_space(steps=None, seconds=4.0, epochs=None)
+    space["budget"] = {"flops": "1G"}  # everything feasible: every trial trains
+    space_path = write(tmp_path, yaml.safe_dump(space), "space.yaml")
+    db = tmp_path / "k.db"
+    url = f"sqlite:///{db}"
+    args = [
+        "search",
+        "--space",
+        str(space_path),
+        "--storage",
+        url,
+        "--study",
+        "k",
+        "--trials",
+        "5",
+        "--heartbeat",
+        "1",
+        "--device",
+        "cpu",
+        "--sampler",
+        "random",
+        "--pruner",
+        "none",
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+    ]
+    proc = _coatnet(args)
+    storage = optuna.storages.RDBStorage(url)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            states = [
+                t.state for t in optuna.load_study(study_name="k", storage=storage).get_trials()
+            ]
+        except KeyError:
+            continue
+        if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
+            break
+    else:
+        proc.kill()
+        pytest.fail("never saw a COMPLETE trial followed by a RUNNING one")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = optuna.load_study(study_name="k", storage=storage).get_trials()
+    complete_before = {t.number for t in before if t.state == TrialState.COMPLETE}
+    assert before[-1].state == TrialState.RUNNING
+    time.sleep(2.5)  # past the grace period (2 x heartbeat)
+
+    args[args.index("--trials") + 1] = "1"
+    rerun = _coatnet(args)
+    out, err = rerun.communicate(timeout=180)
+    assert rerun.returncode == 0, err
+    after = optuna.load_study(study_name="k", storage=storage).get_trials()
+    assert not [t for t in after if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert complete_before <= {t.number for t in after if t.state == TrialState.COMPLETE}
+    killed = after[before[-1].number]
+    assert killed.state == TrialState.FAIL  # marked stale by its missing heartbeat...
+    retried = [t for t in after if t.system_attrs.get("failed_trial") == killed.number]
+    assert retried and retried[0].state == TrialState.COMPLETE  # ...and run again
+    assert json.loads(out)["study"] == "k"
+
+
+def test_cli_search_and_report(tmp_path, capsys):
+    space_path = write(tmp_path, yaml.safe_dump(tiny_space()), "space.yaml")
+    url = f"sqlite:///{tmp_path}/c.db"
+    out = tmp_path / "runs"
+    code = run(
+        [
+            "search",
+            "--space",
+            str(space_path),
+            "--storage",
+            url,
+            "--trials",
+            "3",
+            "--budget",
+            "30MFLOPs",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--heartbeat",
+            "2",
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "leaderboard" in text and "trials by status" in text
+    assert (out / "trials.csv").exists()
+    assert (
+        run(
+            [
+                "report",
+                "--storage",
+                url,
+                "--study",
+                "tiny-30.0MFLOPs",
+                "--out",
+                str(out / "r"),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["trials"]) == 3
+    assert (out / "r" / "trials.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--budget", "4GB"], "accepted forms"),
+        (["--sampler", "grid"], "--sampler"),
+        (["--pruner", "asha"], "--pruner"),
+        (["--objective", "flops"], "must start with accuracy"),
+        (["--timeout", "soon"], "--timeout"),
+        (["--storage", "nonsense"], "--storage"),
+        (["--space", "missing.yaml"], "missing.yaml"),
+    ],
+)
+def test_search_bad_options_exit_2(capsys, args, needle):
+    assert run(["search", "--trials", "1", *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
+def test_report_unknown_study(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/none.db"
+    assert run(["report", "--storage", url, "--study", "nope"]) == 2
+    assert "no study named 'nope'" in capsys.readouterr().err

@@ -1,0 +1,68 @@
+"""Search spaces: YAML validation, pattern layouts, sampling valid specs."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from coatnet_nas.cost import estimate_cost
+from coatnet_nas.errors import SpecError
+from coatnet_nas.search.space import load_space, space_from_dict
+from tests.conftest import write
+from tests.search_helpers import tiny_space
+
+
+def test_default_space_loads_and_expands_pattern():
+    space = load_space()
+    assert space.layout_choices() == ["C-C-C-C", "C-C-C-T", "C-C-T-T", "C-T-T-T"]
+    assert space.budget.flops == 4_000_000_000
+    assert space.proxy.dataset == "fashion-mnist"
+
+
+def test_sampled_specs_are_valid_and_seeded():
+    space = load_space()
+
+    def draw(seed):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        specs = []
+        for _ in range(20):
+            trial = study.ask()
+            specs.append(space.sample(trial))
+            study.tell(trial, 0.0)
+        return specs
+
+    first, again = draw(3), draw(3)
+    assert first == again
+    layouts = {s.layout for s in first}
+    assert len(layouts) >= 3
+    for spec in first:
+        assert spec.image_size == (224, 224) and spec.num_classes == 1000
+        assert estimate_cost(spec).flops > 0
+        assert all(s.width % 32 == 0 for s in spec.stages if s.type == "T")
+
+
+def test_layout_pattern_lengths():
+    space = space_from_dict(tiny_space() | {"layouts": {"pattern": "C*T+", "lengths": [2]}})
+    assert space.layout_choices() == ["C-T", "T-T"]
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"widths": [[16], [32], [48]]}, "not divisible by head_dim 32"),
+        ({"depths": [[1, 2]]}, "do not have 1 stages"),
+        ({"depths": [[2, 1], [1, 1]]}, "need 1 <= low <= high"),
+        ({"layouts": ["C-X"]}, "unknown stage type 'X'"),
+        ({"mbconv": {"expand_ration": [4]}}, "unknown option"),
+        ({"budget": {"flops": "4GB"}}, "accepted forms"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_bad_spaces_name_the_field(tmp_path, change, needle):
+    import yaml
+
+    path = write(tmp_path, yaml.safe_dump(tiny_space() | change), "space.yaml")
+    with pytest.raises(SpecError) as info:
+        load_space(path)
+    assert "space.yaml" in str(info.value)
+    assert needle in str(info.value)
