@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from coatnet_nas.blocks.layers import init_weights
-from coatnet_nas.blocks.stem import ConvStem
+from coatnet_nas.blocks.stem import build_stem
 from coatnet_nas.spec import ModelSpec, load_spec
 
 
@@ -31,11 +31,11 @@ class CoAtNet(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.spec = spec
-        self.stem = ConvStem(spec.in_chans, spec.stem.width, spec.stem.depth)
+        self.stem = build_stem(spec.in_chans, spec.stem)
         total_blocks = sum(s.depth for s in spec.stages)
         step = spec.drop_path_rate / max(total_blocks - 1, 1)
         rates = [i * step for i in range(total_blocks)]  # linear stochastic-depth schedule
-        size = spec.resolutions()[0]
+        size = spec.resolutions()[0]  # after the stem
         in_ch = spec.stem.width
         stages, start = [], 0
         for stage in spec.stages:

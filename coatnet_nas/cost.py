@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coatnet_nas.blocks import cost as C
-from coatnet_nas.blocks.stem import stem_cost
+from coatnet_nas.blocks.stem import patch_stem_cost, stem_cost
 from coatnet_nas.spec import ModelSpec
 
 
@@ -48,9 +48,12 @@ def estimate_cost(spec: ModelSpec, image_size: int | Sequence[int] | None = None
     if image_size is not None:
         spec = spec.with_image_size(image_size)
     size = spec.image_size
-    stem = stem_cost(spec.in_chans, spec.stem.width, spec.stem.depth, size)
+    if spec.stem.kind == "patch":
+        stem = patch_stem_cost(spec.in_chans, spec.stem.width, spec.stem.patch_size, size)
+    else:
+        stem = stem_cost(spec.in_chans, spec.stem.width, spec.stem.depth, size)
     rows = [StageCost("S0", "stem", stem.params, stem.flops)]
-    in_ch, res = spec.stem.width, (size[0] // 2, size[1] // 2)
+    in_ch, res = spec.stem.width, spec.resolutions()[0]
     for i, stage in enumerate(spec.stages):
         c = stage.block.cost_fn()(in_ch, stage, res)
         rows.append(StageCost(f"S{i + 1}", stage.type, c.params, c.flops))

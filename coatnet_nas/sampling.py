@@ -16,7 +16,18 @@ def random_spec(
 ) -> ModelSpec:
     """A valid spec: 1..max_stages C/T stages, random depths, widths, options and image size."""
     n = rng.randint(1, max_stages)
-    stride = 2 ** (n + 1)
+    patch = rng.random() < 0.2
+    stem: dict = (
+        {
+            "kind": "patch",
+            "depth": 1,
+            "patch_size": rng.choice([2, 4]),
+            "width": rng.randint(*widths),
+        }
+        if patch
+        else {"depth": rng.randint(1, 3), "width": rng.randint(*widths)}
+    )
+    stride = (stem["patch_size"] if patch else 2) * 2**n
     lo, hi = max(1, -(-image_sizes[0] // stride)), image_sizes[1] // stride
     size = stride * rng.randint(lo, max(lo, hi))
     stages = []
@@ -52,7 +63,7 @@ def random_spec(
             "image_size": size,
             "num_classes": rng.choice([10, 100, 1000]),
             "in_chans": rng.choice([1, 3]),
-            "stem": {"depth": rng.randint(1, 3), "width": rng.randint(*widths)},
+            "stem": stem,
             "stages": stages,
         }
     )

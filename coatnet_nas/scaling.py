@@ -32,7 +32,7 @@ def round_width(width: float, quantum: int) -> int:
 
 def _with(spec: ModelSpec, widths: Sequence[int], depths: Sequence[int]) -> ModelSpec:
     return spec.evolve(
-        stem={"depth": spec.stem.depth, "width": widths[0]},
+        stem={**spec.stem.model_dump(), "width": widths[0]},
         stages=[
             {"type": s.type, "depth": d, "width": w, "options": s.options}
             for s, w, d in zip(spec.stages, widths[1:], depths[1:], strict=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -49,12 +49,26 @@ class SpecProblems(ValueError):
 
 
 class StemSpec(BaseModel):
-    """S0: ``depth`` 3x3 convolutions, the first with stride 2."""
+    """S0. ``conv`` (CoAtNet): ``depth`` 3x3 convs, the first with stride 2.
+    ``patch`` (ViT-style): one non-overlapping ``patch_size`` x ``patch_size`` patch embedding.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    kind: Literal["conv", "patch"] = "conv"
     depth: StrictInt = Field(2, ge=1, le=8)
     width: StrictInt = Field(64, ge=1, le=8192)
+    patch_size: StrictInt = Field(4, ge=2, le=64, description="patch stem only")
+
+    @model_validator(mode="after")
+    def _patch_is_one_layer(self) -> StemSpec:
+        if self.kind == "patch" and self.depth != 1:
+            raise ValueError("a patch stem is a single layer: use depth 1")
+        return self
+
+    @property
+    def stride(self) -> int:
+        return self.patch_size if self.kind == "patch" else 2
 
 
 class StageSpec(BaseModel):
@@ -128,8 +142,9 @@ class ModelSpec(BaseModel):
                 problems.append(
                     (
                         ("image_size",),
-                        f"{side} {value} cannot be divided by the stem and {n} stages "
-                        f"(each halves the resolution, so sizes must be multiples of {stride}, "
+                        f"{side} {value} cannot be divided by the stem (stride {self.stem.stride}) "
+                        f"and {n} stages (each halves the resolution), so sizes must be "
+                        f"multiples of {stride}, "
                         f"e.g. {lo} or {lo + stride})",
                     )
                 )
@@ -152,13 +167,14 @@ class ModelSpec(BaseModel):
 
     @property
     def total_stride(self) -> int:
-        return 2 ** (len(self.stages) + 1)
+        return self.stem.stride * 2 ** len(self.stages)
 
     def resolutions(self, image_size: tuple[int, int] | None = None) -> list[tuple[int, int]]:
         """Output (H, W) of the stem and of every stage."""
         h, w = image_size or self.image_size
-        out = []
-        for _ in range(len(self.stages) + 1):
+        h, w = h // self.stem.stride, w // self.stem.stride
+        out = [(h, w)]
+        for _ in self.stages:
             h, w = h // 2, w // 2
             out.append((h, w))
         return out
@@ -186,12 +202,22 @@ class ModelSpec(BaseModel):
             "in_chans": self.in_chans,
             "num_classes": self.num_classes,
             "drop_path_rate": self.drop_path_rate,
-            "stem": {"depth": self.stem.depth, "width": self.stem.width},
+            "stem": self._stem_dict(),
             "stages": [
                 {"type": s.type, "depth": s.depth, "width": s.width, **s.options.model_dump()}
                 for s in self.stages
             ],
         }
+
+    def _stem_dict(self) -> dict[str, Any]:
+        if self.stem.kind == "patch":
+            return {
+                "kind": "patch",
+                "patch_size": self.stem.patch_size,
+                "depth": 1,
+                "width": self.stem.width,
+            }
+        return {"depth": self.stem.depth, "width": self.stem.width}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
@@ -253,11 +279,11 @@ def spec_from_dict(data: Any, source: str = "<spec>") -> ModelSpec:
     except ValidationError as exc:
         # Report field problems too, except where a key problem already names the place.
         reported = {loc[:2] for loc, _ in problems}
-        problems += [p for p in _pydantic_problems(exc) if p[0][:2] not in reported]
+        problems += [p for p in problems_from_validation(exc) if p[0][:2] not in reported]
     else:
         if not problems:
             return spec
-    raise SpecError(_format(source, problems, compact))
+    raise SpecError(format_problems(source, problems, compact=compact))
 
 
 def _to_explicit(data: Mapping[str, Any], compact: bool, problems: list) -> dict[str, Any]:
@@ -307,6 +333,8 @@ def _to_explicit(data: Mapping[str, Any], compact: bool, problems: list) -> dict
         elif not isinstance(stages, list) or not stages:
             problems.append((("stages",), f"must be a non-empty list of stages, got {stages!r}"))
             stages = []
+        if stem is None:
+            stem = {}
         if not isinstance(stem, Mapping):
             problems.append((("stem",), f"must be a mapping {{depth, width}}, got {stem!r}"))
             stem = {}
@@ -342,7 +370,7 @@ def _to_explicit(data: Mapping[str, Any], compact: bool, problems: list) -> dict
         try:
             options = schema.model_validate({**defaults[letter], **overrides})
         except ValidationError as exc:
-            for loc, msg in _pydantic_problems(exc):
+            for loc, msg in problems_from_validation(exc):
                 key = block_type(letter).key
                 where = (
                     ("stages", i, *loc)
@@ -430,7 +458,7 @@ def _unknown_key(key: Any, allowed: Any) -> str:
     return f"unknown key {key!r}{hint}; allowed: {', '.join(allowed)}"
 
 
-def _pydantic_problems(exc: ValidationError) -> list[tuple[Loc, str]]:
+def problems_from_validation(exc: ValidationError) -> list[tuple[Loc, str]]:
     problems: list[tuple[Loc, str]] = []
     for err in exc.errors(include_url=False):
         cause = (err.get("ctx") or {}).get("error")
@@ -465,13 +493,16 @@ def _compact_loc(loc: Loc) -> str:
     return _loc_str(loc)
 
 
-def _format(source: str, problems: list[tuple[Loc, str]], compact: bool) -> str:
+def format_problems(
+    source: str, problems: list[tuple[Loc, str]], compact: bool = False, what: str = "spec"
+) -> str:
+    """One message naming the file and each offending field (deduplicated)."""
     seen: dict[str, None] = {}
     for loc, msg in problems:
         where = _compact_loc(loc) if compact else _loc_str(loc)
         seen.setdefault(f"field '{where}': {msg}", None)
     lines = list(seen)
-    head = f"{source}: invalid spec"
+    head = f"{source}: invalid {what}"
     if len(lines) == 1:
         return f"{head}: {lines[0]}."
     return head + f" ({len(lines)} problems):\n" + "\n".join(f"  - {line}" for line in lines)

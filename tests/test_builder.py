@@ -70,3 +70,34 @@ def test_in_chans_and_rectangular_input(tiny_compact):
     spec = spec_from_dict({**tiny_compact, "in_chans": 1, "image_size": [32, 64]})
     model = build_model(spec).eval()
     assert model(torch.randn(1, 1, 32, 64)).shape == (1, 10)
+
+
+def test_patch_stem_vit_rel_baseline(tmp_path):
+    from coatnet_nas.cost import estimate_cost
+    from coatnet_nas.profile import profile_model
+
+    spec = spec_from_dict(
+        {
+            "image_size": 64,
+            "num_classes": 5,
+            "stem": {"kind": "patch", "patch_size": 8, "depth": 1, "width": 64},
+            "stages": [{"type": "T", "depth": 3, "width": 64, "head_dim": 16}],
+        }
+    )
+    assert spec.total_stride == 16 and spec.resolutions() == [(8, 8), (4, 4)]
+    model = build_model(spec).eval()
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 5)
+    assert spec_from_dict(spec.to_dict()) == spec
+    prof, cost = profile_model(model), estimate_cost(spec)
+    assert (prof.params, prof.flops) == (cost.params, cost.flops)
+
+
+def test_patch_stem_must_be_one_layer():
+    with pytest.raises(Exception, match="single layer"):
+        spec_from_dict(
+            {
+                "image_size": 32,
+                "stem": {"kind": "patch", "depth": 2, "width": 8},
+                "stages": [{"type": "C", "depth": 1, "width": 8}],
+            }
+        )

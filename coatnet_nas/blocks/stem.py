@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from coatnet_nas.blocks import cost as C
+from coatnet_nas.spec import StemSpec
 
 
 class ConvStem(nn.Module):
@@ -22,6 +23,30 @@ class ConvStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+class PatchStem(nn.Module):
+    """ViT-style patch embedding: one ``p x p`` convolution with stride ``p``."""
+
+    def __init__(self, in_chans: int, width: int, patch_size: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, width, patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+def build_stem(in_chans: int, stem: StemSpec) -> nn.Module:
+    if stem.kind == "patch":
+        return PatchStem(in_chans, stem.width, stem.patch_size)
+    return ConvStem(in_chans, stem.width, stem.depth)
+
+
+def patch_stem_cost(
+    in_chans: int, width: int, patch: int, image_size: tuple[int, int]
+) -> C.LayerCost:
+    pixels = (image_size[0] // patch) * (image_size[1] // patch)
+    return C.conv(in_chans, width, patch, pixels, bias=True)
 
 
 def stem_cost(in_chans: int, width: int, depth: int, image_size: tuple[int, int]) -> C.LayerCost:
