@@ -1,4 +1,5 @@
 # Two entry points a new user needs: `make demo` and `make test`. Both build .venv on first use.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -8,8 +9,9 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,postgres]'
+	@# pip warns about this machine's optional local index folders; keep real errors visible.
+	set -o pipefail; $(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,postgres]' 2>&1 \
+	  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	touch $@
 
 # Debian packages the data/scale-out features use; installed only where apt-get is usable (root).
@@ -24,11 +26,20 @@ system-deps:
 	  fi; \
 	fi
 
+# The main job on embedded defaults: profile CoAtNet-0, then a short search with a SQLite study.
 demo: $(STAMP) system-deps
 	$(BIN)/coatnet build specs/coatnet0.yaml --profile
+	@mkdir -p runs/demo
+	data=$$([ -d /usr/share/datasets/fashion-mnist ] && echo fashion-mnist || echo synthetic); \
+	$(BIN)/coatnet search --budget 4GFLOPs --trials 4 --dataset $$data --subset 0.1 \
+	  --storage sqlite:///runs/demo/search.db --study demo-$$data --out runs/demo
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_cost.py
+	$(BIN)/python benchmarks/bench_search.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check coatnet_nas tests benchmarks
