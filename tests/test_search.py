@@ -293,3 +293,30 @@ def test_report_unknown_study(tmp_path, capsys):
     url = f"sqlite:///{tmp_path}/none.db"
     assert run(["report", "--storage", url, "--study", "nope"]) == 2
     assert "no study named 'nope'" in capsys.readouterr().err
+
+
+def test_missing_dataset_stops_before_any_trial(tmp_path, capsys):
+    space_path = write(tmp_path, yaml.safe_dump(tiny_space()), "space.yaml")
+    url = f"sqlite:///{tmp_path}/m.db"
+    args = [
+        "search",
+        "--space",
+        str(space_path),
+        "--storage",
+        url,
+        "--trials",
+        "2",
+        "--dataset",
+        "cifar10",
+        "--device",
+        "cpu",
+    ]
+    env_data = os.environ.pop("COATNET_DATA", None)
+    try:
+        assert run(args) == 2
+    finally:
+        if env_data is not None:
+            os.environ["COATNET_DATA"] = env_data
+    err = capsys.readouterr().err
+    assert "cifar10" in err and "coatnet data fetch" in err and "Traceback" not in err
+    assert not (tmp_path / "m.db").exists() or not optuna.get_all_study_summaries(url)

@@ -56,6 +56,7 @@ def test_layout_pattern_lengths():
         ({"mbconv": {"expand_ration": [4]}}, "unknown option"),
         ({"budget": {"flops": "4GB"}}, "accepted forms"),
         ({"bogus": 1}, "bogus"),
+        ({"target": {"image_size": 68}}, "target.image_size: 68 cannot be divided"),
     ],
 )
 def test_bad_spaces_name_the_field(tmp_path, change, needle):

@@ -192,6 +192,17 @@ class SearchSpace(_Strict):
                     raise ValueError(f"{key}.{name}: give at least one choice")
                 for v in values:  # each choice must be valid on its own
                     keys[key].options.model_validate({name: v})
+        for where, size in (
+            ("target.image_size", self.target.image_size),
+            ("proxy.image_size", self.proxy.image_size),
+        ):
+            for x in layouts:
+                stride = 2 ** (len(parse_layout(x)) + 1)
+                if size % stride:
+                    raise ValueError(
+                        f"{where}: {size} cannot be divided by layout {x} (stem and "
+                        f"{stride.bit_length() - 2} stages need a multiple of {stride})"
+                    )
         # Every sampled width of a stage that can be T must divide by every head_dim choice.
         head_dims = self.options.get("transformer", {}).get("head_dim", (32,))
         for i in range(n):

@@ -206,6 +206,7 @@ def run_worker(
     device: str = "auto",
     worker_index: int = 0,
     watch_parent: int | None = None,
+    objective: Objective | None = None,
 ) -> None:
     """Run trials of an existing study until it holds ``target`` trials (or ``timeout`` ends)."""
     storage = make_storage(storage_url, heartbeat_interval)
@@ -224,8 +225,11 @@ def run_worker(
     remaining = max(0, target - len(study.get_trials(deepcopy=False)))
     if remaining == 0 and not _waiting(study):
         return
+    if objective is None:
+        objective = Objective(config, device=device)
+        objective.data()  # a missing or unreadable data set stops this worker, not every trial
     study.optimize(
-        Objective(config, device=device),
+        objective,
         n_trials=max(remaining, 1) + len(_waiting(study)),
         timeout=timeout,
         callbacks=[MaxTrialsCallback(target, states=None)],
@@ -280,6 +284,8 @@ def run_search(
         sampler = "nsga2"
     name = study_name or default_study_name(config)
     storage = make_storage(storage_url, heartbeat_interval)
+    objective = Objective(config, device=device)
+    objective.data()  # fail fast (clear error, exit 2) before the study is touched
     study, config = open_study(storage, name, config)
     target = len(study.get_trials(deepcopy=False)) + trials
     study.set_user_attr(TARGET_ATTR, target)
@@ -306,7 +312,7 @@ def run_search(
         poller.start()
     try:
         if workers == 1:
-            run_worker(**kwargs)
+            run_worker(**kwargs, objective=objective)
         else:
             ctx = mp.get_context("spawn")
             procs = [
