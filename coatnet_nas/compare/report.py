@@ -1,0 +1,228 @@
+"""Outputs of a comparison: ``runs.csv``, ``summary.csv``, ``compare.json`` and ``compare.png``.
+
+The figure follows the paper's Figure 1: one panel per data regime, layouts along the x axis,
+final (clean) train loss as bars on the left axis and val accuracy as a line on the right axis,
+both with ± std over seeds as error bars.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coatnet_nas.compare.analysis import (
+    PaperComparison,
+    Ranking,
+    Row,
+    aggregate,
+    compare_with_paper,
+    rankings,
+)
+from coatnet_nas.compare.runner import CompareRun
+from coatnet_nas.units import human
+
+RUN_COLUMNS = (
+    "key", "layout", "regime", "fraction", "seed", "status", "params", "flops", "train_images",
+    "val_images", "train_loss", "train_accuracy", "val_accuracy", "gap", "running_train_loss",
+    "steps", "epochs", "seconds", "images_per_second", "device",
+)  # fmt: skip
+STATS = ("train_loss", "train_accuracy", "val_accuracy", "gap", "seconds")
+
+
+@dataclass
+class Summary:
+    """Everything a report shows: rows per regime, the two rankings, the paper check, notes."""
+
+    run: CompareRun
+    rows: list[Row]
+    rankings: dict[str, Ranking]
+    paper: dict[str, PaperComparison]
+    notes: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def regime_rows(self, regime: str) -> list[Row]:
+        return [r for r in self.rows if r.regime == regime]
+
+    def to_dict(self) -> dict[str, Any]:
+        run = self.run
+        return _json_safe({
+            "out": str(run.out_dir), "budget_flops": run.budget,
+            "config": run.config.to_dict(), "data": run.data,
+            "regime_sizes": run.regime_sizes,
+            "layouts": [e.describe() for e in run.entrants],
+            "rows": [r.to_dict() for r in self.rows],
+            "rankings": {k: v.to_dict() for k, v in self.rankings.items()},
+            "paper": {k: v.to_dict() for k, v in self.paper.items()},
+            "runs": [{k: v for k, v in r.items() if k != "spec"} for r in run.records],
+            "ran": run.ran, "resumed": run.resumed, "errors": run.errors,
+            "seconds": round(run.seconds, 1), "notes": self.notes,
+            "files": {k: str(v) for k, v in self.files.items()},
+        })  # fmt: skip
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def summarize(run: CompareRun) -> Summary:
+    """Aggregate the runs, rank the layouts and check the rankings against the paper."""
+    config = run.config
+    names = [e.name for e in run.entrants]
+    rows = aggregate(run.records, names, config.regimes, run.regime_sizes)
+    ranks = rankings(rows, config.regimes)
+    vit = next((e.name for e in run.entrants if e.layout.vit), None)
+    paper = {k: compare_with_paper(r, vit) for k, r in ranks.items()}
+    return Summary(run, rows, ranks, paper, notes=_notes(run, rows))
+
+
+def _notes(run: CompareRun, rows: list[Row]) -> list[str]:
+    notes = []
+    for e in run.entrants:
+        if e.flops_ratio < 0.95:
+            notes.append(
+                f"{e.name} reaches only {e.flops_ratio:.1%} of the budget: width and depth steps "
+                "are coarse at this size; compare its numbers with care."
+            )
+    expected = len(run.entrants) * len(run.config.regimes) * len(run.config.seeds)
+    if len(run.records) < expected:
+        notes.append(
+            f"{len(run.records)} of {expected} runs are finished; run the same command again to "
+            "complete the comparison."
+        )
+    diverged = sum(r.diverged for r in rows)
+    if diverged:
+        notes.append(f"{diverged} run(s) diverged; their metrics are left out of the means.")
+    base = next((e.spec for e in run.entrants if not e.layout.vit), None)
+    if base is not None:
+        grids = [f"S{i} {h}x{w}" for i, (h, w) in enumerate(base.resolutions()[1:], 1)]
+        vit = next((e for e in run.entrants if e.layout.vit), None)
+        tokens = ""
+        if vit is not None:
+            h, w = vit.spec.resolutions()[-1]
+            tokens = f"; {vit.name} tokens {h}x{w}"
+        if min(base.resolutions()[-1]) < 4:
+            notes.append(
+                f"stage grids at {run.config.train_size[0]}px: {', '.join(grids)}{tokens}. "
+                "Attention on grids below 4x4 sees little spatial structure, so at this "
+                "resolution late T stages act mostly as per-token MLPs."
+            )
+    return notes
+
+
+# --- files -----------------------------------------------------------------------------------
+def write_outputs(summary: Summary, out_dir: Path | None = None) -> dict[str, Path]:
+    """Write runs.csv, summary.csv, compare.json and compare.png; return their paths."""
+    out = Path(out_dir or summary.run.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "runs.csv": _write_runs(summary, out / "runs.csv"),
+        "summary.csv": _write_summary(summary, out / "summary.csv"),
+    }
+    if summary.rows:
+        files["compare.png"] = plot(summary, out / "compare.png")
+    files["compare.json"] = out / "compare.json"
+    summary.files = dict(files)
+    _atomic_text(out / "compare.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+    return files
+
+
+def _atomic_text(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _write_runs(summary: Summary, path: Path) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=RUN_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for record in summary.run.records:
+            writer.writerow({k: record.get(k) for k in RUN_COLUMNS})
+    tmp.replace(path)
+    return path
+
+
+def _write_summary(summary: Summary, path: Path) -> Path:
+    ratios = {e.name: e.flops_ratio for e in summary.run.entrants}
+    head = ["regime", "fraction", "train_images", "layout", "params", "flops", "flops_ratio",
+            "runs", "diverged"]  # fmt: skip
+    columns = head + [f"{s}_{k}" for s in STATS for k in ("mean", "std")]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for r in summary.rows:
+            values: list[Any] = [r.regime, r.fraction, r.train_images, r.layout, r.params,
+                                 r.flops, round(ratios.get(r.layout, math.nan), 4), r.runs,
+                                 r.diverged]  # fmt: skip
+            for s in STATS:
+                stat = getattr(r, s)
+                values += [_num(stat.mean), _num(stat.std)]
+            writer.writerow(values)
+    tmp.replace(path)
+    return path
+
+
+def _num(value: float) -> str:
+    return "" if not math.isfinite(value) else f"{value:.6g}"
+
+
+def plot(summary: Summary, path: Path) -> Path:
+    """The paper-style figure: per regime, train loss bars and val accuracy line per layout."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = summary.run
+    regimes = [r for r in run.config.regimes if summary.regime_rows(r.name)]
+    fig, axes = plt.subplots(
+        1, len(regimes), figsize=(5.2 * len(regimes), 4.2), squeeze=False, sharey=False
+    )
+    for ax, regime in zip(axes[0], regimes, strict=True):
+        rows = summary.regime_rows(regime.name)
+        xs = list(range(len(rows)))
+        loss = [r.train_loss for r in rows]
+        acc = [r.val_accuracy for r in rows]
+        ax.bar(xs, [s.mean for s in loss], yerr=[s.std for s in loss], color="#9ecae1",
+               edgecolor="#3182bd", capsize=3, label="train loss (clean)")  # fmt: skip
+        ax.set_ylabel("final train loss")
+        ax.set_xticks(xs, [r.layout for r in rows], rotation=20)
+        right = ax.twinx()
+        right.errorbar(xs, [s.mean * 100 for s in acc], yerr=[s.std * 100 for s in acc],
+                       color="#d62728", marker="o", capsize=3, label="val accuracy")  # fmt: skip
+        right.set_ylabel("val accuracy (%)")
+        n = rows[0].train_images
+        ax.set_title(f"{regime.name}: {regime.fraction * 100:g}% of the data ({n:,} images)")
+        handles, labels = (
+            a + b
+            for a, b in zip(
+                ax.get_legend_handles_labels(), right.get_legend_handles_labels(), strict=True
+            )
+        )
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    h, w = run.config.train_size
+    fig.suptitle(
+        f"{run.data.get('name', run.config.dataset)} at {h}x{w}, {human(run.budget)} FLOPs per "
+        f"layout, mean ± std over {len(run.config.seeds)} seed(s)"
+    )
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

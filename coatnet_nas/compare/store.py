@@ -1,0 +1,100 @@
+"""The results file that makes a comparison resumable: one JSON line per finished run.
+
+``runs.jsonl`` is append-only and each line is flushed and fsynced as its run ends, so an
+interrupted comparison loses at most the runs in flight. A line torn by a kill mid-write is
+dropped (and cut from the file) on the next open. ``config.json`` holds the settings the runs
+were made with; resuming with different settings is refused rather than mixing incomparable runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from coatnet_nas.errors import CoatnetError
+
+RUNS_FILE = "runs.jsonl"
+CONFIG_FILE = "config.json"
+
+
+class RunStore:
+    """Finished runs of one comparison, keyed by :func:`~coatnet_nas.compare.config.run_key`."""
+
+    def __init__(self, out_dir: str | Path):
+        self.out_dir = Path(out_dir)
+        self.runs_path = self.out_dir / RUNS_FILE
+        self.config_path = self.out_dir / CONFIG_FILE
+
+    def open(self, fingerprint: dict[str, Any], fresh: bool = False) -> dict[str, dict[str, Any]]:
+        """Check (or write) the stored settings and return the finished runs by key."""
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CoatnetError(
+                f"--out {self.out_dir}: cannot create ({exc.strerror or exc})."
+            ) from None
+        if fresh:
+            for path in (self.runs_path, self.config_path):
+                path.unlink(missing_ok=True)
+        stored = self._read_config()
+        wanted = json.loads(json.dumps(fingerprint))
+        if stored is None:
+            self._write_config(wanted)
+        elif stored != wanted:
+            changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+            raise CoatnetError(
+                f"{self.out_dir} holds a comparison made with other settings "
+                f"({', '.join(changed)}); resume it with the same settings, pass another --out, "
+                "or --fresh to discard its runs."
+            )
+        return self.load()
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Finished runs; a torn last line (killed mid-write) is dropped and cut from the file."""
+        if not self.runs_path.exists():
+            return {}
+        raw = self.runs_path.read_bytes()
+        runs: dict[str, dict[str, Any]] = {}
+        good = 0
+        offset = 0
+        for line in raw.splitlines(keepends=True):
+            offset += len(line)
+            if not line.endswith(b"\n"):
+                break
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and "key" in record:
+                runs[record["key"]] = record
+            good = offset
+        if good < len(raw):
+            with self.runs_path.open("r+b") as f:
+                f.truncate(good)
+        return runs
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Add one finished run, durably (flushed and fsynced)."""
+        line = json.dumps(record, allow_nan=False) + "\n"
+        with self.runs_path.open("a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _read_config(self) -> dict[str, Any] | None:
+        if not self.config_path.exists():
+            return None
+        try:
+            data = json.loads(self.config_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CoatnetError(
+                f"{self.config_path}: unreadable ({exc}); pass --fresh to start over."
+            ) from None
+        return data if isinstance(data, dict) else None
+
+    def _write_config(self, fingerprint: dict[str, Any]) -> None:
+        tmp = self.config_path.with_name(f".{CONFIG_FILE}.tmp")
+        tmp.write_text(json.dumps(fingerprint, indent=2, sort_keys=True), encoding="utf-8")
+        tmp.replace(self.config_path)
