@@ -83,7 +83,8 @@ def main() -> None:
     print(
         f"\nAgreement over {checked} seeded random valid specs ({layouts} distinct layouts of 1–5 "
         f"C/T stages, depths 1–6, widths 16–512, image sizes 32–256, conv and patch stems, random "
-        f"block options; draws above {args.max_gflops:g} GFLOPs resampled to bound tracing memory): "
+        f"block options; draws above {args.max_gflops:g} GFLOPs resampled to bound tracing "
+        "memory): "
         f"params exact in {exact}/{checked}; max FLOPs error vs fvcore {worst * 100:.4f}%."
     )
 

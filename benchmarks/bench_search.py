@@ -36,8 +36,9 @@ def rejection_seconds(tmp: Path, n: int = 200) -> tuple[float, float]:
     config = SearchConfig(space=load_space(), flops=1_000_000, seed=0)
     out = []
     for storage in (None, f"sqlite:///{tmp}/reject.db"):
-        study = optuna.create_study(storage=storage, direction="maximize",
-                                    sampler=optuna.samplers.TPESampler(seed=0))
+        study = optuna.create_study(
+            storage=storage, direction="maximize", sampler=optuna.samplers.TPESampler(seed=0)
+        )
         objective = Objective(config, device="cpu")
         start = time.perf_counter()
         study.optimize(objective, n_trials=n, catch=(Exception,))
@@ -46,11 +47,20 @@ def rejection_seconds(tmp: Path, n: int = 200) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def timed_search(tmp: Path, name: str, trials: int, workers: int, sampler: str) -> tuple[float, optuna.Study]:
+def timed_search(
+    tmp: Path, name: str, trials: int, workers: int, sampler: str
+) -> tuple[float, optuna.Study]:
     config = SearchConfig(space=load_space(), flops=4_000_000_000, seed=0)
     start = time.perf_counter()
-    study = run_search(config, f"sqlite:///{tmp}/{name}.db", name, trials=trials, workers=workers,
-                       sampler=sampler, device="cpu")
+    study = run_search(
+        config,
+        f"sqlite:///{tmp}/{name}.db",
+        name,
+        trials=trials,
+        workers=workers,
+        sampler=sampler,
+        device="cpu",
+    )
     return time.perf_counter() - start, study
 
 
@@ -64,8 +74,19 @@ def best_curve(study: optuna.Study) -> list[float | None]:
 
 
 def acceptance(tmp: Path, trials: int) -> None:
-    cmd = [str(ROOT / ".venv/bin/coatnet"), "search", "--budget", "4GFLOPs", "--trials", str(trials),
-           "--storage", f"sqlite:///{tmp}/accept.db", "--out", str(tmp / "runs"), "--json"]
+    cmd = [
+        str(ROOT / ".venv/bin/coatnet"),
+        "search",
+        "--budget",
+        "4GFLOPs",
+        "--trials",
+        str(trials),
+        "--storage",
+        f"sqlite:///{tmp}/accept.db",
+        "--out",
+        str(tmp / "runs"),
+        "--json",
+    ]
     start = time.perf_counter()
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
     wall = time.perf_counter() - start
@@ -74,45 +95,71 @@ def acceptance(tmp: Path, trials: int) -> None:
     study = optuna.load_study(study_name=out["study"], storage=f"sqlite:///{tmp}/accept.db")
     complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
     worst = max((profile_model(build_model(spec_of(t))).flops for t in complete), default=0)
-    rebuild = subprocess.run([str(ROOT / ".venv/bin/coatnet"), "build", out["files"]["best.yaml"],
-                              "--profile", "--json"], capture_output=True, text=True)
-    print(f"- `coatnet search --budget 4GFLOPs --trials {trials}` (default space, Fashion-MNIST): "
-          f"{wall / 60:.1f} min wall; states: "
-          + ", ".join(f"{s.name} {sum(t.state == s for t in study.get_trials())}"
-                      for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
-          + f"; max fvcore FLOPs of a COMPLETE trial's spec at 224: {worst / 1e9:.3f} G (budget 4 G); "
-          f"`coatnet build best.yaml --profile` exit {rebuild.returncode}; best proxy accuracy "
-          f"{out['best']['val_accuracy']:.4f} ({out['best']['layout']}).")
+    rebuild = subprocess.run(
+        [
+            str(ROOT / ".venv/bin/coatnet"),
+            "build",
+            out["files"]["best.yaml"],
+            "--profile",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    print(
+        f"- `coatnet search --budget 4GFLOPs --trials {trials}` (default space, Fashion-MNIST): "
+        f"{wall / 60:.1f} min wall; states: "
+        + ", ".join(
+            f"{s.name} {sum(t.state == s for t in study.get_trials())}"
+            for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        )
+        + f"; max fvcore FLOPs of a COMPLETE trial's spec at 224: {worst / 1e9:.3f} G "
+        "(budget 4 G); "
+        f"`coatnet build best.yaml --profile` exit {rebuild.returncode}; best proxy accuracy "
+        f"{out['best']['val_accuracy']:.4f} ({out['best']['layout']})."
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--compare-trials", type=int, default=10)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["reject", "accept", "workers", "samplers"])
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["reject", "accept", "workers", "samplers"]
+    )
     args = parser.parse_args()
     print("## Search (issue 5)\n")
-    print(f"Machine: {cpu_name()}, 2 cores. Command: `.venv/bin/python benchmarks/bench_search.py`\n")
+    print(
+        f"Machine: {cpu_name()}, 2 cores. Command: `.venv/bin/python benchmarks/bench_search.py`\n"
+    )
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         if "reject" not in args.skip:
             mem, sql = rejection_seconds(tmp)
-            print(f"- Over-budget rejection (sample + closed-form cost + constraint, never built): "
-                  f"{mem * 1e3:.1f} ms/trial in memory, {sql * 1e3:.1f} ms/trial with SQLite "
-                  f"(TPE, 200 trials).")
+            print(
+                f"- Over-budget rejection (sample + closed-form cost + constraint, never built): "
+                f"{mem * 1e3:.1f} ms/trial in memory, {sql * 1e3:.1f} ms/trial with SQLite "
+                f"(TPE, 200 trials)."
+            )
         if "accept" not in args.skip:
             acceptance(tmp, args.trials)
         if "workers" not in args.skip:
             for workers in (1, 2):
                 wall, study = timed_search(tmp, f"w{workers}", args.trials, workers, "tpe")
-                trained = sum(t.user_attrs.get("status") not in ("over_budget", None)
-                              for t in study.get_trials())
+                trained = sum(
+                    t.user_attrs.get("status") not in ("over_budget", None)
+                    for t in study.get_trials()
+                )
                 n = len(study.get_trials())
-                print(f"- Default recipe, {workers} worker(s): {n} trials ({trained} trained) in "
-                      f"{wall:.0f} s = {n / wall * 3600:.0f} trials/hour "
-                      f"({trained / wall * 3600:.0f} trained/hour).")
+                print(
+                    f"- Default recipe, {workers} worker(s): {n} trials ({trained} trained) in "
+                    f"{wall:.0f} s = {n / wall * 3600:.0f} trials/hour "
+                    f"({trained / wall * 3600:.0f} trained/hour)."
+                )
         if "samplers" not in args.skip:
-            print(f"\nBest proxy accuracy after each trial ({args.compare_trials} trials, seed 0):\n")
+            print(
+                f"\nBest proxy accuracy after each trial ({args.compare_trials} trials, seed 0):\n"
+            )
             curves = {}
             for sampler in ("tpe", "random"):
                 _, study = timed_search(tmp, f"s-{sampler}", args.compare_trials, 1, sampler)
