@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
@@ -53,7 +54,10 @@ def make_storage(url: str, heartbeat_interval: int | None = 30) -> RDBStorage:
     try:
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and needed here
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            storage = RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        if url.startswith("sqlite"):
+            _fast_sqlite(storage)
+        return storage
     except ImportError as exc:
         raise CoatnetError(
             f"--storage {url}: the database driver is not installed ({exc}); for PostgreSQL "
@@ -63,6 +67,21 @@ def make_storage(url: str, heartbeat_interval: int | None = 30) -> RDBStorage:
         raise CoatnetError(
             f"--storage {url}: cannot open the storage ({type(exc).__name__}: {exc})."
         ) from None
+
+
+def _fast_sqlite(storage: RDBStorage) -> None:
+    """WAL journal + ``synchronous=NORMAL``: each trial makes ~20 small commits, and a full fsync
+    per commit dominated the cost of a rejected trial. A killed process still loses nothing and
+    the file is never corrupted; only a power cut can drop the last commits."""
+
+    @sqlalchemy.event.listens_for(storage.engine, "connect")
+    def _pragmas(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    storage.engine.dispose()  # connections opened by the constructor predate the pragmas
 
 
 def _retry_callback() -> RetryHeartbeatStaleTrialCallback:
