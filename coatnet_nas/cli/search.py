@@ -42,10 +42,11 @@ def _progress_view(p, title: str) -> Table:
     return table
 
 
-def _leaderboard(rows: list[dict], top: int = 10) -> Table:
+def _leaderboard(rows: list[dict], top: int = 10, score: str = "accuracy") -> Table:
     done = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"]]
     done.sort(key=lambda r: -(r["val_accuracy"] or 0))
-    table = Table(title="leaderboard (proxy val accuracy; FLOPs/params at target size)")
+    what = "proxy val accuracy" if score == "accuracy" else f"training-free score {score}"
+    table = Table(title=f"leaderboard ({what}; FLOPs/params at target size)")
     for col in (
         "#",
         "trial",
@@ -54,7 +55,7 @@ def _leaderboard(rows: list[dict], top: int = 10) -> Table:
         "widths",
         "params",
         "FLOPs",
-        "accuracy",
+        score,
         "seconds",
     ):
         table.add_column(
@@ -69,7 +70,7 @@ def _leaderboard(rows: list[dict], top: int = 10) -> Table:
             r["widths"],
             human(r["params"]),
             human(r["flops"]),
-            f"{r['val_accuracy']:.4f}",
+            f"{r['val_accuracy']:.4f}" if score == "accuracy" else f"{r['val_accuracy']:.4g}",
             f"{r['seconds']:.0f}" if r["seconds"] is not None else "-",
         )
     return table
@@ -82,7 +83,9 @@ def _summary(rows: list[dict]) -> str:
     return ", ".join(f"{k} {v}" for k, v in sorted(count.items()))
 
 
-def _show_export(export, json_out: bool, study_name: str, storage: str) -> None:
+def _show_export(
+    export, json_out: bool, study_name: str, storage: str, score: str = "accuracy"
+) -> None:
     if json_out:
         print_json(
             {
@@ -96,7 +99,7 @@ def _show_export(export, json_out: bool, study_name: str, storage: str) -> None:
             }
         )
         return
-    console.print(_leaderboard(export.rows))
+    console.print(_leaderboard(export.rows, score=score))
     console.print(f"trials by status: {_summary(export.rows)}", markup=False)
     for note in export.notes:
         console.print(f"note: {note}", markup=False)
@@ -134,11 +137,18 @@ def search(
         None, "--proxy-epochs", help="Override proxy epochs."
     ),
     subset: float | None = typer.Option(None, "--subset", help="Override the proxy data fraction."),
+    proxy: str = typer.Option(
+        "train",
+        "--proxy",
+        help="train (proxy recipe) or a training-free score: naswot, synflow, snip, grad_norm, "
+        "jacob_cov, params, flops (seconds per trial; check it first with coatnet proxy-check).",
+    ),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default runs/<study>)."),
     heartbeat: int = typer.Option(30, "--heartbeat", help="Heartbeat seconds (stale after 2x)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary at the end."),
 ) -> None:
-    """Search layouts, depths and widths under a budget; scores are proxy-trained accuracies."""
+    """Search layouts, depths and widths under a budget; scores are proxy-trained accuracies,
+    or a training-free score with --proxy."""
     import optuna
 
     from coatnet_nas.search import SearchConfig, export_study, load_space, run_search
@@ -153,10 +163,10 @@ def search(
     }
     if changes:
         try:
-            proxy = ProxyRecipe.model_validate({**space.proxy.model_dump(), **changes})
+            recipe = ProxyRecipe.model_validate({**space.proxy.model_dump(), **changes})
         except ValueError as exc:
             raise CoatnetError(f"proxy override {changes}: {exc}".splitlines()[0]) from None
-        space = space.model_copy(update={"proxy": proxy})
+        space = space.model_copy(update={"proxy": recipe})
     flops = parse_flops(budget, what="--budget") if budget is not None else space.budget.flops
     params = (
         parse_params(max_params, what="--max-params")
@@ -169,8 +179,11 @@ def search(
         params=params,
         objectives=tuple(o.strip() for o in objective.split(",") if o.strip()),
         seed=seed,
+        proxy=proxy.strip(),
     )
     name = study or default_study_name(config)
+    if study is None and config.training_free:  # keep training-free studies apart by default
+        name += "-" + re.sub(r"[^A-Za-z0-9._]+", "-", config.proxy).strip("-")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     live = Live(console=console, refresh_per_second=4, transient=False) if not json_out else None
 
@@ -199,7 +212,8 @@ def search(
         if live is not None:
             live.stop()
     export = export_study(result, out or Path("runs") / name, budget_flops=flops)
-    _show_export(export, json_out, name, storage)
+    score = config.proxy if config.training_free else "accuracy"
+    _show_export(export, json_out, name, storage, score)
 
 
 @app.command()
@@ -259,4 +273,5 @@ def report(
 
     study_obj, config = open_study(make_storage(storage, None), study)
     export = export_study(study_obj, out or Path("runs") / study, budget_flops=config.flops)
-    _show_export(export, json_out, study, storage)
+    score = config.proxy if config.training_free else "accuracy"
+    _show_export(export, json_out, study, storage, score)

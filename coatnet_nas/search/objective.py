@@ -4,6 +4,12 @@ An over-budget candidate is never built: it gets a positive ``Trial.set_constrai
 TPE/NSGA-II learn the infeasible region) and ends PRUNED with ``status=over_budget``. A diverged
 proxy ends PRUNED with ``status=diverged``; an exception (out of memory included) ends FAIL with
 the reason in the trial's attributes. Every trial records its full normalized target spec.
+
+``SearchConfig.proxy`` picks the score: ``train`` (default) trains the proxy recipe; any registered
+training-free score (``naswot``, ``synflow``, ...; see :mod:`coatnet_nas.proxies`) scores an
+untrained shrunken copy on one batch instead, in about a second. Such a trial still checks the
+budget first, records the spec, ``proxy`` and ``proxy_score`` and returns the score (higher is
+better); a non-finite score ends PRUNED with ``status=invalid_score``.
 """
 
 from __future__ import annotations
@@ -33,8 +39,19 @@ class SearchConfig:
     params: int | None = None
     objectives: tuple[str, ...] = ("accuracy",)
     seed: int = 0
+    proxy: str = "train"
 
     def __post_init__(self) -> None:
+        if self.proxy != "train":
+            from coatnet_nas.proxies.recipe import parse_proxy
+
+            parsed = parse_proxy(self.proxy)
+            if parsed.is_training:
+                raise CoatnetError(
+                    f"--proxy {self.proxy!r}: 'train' takes its settings from the search space's "
+                    "proxy recipe (or --proxy-epochs/--subset); pass plain 'train'."
+                )
+            object.__setattr__(self, "proxy", parsed.label)  # canonical text, stable study config
         if not self.objectives or self.objectives[0] != "accuracy":
             raise CoatnetError(
                 f"--objective: must start with accuracy, e.g. 'accuracy' or 'accuracy,flops'; "
@@ -59,17 +76,21 @@ class SearchConfig:
     def multi_objective(self) -> bool:
         return len(self.objectives) > 1
 
+    @property
+    def training_free(self) -> bool:
+        return self.proxy != "train"
+
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "space": self.space.model_dump(mode="json"),
-                "flops": self.flops,
-                "params": self.params,
-                "objectives": list(self.objectives),
-                "seed": self.seed,
-            },
-            sort_keys=True,
-        )
+        data = {
+            "space": self.space.model_dump(mode="json"),
+            "flops": self.flops,
+            "params": self.params,
+            "objectives": list(self.objectives),
+            "seed": self.seed,
+        }
+        if self.training_free:  # absent for "train": studies made before this field still match
+            data["proxy"] = self.proxy
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> SearchConfig:
@@ -80,6 +101,7 @@ class SearchConfig:
             params=data["params"],
             objectives=tuple(data["objectives"]),
             seed=data["seed"],
+            proxy=data.get("proxy", "train"),
         )
 
 
@@ -91,6 +113,7 @@ class Objective:
     device: str = "auto"
     on_step: Callable[[int, Any], None] | None = None
     _data: Any = field(default=None, init=False, repr=False)
+    _evaluator: Any = field(default=None, init=False, repr=False)
 
     def data(self) -> Any:
         if self._data is None:
@@ -131,6 +154,12 @@ class Objective:
         if over:
             _finish(trial, "over_budget", "; ".join(over))
             raise optuna.TrialPruned("over budget: " + "; ".join(over))
+        extra = {"flops": cost.flops / 1e9, "params": cost.params / 1e6}
+        if cfg.training_free:
+            score = self._score(trial, spec)
+            if not cfg.multi_objective:
+                return score
+            return (score, *(extra[o] for o in cfg.objectives[1:]))
         try:
             result = self._train(trial, spec)
         except optuna.TrialPruned:
@@ -156,29 +185,42 @@ class Objective:
             raise optuna.TrialPruned("diverged: " + (result.reason or "non-finite loss"))
         _finish(trial, result.status, result.reason)
         accuracy = float(result.val_accuracy)
-        extra = {"flops": cost.flops / 1e9, "params": cost.params / 1e6}
         if not cfg.multi_objective:
             return accuracy
         return (accuracy, *(extra[o] for o in cfg.objectives[1:]))
 
+    def _score(self, trial: optuna.Trial, spec: Any) -> float:
+        """Training-free branch: one score of the untrained shrunken copy."""
+        from coatnet_nas.proxies.recipe import ProxyEvaluator, parse_proxy
+
+        cfg = self.config
+        proxy = parse_proxy(cfg.proxy)
+        if self._evaluator is None:
+            self._evaluator = ProxyEvaluator(cfg.space.proxy, seed=cfg.seed, device=self.device)
+        try:
+            outcome = self._evaluator.evaluate(proxy, spec)
+        except Exception as exc:
+            _finish(trial, "error", f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+        finite = math.isfinite(outcome.value)
+        trial.set_user_attr("proxy", proxy.label)
+        trial.set_user_attr("proxy_score", outcome.value if finite else None)
+        trial.set_user_attr("seconds", outcome.seconds)
+        if not finite:
+            reason = f"{proxy.label} score is {outcome.value} (degenerate architecture)"
+            _finish(trial, "invalid_score", reason)
+            raise optuna.TrialPruned(reason)
+        _finish(trial, "ok", None)
+        return float(outcome.value)
+
     def _train(self, trial: optuna.Trial, spec: Any) -> Any:
-        from coatnet_nas.train import TrainConfig, train_spec
+        from coatnet_nas.proxies.recipe import train_config
+        from coatnet_nas.train import train_spec
 
         recipe = self.config.space.proxy
         proxy = scale_spec(spec, recipe.width_mult, recipe.depth_mult)
         data = self.data()
-        steps_per_epoch = max(1, math.ceil(len(data.train) / recipe.batch_size))
-        train_cfg = TrainConfig(
-            epochs=recipe.epochs,
-            steps=recipe.steps,
-            seconds=recipe.seconds,
-            batch_size=recipe.batch_size,
-            lr=recipe.lr,
-            weight_decay=recipe.weight_decay,
-            device=self.device,
-            seed=self.config.seed,
-            eval_every=max(1, steps_per_epoch // recipe.evals_per_epoch),
-        )
+        train_cfg = train_config(recipe, data, self.config.seed, self.device)
         prune = not self.config.multi_objective
 
         def report(ev: Any) -> None:

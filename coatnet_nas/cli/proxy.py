@@ -1,0 +1,121 @@
+"""``coatnet proxy-check``: how well does a cheap proxy rank architectures on your data?"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from coatnet_nas.cli.app import app, console, print_json
+from coatnet_nas.errors import CoatnetError
+from coatnet_nas.units import parse_flops, parse_params
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:+.{digits}f}"
+
+
+def _table(result) -> Table:
+    ref_seconds = result.seconds[result.reference]
+    table = Table(
+        title=(
+            f"proxy vs reference {result.reference} on {len(result.specs)} architectures "
+            f"(reference {sum(ref_seconds) / len(ref_seconds):.1f} s/arch)"
+        )
+    )
+    for col in ("proxy", "Spearman rho", "Kendall tau", f"top-{result.k} overlap", "s/arch", "n"):
+        table.add_column(col, justify="left" if col == "proxy" else "right")
+    for s in sorted(result.stats, key=lambda s: -s.spearman if not math.isnan(s.spearman) else 9):
+        table.add_row(
+            s.proxy,
+            _fmt(s.spearman),
+            _fmt(s.kendall),
+            "-" if math.isnan(s.top_k) else f"{s.top_k:.2f}",
+            f"{s.seconds_per_arch:.2f}",
+            str(s.n),
+        )
+    return table
+
+
+@app.command("proxy-check")
+def proxy_check(
+    space_path: Path | None = typer.Option(
+        None, "--space", help="Search-space YAML (default: bundled)."
+    ),
+    n: int = typer.Option(16, "--n", help="Architectures to sample (distinct, within budget)."),
+    reference: str = typer.Option(
+        "train:epochs=10", "--reference", help="The longer recipe proxies are judged against."
+    ),
+    proxies: str = typer.Option(
+        "train:epochs=1,naswot,synflow,snip,grad_norm,jacob_cov,params,flops",
+        "--proxies",
+        help="Comma-separated proxies: train[:key=value,...] or a training-free score.",
+    ),
+    dataset: str | None = typer.Option(None, "--dataset", help="Override the proxy data set."),
+    subset: float | None = typer.Option(
+        None, "--subset", help="Override the proxy data fraction (all recipes)."
+    ),
+    budget: str | None = typer.Option(
+        None, "--budget", help="FLOPs budget at the target size (default: the space's)."
+    ),
+    max_params: str | None = typer.Option(None, "--max-params", help="Params budget, e.g. 30M."),
+    top_k: int | None = typer.Option(None, "--top-k", help="k of the top-k overlap (default n/4)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of sampling, data split and model init."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    out: Path = typer.Option(Path("runs/proxy-check"), "--out", help="Output folder."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary, no progress."),
+) -> None:
+    """Sample architectures, score each with every proxy and the reference, report Spearman rho,
+    Kendall tau and top-k overlap, and write proxy_check.csv, proxy_stats.csv and a scatter PNG.
+    """
+    from coatnet_nas.proxies.check import run_proxy_check
+    from coatnet_nas.proxies.export import write_outputs
+    from coatnet_nas.search.space import ProxyRecipe, load_space
+
+    space = load_space(space_path)
+    changes = {k: v for k, v in (("dataset", dataset), ("subset", subset)) if v is not None}
+    if changes:
+        try:
+            recipe = ProxyRecipe.model_validate({**space.proxy.model_dump(), **changes})
+        except ValueError as exc:
+            raise CoatnetError(f"proxy override {changes}: {exc}".splitlines()[0]) from None
+        space = space.model_copy(update={"proxy": recipe})
+    flops = parse_flops(budget, what="--budget") if budget is not None else None
+    params = parse_params(max_params, what="--max-params") if max_params is not None else None
+    kwargs = dict(
+        n=n, reference=reference, proxies=proxies, seed=seed, device=device, top_k=top_k,
+        flops=flops, params=params,
+    )  # fmt: skip
+    if json_out:
+        result = run_proxy_check(space, **kwargs)
+    else:
+        columns = (
+            TextColumn("{task.description}"), BarColumn(),
+            TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[last]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(),
+        )  # fmt: skip
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("proxy-check", total=None, last="preparing data")
+
+            def show(ev) -> None:
+                bar.update(
+                    task,
+                    total=ev.total,
+                    completed=ev.done,
+                    last=f"arch {ev.arch + 1}/{ev.n} {ev.proxy} = {ev.value:.4g} "
+                    f"({ev.seconds:.1f}s)",
+                )
+
+            result = run_proxy_check(space, on_event=show, **kwargs)
+    files = write_outputs(result, out)
+    if json_out:
+        print_json({**result.to_dict(), "files": {k: str(v) for k, v in files.items()}})
+        return
+    console.print(_table(result))
+    console.print(
+        f"wall time {result.wall_seconds:.0f}s; outputs in {out}/: {', '.join(files)}",
+        markup=False,
+    )

@@ -1,0 +1,218 @@
+"""``coatnet train SPEC``: a budgeted proxy training run with a progress bar or JSON output."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from coatnet_nas.cli.app import app, console, parse_image_size, print_json
+from coatnet_nas.errors import CoatnetError
+from coatnet_nas.units import human
+
+EXIT_DIVERGED = 1
+
+
+@app.command()
+def train(
+    spec_path: Path = typer.Argument(..., help="Model spec YAML."),
+    dataset: str = typer.Option(
+        "synthetic",
+        "--dataset",
+        "-d",
+        help="synthetic[:N], fashion-mnist, cifar10, cifar100 or folder:PATH.",
+    ),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Where to look for dataset files first."
+    ),
+    subset: float = typer.Option(
+        1.0, "--subset", help="Seeded fraction of the data to use, in (0, 1]."
+    ),
+    val_fraction: float = typer.Option(
+        0.1, "--val-fraction", help="Held-out fraction of the training data."
+    ),
+    holdout: str = typer.Option(
+        "split", "--holdout", help="split (seeded val split) or test (official test set)."
+    ),
+    epochs: float | None = typer.Option(
+        None, "--epochs", help="Epoch budget (default 3 if no budget is given)."
+    ),
+    steps: int | None = typer.Option(None, "--steps", help="Step budget."),
+    seconds: float | None = typer.Option(
+        None, "--seconds", help="Wall-time budget, evaluations included."
+    ),
+    image_size: str | None = typer.Option(
+        None, "--image-size", help="Proxy resolution, e.g. 32 (default: the spec's)."
+    ),
+    width_mult: float = typer.Option(
+        1.0, "--width-mult", help="Scale every width (rounded to valid values)."
+    ),
+    depth_mult: float = typer.Option(
+        1.0, "--depth-mult", help="Scale stage depths (>= 1 block each)."
+    ),
+    batch_size: int = typer.Option(128, "--batch-size"),
+    lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate."),
+    weight_decay: float = typer.Option(0.05, "--weight-decay"),
+    warmup: float = typer.Option(0.05, "--warmup", help="Warm-up as a fraction of the schedule."),
+    label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
+    grad_clip: float = typer.Option(1.0, "--grad-clip", help="Max gradient norm (0 disables)."),
+    augment: bool = typer.Option(
+        True, "--augment/--no-augment", help="Random crop + horizontal flip of training batches."
+    ),
+    crop_padding: int = typer.Option(
+        0, "--crop-padding", help="Random-crop padding in pixels (0: flips only; slows short runs)."
+    ),
+    drop_path: float | None = typer.Option(
+        None, "--drop-path", help="Override the spec's stochastic depth."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    amp: str = typer.Option(
+        "auto", "--amp", help="auto (bf16/fp16 on CUDA, off on CPU), bf16, fp16, off."
+    ),
+    channels_last: bool | None = typer.Option(
+        None, "--channels-last/--no-channels-last", help="Default: on for CUDA."
+    ),
+    compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int | None = typer.Option(
+        None, "--threads", help="CPU threads (default: torch's; lower it when sharing the CPU)."
+    ),
+    eval_every: int | None = typer.Option(
+        None, "--eval-every", help="Evaluate every N steps (default: each epoch)."
+    ),
+    save: Path | None = typer.Option(
+        None, "--save", help="Write a checkpoint (weights, spec, result)."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object, no progress bar."),
+) -> None:
+    """Train a proxy of SPEC on a dataset within a budget and report its accuracy.
+
+    Exit status: 0 when the run finished (ok, budget or stopped), 1 when it diverged,
+    2 for bad input.
+    """
+    from coatnet_nas.data import prepare_data
+    from coatnet_nas.scaling import scale_spec
+    from coatnet_nas.spec import load_spec
+    from coatnet_nas.train import (
+        TrainConfig,
+        build_for_data,
+        save_checkpoint,
+        spec_problem,
+        train_model,
+    )
+
+    if epochs is None and steps is None and seconds is None:
+        epochs = 3
+    config = TrainConfig(
+        epochs=epochs, steps=steps, seconds=seconds, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, warmup=warmup, label_smoothing=label_smoothing,
+        grad_clip=grad_clip or None, drop_path_rate=drop_path, device=device, amp=amp,
+        channels_last=channels_last, compile=compile_model, seed=seed, eval_every=eval_every,
+        threads=threads, augment=augment,
+    )  # fmt: skip
+    config.validate()
+    spec = scale_spec(load_spec(spec_path), width_mult, depth_mult)
+    size = parse_image_size(image_size) or spec.image_size
+    try:  # check the size before spending time on the data
+        spec.with_image_size(size)
+    except ValidationError as exc:
+        raise CoatnetError(f"--image-size {size[0]}x{size[1]}: {spec_problem(exc)}") from None
+    if holdout not in ("split", "test"):
+        raise CoatnetError(f"--holdout: expected 'split' or 'test', got {holdout!r}.")
+    data = prepare_data(
+        dataset, size, subset=subset, val_fraction=val_fraction, seed=seed, device=device,
+        data_dir=data_dir, in_chans=spec.in_chans, holdout=holdout,  # type: ignore[arg-type]
+        crop_padding=crop_padding,
+    )  # fmt: skip
+    model = build_for_data(spec, data, drop_path_rate=drop_path, seed=seed)
+    adapted = model.spec
+    if not json_out:
+        _header(adapted, data, config, model)
+    if json_out:
+        result = train_model(model, data, config)
+    else:
+        result = _with_progress(model, data, config, train_model)
+    if save is not None:
+        save_checkpoint(save, model, spec=adapted, result=result)
+    if json_out:
+        h, w = adapted.image_size
+        print_json({
+            **result.to_dict(),
+            "spec": {"name": adapted.name, "layout": adapted.layout, "depths": list(adapted.depths),
+                     "widths": list(adapted.widths), "image_size": [h, w],
+                     "width_mult": width_mult, "depth_mult": depth_mult},
+            "dataset": data.describe(),
+            "config": asdict(config),
+            "checkpoint": str(save) if save is not None else None,
+        })  # fmt: skip
+    else:
+        _summary(result, save)
+    if result.status == "diverged":
+        raise typer.Exit(EXIT_DIVERGED)
+
+
+def _header(spec, data, config, model) -> None:
+    h, w = spec.image_size
+    params = sum(p.numel() for p in model.parameters())
+    from coatnet_nas.cost import estimate_cost
+
+    flops = estimate_cost(spec).flops
+    budget = ", ".join(
+        f"{v:g} {k}" for k, v in (("epochs", config.epochs), ("steps", config.steps),
+                                  ("s", config.seconds)) if v is not None
+    )  # fmt: skip
+    console.print(
+        f"training {spec.name} {spec.layout} depths={list(spec.depths)} widths={list(spec.widths)} "
+        f"({human(params)} params, {human(flops)} FLOPs @ {h}x{w})\n"
+        f"on {data.name}: {len(data.train)} train / {len(data.val)} val images, "
+        f"{data.num_classes} classes, device {data.device}; budget {budget}",
+        markup=False,
+    )
+
+
+def _with_progress(model, data, config, train_model):
+    columns = (
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task("train", total=1.0, stats="")
+
+        def progress(info) -> None:
+            val = f" val {info.val_accuracy:.3f}" if info.val_accuracy is not None else ""
+            stats = (
+                f"ep {info.epoch:.2f} loss {info.train_loss:.3f} acc {info.train_accuracy:.3f}"
+                f"{val} {info.images_per_second:,.0f} img/s"
+            )
+            bar.update(task, completed=info.fraction, stats=stats)
+
+        result = train_model(model, data, config, progress=progress)
+        bar.update(task, completed=1.0)
+    return result
+
+
+def _summary(result, save: Path | None) -> None:
+    table = Table(title=f"proxy training: {result.status}", show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("val accuracy", f"{result.val_accuracy:.4f}"),
+        ("best val accuracy", f"{result.best_val_accuracy:.4f}"),
+        ("train loss", f"{result.train_loss:.4f}"),
+        ("train accuracy", f"{result.train_accuracy:.4f}"),
+        ("epochs / steps", f"{result.epochs:.2f} / {result.steps}"),
+        ("wall time", f"{result.seconds:.1f} s"),
+        ("throughput", f"{result.images_per_second:,.0f} img/s"),
+        ("params / FLOPs", f"{human(result.params)} / {human(result.flops or 0)}"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+    if result.reason and result.status != "ok":
+        console.print(f"{result.status}: {result.reason}", markup=False)
+    if save is not None:
+        console.print(f"checkpoint: {save}", markup=False)

@@ -1,0 +1,37 @@
+"""Device names -> ``torch.device``, with user-facing errors (shared by data and trainer)."""
+
+from __future__ import annotations
+
+import torch
+
+from coatnet_nas.errors import CoatnetError
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    text = str(name).strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or text.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise CoatnetError(
+                f"--device {name}: CUDA was requested but is not available "
+                f"(torch {torch.__version__}, built {'with' if torch.version.cuda else 'without'} "
+                "CUDA); use --device cpu or --device auto."
+            )
+        try:
+            device = torch.device(text)
+        except RuntimeError:
+            device = None
+        if device is None or (
+            device.index is not None and device.index >= torch.cuda.device_count()
+        ):
+            raise CoatnetError(
+                f"--device {name}: no such CUDA device ({torch.cuda.device_count()} available)."
+            )
+        return device
+    raise CoatnetError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N.")
