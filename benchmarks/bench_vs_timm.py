@@ -26,7 +26,6 @@ import platform
 import statistics
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,8 +42,6 @@ ROOT = Path(__file__).resolve().parents[1]
 OURS_SPEC = ROOT / "specs" / "coatnet0.yaml"
 VARIANT_SPEC = ROOT / "benchmarks" / "specs" / "coatnet0_timm_cost.yaml"
 REFERENCE = "timm"
-# fvcore scripts a helper with torch.jit.script; the deprecation is upstream's.
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*")
 
 
 def cpu_model() -> str:

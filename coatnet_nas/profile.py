@@ -135,8 +135,14 @@ def profile_model(
     param = next(model.parameters())
     x = torch.zeros(1, spec.in_chans, *spec.image_size, device=param.device, dtype=param.dtype)
     try:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # a batch-1 trace gains nothing from threads, and loses under load
+        try:
+            with torch.no_grad():
+                counts = _CostAnalysis(model, (x,)).counts_by_module()
+        finally:
+            torch.set_num_threads(threads)
         with torch.no_grad():
-            counts = _CostAnalysis(model, (x,)).counts_by_module()
             latency_ms = _latency_ms(model, x) if latency else None
     finally:
         model.train(was_training)

@@ -229,3 +229,15 @@ def test_cli_search_proxy_option(tmp_path, capsys):
     assert data["study"].endswith("-synflow") and len(data["trials"]) == 3
     assert run([*args, "--proxy", "train:epochs=3"]) == 2
     assert "pass plain 'train'" in capsys.readouterr().err
+
+
+def test_cli_defaults_match_the_library():
+    import inspect
+
+    from coatnet_nas.cli.proxy import proxy_check
+    from coatnet_nas.proxies.check import DEFAULT_PROXIES, DEFAULT_REFERENCE
+
+    params = inspect.signature(proxy_check).parameters
+    assert params["reference"].default.default == DEFAULT_REFERENCE
+    assert params["proxies"].default.default == DEFAULT_PROXIES
+    assert {p.name for p in parse_proxies(DEFAULT_PROXIES)} == {"train", *SCORES}

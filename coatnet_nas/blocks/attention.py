@@ -47,12 +47,15 @@ class RelativeAttention(nn.Module):
         h, w = size
         self.bias_table = nn.Parameter(torch.zeros(self.heads, (2 * h - 1) * (2 * w - 1)))
         nn.init.trunc_normal_(self.bias_table, std=0.02)
-        self.register_buffer("rel_index", relative_position_index(h, w), persistent=False)
+        index = relative_position_index(h, w)
+        self.register_buffer("rel_index", index, persistent=False)
+        self.register_buffer("rel_index_flat", index.flatten(), persistent=False)
         self.fused = True
 
     def relative_bias(self) -> torch.Tensor:
-        """``(heads, H*W, H*W)`` bias gathered from the table."""
-        return self.bias_table[:, self.rel_index]
+        """``(heads, H*W, H*W)`` bias gathered from the table (index_select: one gather kernel)."""
+        length = self.rel_index.shape[0]
+        return self.bias_table.index_select(1, self.rel_index_flat).view(self.heads, length, length)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, length, _ = x.shape
@@ -63,7 +66,8 @@ class RelativeAttention(nn.Module):
             )
         qkv = self.qkv(x).reshape(n, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
-        bias = self.relative_bias().to(q.dtype)
+        # A 4-D mask lets CPU SDPA use its fused kernel (a 3-D one falls back to the math path).
+        bias = self.relative_bias().to(q.dtype).unsqueeze(0)
         if self.fused:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         else:

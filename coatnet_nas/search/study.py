@@ -160,6 +160,8 @@ def open_study(
             for k in ("flops", "params", "objectives", "seed")
             if getattr(old, k) != getattr(config, k)
         ]
+        if getattr(old, "proxy", "train") != getattr(config, "proxy", "train"):
+            diff.append("proxy")
         if old.space != config.space:
             diff.append("search space / proxy recipe")
         raise CoatnetError(
