@@ -1,7 +1,16 @@
-"""Shared fixtures: the repo root and small specs that build in milliseconds."""
+"""Shared fixtures: repo paths, tiny specs and search spaces, and a throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
+import copy
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,3 +43,99 @@ def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+# --- a throwaway PostgreSQL server (Debian binaries; runs as 'postgres' under root) ---
+
+
+def _bindir() -> str | None:
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4])
+    )
+    return (
+        os.path.dirname(found[-1])
+        if found
+        else (os.path.dirname(shutil.which("pg_ctl")) if shutil.which("pg_ctl") else None)
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def postgres_server() -> Iterator[str]:
+    """Yield an SQLAlchemy URL of a fresh database; stop and delete the server afterwards."""
+    bindir = _bindir()
+    if bindir is None:
+        raise FileNotFoundError("PostgreSQL server binaries not found (apt-get install postgresql)")
+    as_root = os.geteuid() == 0
+    prefix = ["runuser", "-u", "postgres", "--"] if as_root else []
+    datadir = tempfile.mkdtemp(prefix="coatnet-pg-")
+    if as_root:
+        shutil.chown(datadir, "postgres", "postgres")
+    port = _free_port()
+
+    def pg(tool: str, *args: str) -> None:
+        subprocess.run(
+            [*prefix, f"{bindir}/{tool}", *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=datadir,
+        )
+
+    try:
+        pg("initdb", "-D", datadir, "-U", "coatnet", "--auth=trust", "-E", "UTF8")
+        pg(
+            "pg_ctl",
+            "-D",
+            datadir,
+            "-l",
+            f"{datadir}/server.log",
+            "-w",
+            "-o",
+            f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c max_connections=100",
+            "start",
+        )
+        try:
+            pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "coatnet", "coatnet")
+            yield f"postgresql+psycopg2://coatnet@127.0.0.1:{port}/coatnet"
+        finally:
+            pg("pg_ctl", "-D", datadir, "-m", "fast", "-w", "stop")
+    finally:
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+# --- a tiny search space on the synthetic data set (trials take about a second) ---
+
+
+TINY_SPACE = {
+    "name": "tiny",
+    "layouts": ["C-T", "C-C", "T-T"],
+    "stem_depth": 1,
+    "depths": [[1, 2], [1, 2]],
+    "widths": [[16], [32, 64], [32, 64, 96]],
+    "transformer": {"head_dim": [32]},
+    "target": {"image_size": 64, "num_classes": 10},
+    "budget": {"flops": "40M"},
+    "proxy": {
+        "dataset": "synthetic:400",
+        "image_size": 16,
+        "width_mult": 0.5,
+        "epochs": None,
+        "steps": 4,
+        "subset": 1.0,
+        "batch_size": 32,
+        "evals_per_epoch": 1,
+    },
+}
+
+
+def tiny_space(**proxy) -> dict:
+    space = copy.deepcopy(TINY_SPACE)
+    space["proxy"].update(proxy)
+    return space

@@ -20,7 +20,7 @@ from coatnet_nas.proxies.check import run_proxy_check, sample_architectures
 from coatnet_nas.proxies.export import write_outputs
 from coatnet_nas.proxies.rank import kendall_tau, spearman
 from coatnet_nas.search import SearchConfig, run_search, space_from_dict
-from tests.search_helpers import tiny_space
+from tests.conftest import tiny_space
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

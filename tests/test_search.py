@@ -21,8 +21,7 @@ from coatnet_nas.profile import profile_model
 from coatnet_nas.search import SearchConfig, export_study, run_search, space_from_dict
 from coatnet_nas.search.report import spec_of
 from coatnet_nas.spec import load_spec
-from tests.conftest import ROOT, write
-from tests.search_helpers import tiny_space
+from tests.conftest import ROOT, tiny_space, write
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 

@@ -11,9 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from coatnet_nas.search import SearchConfig, run_search, space_from_dict
-from tests.conftest import ROOT
-from tests.postgres import postgres_server
-from tests.search_helpers import tiny_space
+from tests.conftest import ROOT, postgres_server, tiny_space
 
 
 @pytest.fixture(scope="module")

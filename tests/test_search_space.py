@@ -8,8 +8,7 @@ import pytest
 from coatnet_nas.cost import estimate_cost
 from coatnet_nas.errors import SpecError
 from coatnet_nas.search.space import load_space, space_from_dict
-from tests.conftest import write
-from tests.search_helpers import tiny_space
+from tests.conftest import tiny_space, write
 
 
 def test_default_space_loads_and_expands_pattern():
