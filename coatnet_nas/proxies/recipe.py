@@ -152,7 +152,7 @@ def train_config(recipe: ProxyRecipe, data: ProxyData, seed: int, device: str) -
     """The :class:`TrainConfig` a proxy recipe means (shared by search trials and proxy checks)."""
     from coatnet_nas.train import TrainConfig
 
-    steps_per_epoch = max(1, math.ceil(len(data.train) / recipe.batch_size))
+    steps_per_epoch = data.steps_per_epoch(recipe.batch_size)  # full batches, as the trainer runs
     return TrainConfig(
         epochs=recipe.epochs,
         steps=recipe.steps,
