@@ -23,6 +23,7 @@ from torch import nn
 
 from coatnet_nas.builder import CoAtNet, build_model
 from coatnet_nas.spec import ModelSpec
+from coatnet_nas.threads import cpu_threads
 
 SDPA_OP = "aten::scaled_dot_product_attention"
 # Ops whose outputs fvcore's ActivationCountAnalysis counts as activations.
@@ -135,13 +136,9 @@ def profile_model(
     param = next(model.parameters())
     x = torch.zeros(1, spec.in_chans, *spec.image_size, device=param.device, dtype=param.dtype)
     try:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # a batch-1 trace gains nothing from threads, and loses under load
-        try:
-            with torch.no_grad():
-                counts = _CostAnalysis(model, (x,)).counts_by_module()
-        finally:
-            torch.set_num_threads(threads)
+        # a batch-1 trace gains nothing from threads, and loses a lot under load
+        with cpu_threads(1), torch.no_grad():
+            counts = _CostAnalysis(model, (x,)).counts_by_module()
         with torch.no_grad():
             latency_ms = _latency_ms(model, x) if latency else None
     finally:

@@ -29,6 +29,7 @@ from coatnet_nas.data.devices import resolve_device
 from coatnet_nas.data.tensors import ProxyData
 from coatnet_nas.errors import CoatnetError, SpecError
 from coatnet_nas.spec import ModelSpec, spec_from_dict
+from coatnet_nas.threads import cpu_threads
 
 __all__ = [
     "EvalReport",
@@ -175,16 +176,16 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (non-finite floats become None: JSON has no NaN)."""
-        return _json_safe(asdict(self))
+        return json_safe(asdict(self))
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -245,20 +246,6 @@ def _rng_fork(device: torch.device):
     """Seed locally: a proxy run must not disturb (or depend on) the caller's RNG state."""
     devices = [device.index or 0] if device.type == "cuda" else []
     return torch.random.fork_rng(devices=devices)
-
-
-@contextlib.contextmanager
-def _cpu_threads(threads: int | None) -> Iterator[None]:
-    """Temporarily cap torch's intra-op threads (process-wide; restored afterwards)."""
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _count_params(model: nn.Module) -> int:
@@ -551,7 +538,7 @@ def train_model(
     """
     config.validate()
     device = resolve_device(config.device)
-    with _rng_fork(device), _cpu_threads(config.threads):
+    with _rng_fork(device), cpu_threads(config.threads):
         torch.manual_seed(config.seed)
         return _Run(model, data, config, callback, progress).run()
 

@@ -26,8 +26,11 @@ __all__ = ["app", "main", "run"]
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     try:
-        result = app(args=list(argv) if argv is not None else None, standalone_mode=False,
-                     prog_name="coatnet")
+        result = app(
+            args=list(argv) if argv is not None else None,
+            standalone_mode=False,
+            prog_name="coatnet",
+        )
     except CoatnetError as exc:
         sys.stdout.flush()
         sys.stderr.write(f"error: {exc}\n")

@@ -24,6 +24,7 @@ from coatnet_nas.compare.analysis import (
     rankings,
 )
 from coatnet_nas.compare.runner import CompareRun
+from coatnet_nas.train import json_safe
 from coatnet_nas.units import human
 
 RUN_COLUMNS = (
@@ -50,7 +51,7 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         run = self.run
-        return _json_safe({
+        return json_safe({
             "out": str(run.out_dir), "budget_flops": run.budget,
             "config": run.config.to_dict(), "data": run.data,
             "regime_sizes": run.regime_sizes,
@@ -63,16 +64,6 @@ class Summary:
             "seconds": round(run.seconds, 1), "notes": self.notes,
             "files": {k: str(v) for k, v in self.files.items()},
         })  # fmt: skip
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def summarize(run: CompareRun) -> Summary:

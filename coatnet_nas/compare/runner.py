@@ -12,7 +12,6 @@ writes the results file, one line per finished run, so an interruption loses onl
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import multiprocessing as mp
@@ -20,7 +19,7 @@ import os
 import queue
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,6 +39,7 @@ from coatnet_nas.data.devices import resolve_device
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.scaling import scale_spec
 from coatnet_nas.spec import ModelSpec, spec_from_dict
+from coatnet_nas.threads import cpu_threads
 from coatnet_nas.train import ProgressInfo, build_for_data, spec_for_data, spec_problem, train_model
 
 
@@ -174,17 +174,6 @@ def plan(config: CompareConfig, entrants: list[Entrant]) -> list[Job]:
 
 
 # --- one run ---------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _finite(value: float | None) -> float | None:
@@ -206,7 +195,7 @@ def run_job(
     sub = regime_data(data, job.regime, data_seed)
     planned = recipe.planned_steps(len(sub.train))
     config = recipe.train_config(job.seed, device, threads, eval_every=planned)  # final eval only
-    with _threads(threads):
+    with cpu_threads(threads):
         model = build_for_data(spec, sub, drop_path_rate=recipe.drop_path_rate, seed=job.seed)
         result = train_model(model, sub, config, progress=progress)
         if result.status == "diverged":
