@@ -21,6 +21,7 @@ of the per-round ratios.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import platform
 import statistics
@@ -87,6 +88,22 @@ def cost(model: nn.Module, image: int) -> tuple[int, int, int]:
         )
 
 
+def with_memory_formats(models: dict[str, nn.Module], formats: str) -> dict[str, nn.Module]:
+    """Each model in NCHW and/or channels-last (``name[cl]``, its own deep copy)."""
+    out: dict[str, nn.Module] = {}
+    for name, model in models.items():
+        if formats in ("nchw", "both"):
+            out[name] = model
+        if formats in ("cl", "both"):
+            twin = model if formats == "cl" else copy.deepcopy(model)
+            out[f"{name}[cl]"] = twin.to(memory_format=torch.channels_last)
+    return out
+
+
+def channels_last(name: str) -> bool:
+    return name.endswith("[cl]")
+
+
 def forward_runner(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     def step() -> None:
         with torch.inference_mode():
@@ -125,9 +142,11 @@ def alternate(
     return rates
 
 
-def summarize(rates: dict[str, list[float]]) -> dict[str, tuple[float, float, float]]:
+def summarize(
+    rates: dict[str, list[float]], reference: str
+) -> dict[str, tuple[float, float, float]]:
     """name -> (median img/s, ratio of medians to timm, median of paired per-round ratios)."""
-    ref = rates[REFERENCE]
+    ref = rates[reference]
     out = {}
     for name, values in rates.items():
         med = statistics.median(values)
@@ -181,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="for every model (default: our spec's, given to timm too)",
     )
+    parser.add_argument(
+        "--memory-format",
+        choices=("nchw", "cl", "both"),
+        default="both",
+        help="race every model in NCHW, channels-last ([cl]) or both (default)",
+    )
     parser.add_argument("--profile", action="store_true", help="also list top ops by self time")
     parser.add_argument("--profile-iters", type=int, default=2)
     parser.add_argument("--top", type=int, default=15)
@@ -189,15 +214,20 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     variants = [] if args.no_variant else (args.variant or [VARIANT_SPEC])
-    models = make_models(variants, args.drop_path_rate)
-    costs = {name: cost(model, args.image_size) for name, model in models.items()}
+    base = make_models(variants, args.drop_path_rate)
+    costs = {name: cost(model, args.image_size) for name, model in base.items()}
+    models = with_memory_formats(base, args.memory_format)
+    costs = {name: costs[name.removesuffix("[cl]")] for name in models}
+    reference = REFERENCE if REFERENCE in models else f"{REFERENCE}[cl]"
 
     x = torch.randn(args.batch, 3, args.image_size, args.image_size)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (args.batch,))
+    inputs = {n: x_cl if channels_last(n) else x for n in models}
     for model in models.values():
         model.eval()
     fwd = alternate(
-        {n: forward_runner(m, x) for n, m in models.items()},
+        {n: forward_runner(m, inputs[n]) for n, m in models.items()},
         args.rounds,
         args.forward_iters,
         args.warmup,
@@ -205,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for model in models.values():
         model.train()
-    train_steps = {n: train_runner(m, x, y) for n, m in models.items()}
+    train_steps = {n: train_runner(m, inputs[n], y) for n, m in models.items()}
     train = alternate(train_steps, args.rounds, args.train_iters, args.warmup, args.batch)
 
     cmd = " ".join(
@@ -235,16 +265,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.train_iters} train steps per model, after {args.warmup} warm-up each"
     )
     print(
-        f"- drop_path_rate {models['ours'].spec.drop_path_rate} for every model; "
+        f"- drop_path_rate {base['ours'].spec.drop_path_rate} for every model; "
         "train step = forward + cross-entropy + backward + AdamW step"
     )
     print(
         "- FLOPs: fvcore MACs per image at batch 1 via `coatnet_nas.profile.count_flops` "
-        "(SDPA handle registered); attention = the part booked under SDPA\n"
+        "(SDPA handle registered); attention = the part booked under SDPA; `[cl]` = model "
+        "and input in channels-last; ratios are against plain NCHW timm\n"
     )
 
-    ref_params, ref_flops, _ = costs[REFERENCE]
-    fs, ts = summarize(fwd), summarize(train)
+    ref_params, ref_flops, _ = costs[reference]
+    fs, ts = summarize(fwd, reference), summarize(train, reference)
     print(
         "| model | params | vs timm | FLOPs (MACs) | vs timm | attention MACs | "
         "forward img/s | fwd ours/timm (paired) | train img/s | train ours/timm (paired) |"
@@ -270,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, model in models.items():
                 if phase == "forward":
                     model.eval()
-                    step = forward_runner(model, x)
+                    step = forward_runner(model, inputs[name])
                 else:
                     model.train()
                     step = train_steps[name]

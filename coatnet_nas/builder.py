@@ -26,9 +26,14 @@ class ClassifierHead(nn.Module):
 
 
 class CoAtNet(nn.Module):
-    """A conv stem, typed stages (each halving the resolution) and a pooled linear head."""
+    """A conv stem, typed stages (each halving the resolution) and a pooled linear head.
 
-    def __init__(self, spec: ModelSpec):
+    ``initialize=False`` keeps PyTorch's per-layer default initialization instead of the
+    trunc-normal/Kaiming pass: for profiling, where weights never matter and that pass costs
+    more than the trace of a batch-1 forward.
+    """
+
+    def __init__(self, spec: ModelSpec, *, initialize: bool = True):
         super().__init__()
         self.spec = spec
         self.stem = build_stem(spec.in_chans, spec.stem)
@@ -46,7 +51,8 @@ class CoAtNet(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.head = ClassifierHead(in_ch, spec.num_classes)
         self.num_features = in_ch
-        self.apply(init_weights)
+        if initialize:
+            self.apply(init_weights)
 
     @property
     def stage_names(self) -> list[str]:
@@ -73,11 +79,14 @@ class CoAtNet(nn.Module):
 
 
 def build_model(
-    spec: ModelSpec | str | Path, image_size: int | Sequence[int] | None = None
+    spec: ModelSpec | str | Path,
+    image_size: int | Sequence[int] | None = None,
+    *,
+    initialize: bool = True,
 ) -> CoAtNet:
     """Build a model from a spec (object or YAML path), optionally at another image size."""
     if not isinstance(spec, ModelSpec):
         spec = load_spec(spec)
     if image_size is not None:
         spec = spec.with_image_size(image_size)
-    return CoAtNet(spec)
+    return CoAtNet(spec, initialize=initialize)

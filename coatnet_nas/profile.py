@@ -123,13 +123,16 @@ def profile_model(
     image_size: int | Sequence[int] | None = None,
     latency: bool = False,
 ) -> ModelProfile:
-    """Profile a built model, a spec, or a spec file at one image (batch 1), in eval mode."""
+    """Profile a built model, a spec, or a spec file at one image (batch 1), in eval mode.
+
+    A model built here skips the weight-initialization pass: counts do not depend on weights.
+    """
     if not isinstance(model, CoAtNet):
-        model = build_model(model, image_size=image_size)
+        model = build_model(model, image_size=image_size, initialize=False)
     elif image_size is not None:
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if size != tuple(model.spec.image_size):
-            model = build_model(model.spec, image_size=size)
+            model = build_model(model.spec, image_size=size, initialize=False)
     spec = model.spec
     was_training = model.training
     model.eval()

@@ -36,6 +36,21 @@ def test_stage_rows_add_up(tiny_compact):
     )
 
 
+def test_profiling_a_spec_skips_weight_init_but_counts_the_same(tiny_compact):
+    import torch
+
+    spec = spec_from_dict(tiny_compact)
+    initialized, raw = build_model(spec), build_model(spec, initialize=False)
+    assert [(n, p.shape) for n, p in initialized.named_parameters()] == [
+        (n, p.shape) for n, p in raw.named_parameters()
+    ]
+    # PyTorch's default Linear init is uniform(+-1/sqrt(fan_in)); ours is trunc-normal std 0.02
+    assert raw.head.fc.weight.abs().max() > 0.1 > initialized.head.fc.weight.abs().max()
+    assert profile_model(raw).to_dict() == profile_model(initialized).to_dict()
+    assert profile_model(spec).to_dict() == profile_model(initialized).to_dict()
+    assert torch.isfinite(raw(torch.randn(1, 3, 64, 64))).all()
+
+
 # The paper's table (Dai et al., 2021): params, FLOPs at 224.
 PAPER = {"coatnet0": (25e6, 4.2e9), "coatnet1": (42e6, 8.4e9), "coatnet2": (75e6, 15.7e9)}
 

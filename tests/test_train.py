@@ -21,6 +21,7 @@ from coatnet_nas.train import (
     build_for_data,
     load_checkpoint,
     lr_at,
+    recalibrate_batchnorm,
     resolve_device,
     save_checkpoint,
     train_model,
@@ -186,3 +187,39 @@ def test_bf16_autocast_and_channels_last_paths_run_on_cpu(data) -> None:
     result = train_spec(TINY, data, config)
     assert result.status == "ok" and result.steps == 2
     assert 0.0 <= result.val_accuracy <= 1.0
+
+
+def test_precise_bn_recomputes_population_statistics(data) -> None:
+    model = build_for_data(TINY, data)  # drop_path_rate 0.1: must be off while recalibrating
+    model.train()
+    norm = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    seen: list[torch.Tensor] = []
+    hook = norm.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
+    for other in model.modules():
+        if isinstance(other, nn.BatchNorm2d):
+            other.running_mean.fill_(100.0)  # stale statistics
+            other.running_var.fill_(1e-4)
+    with torch.no_grad():
+        used = recalibrate_batchnorm(model, data, batches=4, batch_size=100)
+    hook.remove()
+    assert used == 4 and len(seen) == 4 and model.training  # mode restored
+    inputs = torch.cat(seen)  # the population of the 400 images' activations
+    expected_mean = inputs.mean(dim=(0, 2, 3))
+    expected_var = inputs.var(dim=(0, 2, 3), unbiased=False)
+    assert torch.allclose(norm.running_mean, expected_mean, atol=1e-5)
+    assert torch.allclose(norm.running_var, expected_var, rtol=1e-3, atol=1e-6)
+    first = [m.running_mean.clone() for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    recalibrate_batchnorm(model, data, batches=4, batch_size=100)  # no stochastic depth: same
+    again = [m.running_mean for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert recalibrate_batchnorm(nn.Linear(2, 2), data, 4, 100) == 0  # nothing to recalibrate
+
+
+def test_precise_bn_changes_evaluation_not_training(data) -> None:
+    plain = train_spec(TINY, data, cfg(steps=10, eval_every=5, lr=3e-3, precise_bn=0))
+    precise = train_spec(TINY, data, cfg(steps=10, eval_every=5, lr=3e-3, precise_bn=4))
+    assert [r.train_loss for r in plain.history] == [r.train_loss for r in precise.history]
+    # after 10 steps the running averages still hold the initial weights' statistics
+    assert [r.val_accuracy for r in plain.history] != [r.val_accuracy for r in precise.history]
+    with pytest.raises(CoatnetError, match="precise_bn"):
+        train_spec(TINY, data, cfg(steps=1, precise_bn=-1))

@@ -84,6 +84,9 @@ def train(
     eval_every: int | None = typer.Option(
         None, "--eval-every", help="Evaluate every N steps (default: each epoch)."
     ),
+    precise_bn: int = typer.Option(
+        8, "--precise-bn", help="Batches to recompute BatchNorm stats on before each eval (0: off)."
+    ),
     save: Path | None = typer.Option(
         None, "--save", help="Write a checkpoint (weights, spec, result)."
     ),
@@ -112,7 +115,7 @@ def train(
         weight_decay=weight_decay, warmup=warmup, label_smoothing=label_smoothing,
         grad_clip=grad_clip or None, drop_path_rate=drop_path, device=device, amp=amp,
         channels_last=channels_last, compile=compile_model, seed=seed, eval_every=eval_every,
-        threads=threads, augment=augment,
+        threads=threads, augment=augment, precise_bn=precise_bn,
     )  # fmt: skip
     config.validate()
     spec = scale_spec(load_spec(spec_path), width_mult, depth_mult)

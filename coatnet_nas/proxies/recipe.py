@@ -163,6 +163,7 @@ def train_config(recipe: ProxyRecipe, data: ProxyData, seed: int, device: str) -
         device=device,
         seed=seed,
         eval_every=max(1, steps_per_epoch // recipe.evals_per_epoch),
+        precise_bn=recipe.precise_bn,
     )
 
 

@@ -79,6 +79,7 @@ class ProxyRecipe(_Strict):
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.05, ge=0)
     evals_per_epoch: int = Field(2, ge=1, description="intermediate reports for the pruner")
+    precise_bn: int = Field(8, ge=0, description="batches to recompute BatchNorm stats on")
 
     @model_validator(mode="after")
     def _some_budget(self) -> ProxyRecipe:
