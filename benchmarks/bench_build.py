@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from machine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = "specs/coatnet0.yaml"
 
@@ -68,16 +70,6 @@ with torch.no_grad():
     s = clock(); model(x); extra["  of trace: one plain batch-1 forward"] = clock() - s
 print(json.dumps({"phases": t, "extra": extra}))
 """
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def wall(cmd: list[str]) -> float:

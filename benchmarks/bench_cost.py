@@ -7,13 +7,13 @@ Prints a markdown section for benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from machine import cpu_model
 
 from coatnet_nas.builder import build_model
 from coatnet_nas.cost import estimate_cost
@@ -22,13 +22,6 @@ from coatnet_nas.sampling import random_spec
 from coatnet_nas.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -72,7 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     print("## Closed-form cost model (issue 3)\n")
-    print(f"Machine: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}.")
+    print(f"Machine: {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}.")
     print("Command: `.venv/bin/python benchmarks/bench_cost.py`\n")
     print("| spec | estimate_cost (median) | build + fvcore profile (median) | speed-up |")
     print("| --- | --- | --- | --- |")

@@ -34,6 +34,7 @@ import timm
 import torch
 import torch.nn.functional as F
 from fvcore.nn import FlopCountAnalysis
+from machine import cpu_model
 from torch import nn
 
 from coatnet_nas.builder import build_model
@@ -43,16 +44,6 @@ ROOT = Path(__file__).resolve().parents[1]
 OURS_SPEC = ROOT / "specs" / "coatnet0.yaml"
 VARIANT_SPEC = ROOT / "benchmarks" / "specs" / "coatnet0_timm_cost.yaml"
 REFERENCE = "timm"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def make_models(variants: list[Path], drop_path_rate: float | None) -> dict[str, nn.Module]:

@@ -6,7 +6,7 @@ import optuna
 import pytest
 
 from coatnet_nas.cost import estimate_cost
-from coatnet_nas.errors import SpecError
+from coatnet_nas.errors import CoatnetError, SpecError
 from coatnet_nas.search.space import load_space, space_from_dict
 from tests.conftest import tiny_space, write
 
@@ -66,3 +66,15 @@ def test_bad_spaces_name_the_field(tmp_path, change, needle):
         load_space(path)
     assert "space.yaml" in str(info.value)
     assert needle in str(info.value)
+
+
+def test_proxy_overrides_are_validated_and_named():
+    space = load_space(None)
+    assert space.with_proxy(dataset=None, subset=None) is space  # nothing given, nothing changed
+    faster = space.with_proxy(subset=0.1, epochs=2)
+    assert (faster.proxy.subset, faster.proxy.epochs) == (0.1, 2)
+    assert faster.proxy.batch_size == space.proxy.batch_size and space.proxy.subset == 0.2
+    with pytest.raises(
+        CoatnetError, match=r"proxy override subset=2: subset: .*less than or equal to 1"
+    ):
+        space.with_proxy(subset=2)

@@ -11,6 +11,17 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from coatnet_nas.cli.app import app, console, parse_image_size, print_json
+from coatnet_nas.cli.options import (
+    BatchSize,
+    DataDir,
+    Dataset,
+    Device,
+    Holdout,
+    LabelSmoothing,
+    LearningRate,
+    Warmup,
+    WeightDecay,
+)
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.units import human, parse_flops
 
@@ -42,15 +53,8 @@ def compare(
     depth_mult: float = typer.Option(
         1.0, "--depth-mult", help="Scale the base's stage depths first (CPU proxies)."
     ),
-    dataset: str = typer.Option(
-        "synthetic",
-        "--dataset",
-        "-d",
-        help="synthetic[:N], fashion-mnist, cifar10, cifar100 or folder:PATH.",
-    ),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Where to look for dataset files first."
-    ),
+    dataset: Dataset = "synthetic",
+    data_dir: DataDir = None,
     image_size: str | None = typer.Option(
         None, "--image-size", help="Training resolution, e.g. 32 (default: the base spec's)."
     ),
@@ -63,9 +67,7 @@ def compare(
     val_fraction: float = typer.Option(
         0.1, "--val-fraction", help="Held-out fraction shared by all regimes."
     ),
-    holdout: str = typer.Option(
-        "split", "--holdout", help="split (seeded val split) or test (official test set)."
-    ),
+    holdout: Holdout = "split",
     epochs: float | None = typer.Option(
         None, "--epochs", help="Epochs per run in every regime (default 3 without --steps)."
     ),
@@ -76,11 +78,11 @@ def compare(
         "make more passes over less data (with --epochs, the first reached ends a run).",
     ),
     seeds: int = typer.Option(3, "--seeds", help="Seeds per (layout, regime): 0..N-1."),
-    batch_size: int = typer.Option(128, "--batch-size"),
-    lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate."),
-    weight_decay: float = typer.Option(0.05, "--weight-decay"),
-    warmup: float = typer.Option(0.05, "--warmup", help="Warm-up as a fraction of the schedule."),
-    label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
+    batch_size: BatchSize = 128,
+    lr: LearningRate = 2e-3,
+    weight_decay: WeightDecay = 0.05,
+    warmup: Warmup = 0.05,
+    label_smoothing: LabelSmoothing = 0.1,
     drop_path: float = typer.Option(0.0, "--drop-path", help="Stochastic depth for every run."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Random crop + flip."),
     train_eval_images: int = typer.Option(
@@ -90,7 +92,7 @@ def compare(
     threads: int | None = typer.Option(
         None, "--threads", help="CPU threads per run (default: cores / workers)."
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: Device = "auto",
     out: Path | None = typer.Option(
         None, "--out", help="Results folder (default runs/compare-<base>-<data>-<size>-<budget>)."
     ),

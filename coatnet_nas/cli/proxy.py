@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from coatnet_nas.cli.app import app, console, print_json
-from coatnet_nas.errors import CoatnetError
+from coatnet_nas.cli.options import Device, ProxyDataset
 from coatnet_nas.units import parse_flops, parse_params
 
 
@@ -54,7 +54,7 @@ def proxy_check(
         "--proxies",
         help="Comma-separated proxies: train[:key=value,...] or a training-free score.",
     ),
-    dataset: str | None = typer.Option(None, "--dataset", help="Override the proxy data set."),
+    dataset: ProxyDataset = None,
     subset: float | None = typer.Option(
         None, "--subset", help="Override the proxy data fraction (all recipes)."
     ),
@@ -64,7 +64,7 @@ def proxy_check(
     max_params: str | None = typer.Option(None, "--max-params", help="Params budget, e.g. 30M."),
     top_k: int | None = typer.Option(None, "--top-k", help="k of the top-k overlap (default n/4)."),
     seed: int = typer.Option(0, "--seed", help="Seed of sampling, data split and model init."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: Device = "auto",
     out: Path = typer.Option(Path("runs/proxy-check"), "--out", help="Output folder."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary, no progress."),
 ) -> None:
@@ -73,16 +73,9 @@ def proxy_check(
     """
     from coatnet_nas.proxies.check import run_proxy_check
     from coatnet_nas.proxies.export import write_outputs
-    from coatnet_nas.search.space import ProxyRecipe, load_space
+    from coatnet_nas.search.space import load_space
 
-    space = load_space(space_path)
-    changes = {k: v for k, v in (("dataset", dataset), ("subset", subset)) if v is not None}
-    if changes:
-        try:
-            recipe = ProxyRecipe.model_validate({**space.proxy.model_dump(), **changes})
-        except ValueError as exc:
-            raise CoatnetError(f"proxy override {changes}: {exc}".splitlines()[0]) from None
-        space = space.model_copy(update={"proxy": recipe})
+    space = load_space(space_path).with_proxy(dataset=dataset, subset=subset)
     flops = parse_flops(budget, what="--budget") if budget is not None else None
     params = parse_params(max_params, what="--max-params") if max_params is not None else None
     kwargs = dict(

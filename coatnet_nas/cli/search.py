@@ -10,6 +10,7 @@ from rich.live import Live
 from rich.table import Table
 
 from coatnet_nas.cli.app import app, console, print_json
+from coatnet_nas.cli.options import Device, ProxyDataset
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.units import human, parse_flops, parse_params
 
@@ -118,7 +119,7 @@ def search(
     space_path: Path | None = typer.Option(
         None, "--space", help="Search-space YAML (default: bundled)."
     ),
-    dataset: str | None = typer.Option(None, "--dataset", help="Override the proxy data set."),
+    dataset: ProxyDataset = None,
     trials: int = typer.Option(10, "--trials", help="Trials to add to the study in this run."),
     timeout: str | None = typer.Option(
         None, "--timeout", help="Stop starting trials after e.g. 30m."
@@ -132,7 +133,7 @@ def search(
     pruner: str = typer.Option("hyperband", "--pruner", help="hyperband, median or none."),
     objective: str = typer.Option("accuracy", "--objective", help="accuracy or accuracy,flops."),
     seed: int = typer.Option(0, "--seed", help="Seed of sampler, data split and model init."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: Device = "auto",
     proxy_epochs: float | None = typer.Option(
         None, "--proxy-epochs", help="Override proxy epochs."
     ),
@@ -152,21 +153,9 @@ def search(
     import optuna
 
     from coatnet_nas.search import SearchConfig, export_study, load_space, run_search
-    from coatnet_nas.search.space import ProxyRecipe
     from coatnet_nas.search.study import default_study_name
 
-    space = load_space(space_path)
-    changes = {
-        k: v
-        for k, v in (("dataset", dataset), ("epochs", proxy_epochs), ("subset", subset))
-        if v is not None
-    }
-    if changes:
-        try:
-            recipe = ProxyRecipe.model_validate({**space.proxy.model_dump(), **changes})
-        except ValueError as exc:
-            raise CoatnetError(f"proxy override {changes}: {exc}".splitlines()[0]) from None
-        space = space.model_copy(update={"proxy": recipe})
+    space = load_space(space_path).with_proxy(dataset=dataset, epochs=proxy_epochs, subset=subset)
     flops = parse_flops(budget, what="--budget") if budget is not None else space.budget.flops
     params = (
         parse_params(max_params, what="--max-params")
@@ -231,7 +220,7 @@ def worker(
     seed: int | None = typer.Option(
         None, "--seed", help="Sampler seed (default: study seed + 1000 + pid)."
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: Device = "auto",
     heartbeat: int = typer.Option(30, "--heartbeat", help="Heartbeat seconds (stale after 2x)."),
 ) -> None:
     """Join an existing study from this machine and run trials until its target is reached."""

@@ -11,6 +11,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from coatnet_nas.cli.app import app, console, parse_image_size, print_json
+from coatnet_nas.cli.options import (
+    BatchSize,
+    DataDir,
+    Dataset,
+    Device,
+    Holdout,
+    LabelSmoothing,
+    LearningRate,
+    Warmup,
+    WeightDecay,
+)
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.units import human
 
@@ -20,24 +31,15 @@ EXIT_DIVERGED = 1
 @app.command()
 def train(
     spec_path: Path = typer.Argument(..., help="Model spec YAML."),
-    dataset: str = typer.Option(
-        "synthetic",
-        "--dataset",
-        "-d",
-        help="synthetic[:N], fashion-mnist, cifar10, cifar100 or folder:PATH.",
-    ),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Where to look for dataset files first."
-    ),
+    dataset: Dataset = "synthetic",
+    data_dir: DataDir = None,
     subset: float = typer.Option(
         1.0, "--subset", help="Seeded fraction of the data to use, in (0, 1]."
     ),
     val_fraction: float = typer.Option(
         0.1, "--val-fraction", help="Held-out fraction of the training data."
     ),
-    holdout: str = typer.Option(
-        "split", "--holdout", help="split (seeded val split) or test (official test set)."
-    ),
+    holdout: Holdout = "split",
     epochs: float | None = typer.Option(
         None, "--epochs", help="Epoch budget (default 3 if no budget is given)."
     ),
@@ -54,11 +56,11 @@ def train(
     depth_mult: float = typer.Option(
         1.0, "--depth-mult", help="Scale stage depths (>= 1 block each)."
     ),
-    batch_size: int = typer.Option(128, "--batch-size"),
-    lr: float = typer.Option(2e-3, "--lr", help="Peak AdamW learning rate."),
-    weight_decay: float = typer.Option(0.05, "--weight-decay"),
-    warmup: float = typer.Option(0.05, "--warmup", help="Warm-up as a fraction of the schedule."),
-    label_smoothing: float = typer.Option(0.1, "--label-smoothing"),
+    batch_size: BatchSize = 128,
+    lr: LearningRate = 2e-3,
+    weight_decay: WeightDecay = 0.05,
+    warmup: Warmup = 0.05,
+    label_smoothing: LabelSmoothing = 0.1,
     grad_clip: float = typer.Option(1.0, "--grad-clip", help="Max gradient norm (0 disables)."),
     augment: bool = typer.Option(
         True, "--augment/--no-augment", help="Random crop + horizontal flip of training batches."
@@ -69,7 +71,7 @@ def train(
     drop_path: float | None = typer.Option(
         None, "--drop-path", help="Override the spec's stochastic depth."
     ),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    device: Device = "auto",
     amp: str = typer.Option(
         "auto", "--amp", help="auto (bf16/fp16 on CUDA, off on CPU), bf16, fp16, off."
     ),

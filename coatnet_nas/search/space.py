@@ -218,6 +218,25 @@ class SearchSpace(_Strict):
         return self
 
     # --- use ---------------------------------------------------------------------------------
+    def with_proxy(self, **changes: Any) -> SearchSpace:
+        """This space with proxy-recipe fields overridden (``None`` values are ignored).
+
+        Raises :class:`CoatnetError` naming the override when the new recipe is invalid.
+        """
+        changes = {k: v for k, v in changes.items() if v is not None}
+        if not changes:
+            return self
+        try:
+            recipe = ProxyRecipe.model_validate({**self.proxy.model_dump(), **changes})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'proxy'}: {e['msg'].lower()}"
+                for e in exc.errors(include_url=False)
+            )
+            given = ", ".join(f"{k}={v}" for k, v in changes.items())
+            raise CoatnetError(f"proxy override {given}: {problems}.") from None
+        return self.model_copy(update={"proxy": recipe})
+
     def layout_choices(self) -> list[str]:
         if isinstance(self.layouts, LayoutPattern):
             return self.layouts.expand()
