@@ -54,19 +54,21 @@ STATUSES = ("ok", "diverged", "budget", "stopped")
 class TrainConfig:
     """Budget, optimizer and runtime settings of one proxy run.
 
-    The run ends at the first of ``epochs`` (may be fractional), ``steps`` and ``seconds``
-    (wall time of the whole call, evaluations included: a step is not started when it and the
-    final evaluation would overrun, so the overrun is at most about one step; at least one step
-    always runs). ``warmup`` is a fraction of the planned
-    schedule. ``drop_path_rate`` (``train_spec`` only) overrides the spec's stochastic depth.
-    ``amp="auto"`` means bf16 on CUDA when supported (else fp16), off on CPU;
-    ``channels_last=None`` means on for CUDA. ``threads`` caps CPU threads for the run (None:
-    torch's default); several trainings sharing a CPU need it, since oversubscribed threads
-    slow small-op workloads down many times over. ``precise_bn`` is the number of training
-    batches (unaugmented, no gradients) over which BatchNorm statistics are recomputed before
-    each evaluation (0: evaluate with the running averages). After a short run the running
-    averages still mix in the statistics of the early weights, which can cost a proxy tens of
-    accuracy points and scramble its ranking of architectures.
+    The run ends at the first of ``epochs`` (may be fractional), ``steps`` and ``seconds`` (wall
+    time of the whole call, evaluations included: a step is not started when it and the final
+    evaluation would overrun, so the overrun is at most about one step; at least one step always
+    runs). ``warmup`` is a fraction of the planned schedule. ``drop_path_rate`` (``train_spec``
+    only) overrides the spec's stochastic depth. ``amp="auto"`` means bf16 on CUDA when
+    supported (else fp16), off on CPU. ``channels_last`` (default on) lays out the model and
+    batches NHWC: on CPU it measured 1.1-2x faster for proxy models (most for conv-heavy
+    layouts), on CUDA it is the layout tensor-core convolutions favour; ``None`` is the same as
+    True. ``threads`` caps CPU threads for the run (None: torch's default); several trainings
+    sharing a CPU need it, since oversubscribed threads slow small-op workloads down many times
+    over. ``precise_bn`` is the number of training batches (unaugmented, no gradients) over
+    which BatchNorm statistics are recomputed before each evaluation (0: evaluate with the
+    running averages). After a short run the running averages still mix in the statistics of the
+    early weights, which can cost a proxy tens of accuracy points and scramble its ranking of
+    architectures.
     """
 
     epochs: float | None = 3
@@ -82,7 +84,7 @@ class TrainConfig:
     drop_path_rate: float | None = None
     device: str = "auto"
     amp: str = "auto"
-    channels_last: bool | None = None
+    channels_last: bool | None = True
     compile: bool = False
     seed: int = 0
     eval_every: int | None = None
@@ -354,9 +356,7 @@ class _Run:
         self.device = resolve_device(config.device)
         self.data = data.to(self.device)
         self.model = model.to(self.device)
-        self.channels_last = (
-            self.device.type == "cuda" if config.channels_last is None else config.channels_last
-        )
+        self.channels_last = config.channels_last is not False
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.amp_dtype = _amp_dtype(config.amp, self.device)

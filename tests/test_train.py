@@ -223,3 +223,14 @@ def test_precise_bn_changes_evaluation_not_training(data) -> None:
     assert [r.val_accuracy for r in plain.history] != [r.val_accuracy for r in precise.history]
     with pytest.raises(CoatnetError, match="precise_bn"):
         train_spec(TINY, data, cfg(steps=1, precise_bn=-1))
+
+
+def test_channels_last_is_the_default_and_can_be_turned_off(data) -> None:
+    def conv_layout_after(**kw) -> bool:
+        model = build_for_data(TINY, data)
+        train_model(model, data, cfg(steps=1, **kw))
+        conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+        return conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+    assert conv_layout_after() and conv_layout_after(channels_last=None)
+    assert not conv_layout_after(channels_last=False)

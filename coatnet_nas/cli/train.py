@@ -75,8 +75,8 @@ def train(
     amp: str = typer.Option(
         "auto", "--amp", help="auto (bf16/fp16 on CUDA, off on CPU), bf16, fp16, off."
     ),
-    channels_last: bool | None = typer.Option(
-        None, "--channels-last/--no-channels-last", help="Default: on for CUDA."
+    channels_last: bool = typer.Option(
+        True, "--channels-last/--no-channels-last", help="NHWC memory format (faster on CPU too)."
     ),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
     seed: int = typer.Option(0, "--seed"),
