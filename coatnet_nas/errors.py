@@ -2,15 +2,27 @@
 
 Every error a user can cause by bad input derives from :class:`CoatnetError`; the CLI turns these
 into a one-paragraph message and exit code 2, while anything else stays a real bug with a traceback.
+
+Messages are written for the Python caller and name the parameter they are about by its Python
+name (``workers must be >= 1``); ``param`` carries that name so the command line can say which
+option it was (``--workers``) without the library ever knowing a flag.
 """
 
 from __future__ import annotations
 
 
 class CoatnetError(Exception):
-    """Bad input from the user (a spec, a budget, a path, a dataset); message is user-facing."""
+    """Bad input from the user (a spec, a budget, a path, a dataset); message is user-facing.
+
+    ``param`` is the keyword argument (or dotted setting, e.g. ``proxy.epochs``) the problem is
+    about, when there is one; the message mentions it by that name.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, *, param: str | None = None):
+        super().__init__(message)
+        self.param = param
 
 
 class SpecError(CoatnetError):

@@ -473,6 +473,24 @@ def problems_from_validation(exc: ValidationError) -> list[tuple[Loc, str]]:
     return problems
 
 
+def validation_reason(exc: ValidationError) -> str:
+    """The reason a change to a valid model failed, in the user's words (the first custom cause,
+    else pydantic's messages)."""
+    errors = exc.errors(include_url=False)
+    cause = (errors[0].get("ctx") or {}).get("error") if errors else None
+    return str(cause) if cause else "; ".join(e["msg"] for e in errors)
+
+
+def settings_problems(exc: ValidationError, prefix: str = "") -> str:
+    """``field: message`` for each failed setting of a flat settings model (recipes, options)."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(x) for x in (prefix, *err["loc"]) if x != "")
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg[:1].lower()}{msg[1:]}" if where else msg)
+    return "; ".join(dict.fromkeys(parts))
+
+
 def _loc_str(loc: Loc) -> str:
     out = ""
     for part in loc:

@@ -18,6 +18,7 @@ from coatnet_nas.cli import proxy as _proxy  # noqa: F401  (registers commands)
 from coatnet_nas.cli import search as _search  # noqa: F401
 from coatnet_nas.cli import train as _train  # noqa: F401  (registers commands)
 from coatnet_nas.cli.app import app
+from coatnet_nas.cli.errors import user_message
 from coatnet_nas.errors import CoatnetError
 
 __all__ = ["app", "main", "run"]
@@ -33,7 +34,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         )
     except CoatnetError as exc:
         sys.stdout.flush()
-        sys.stderr.write(f"error: {exc}\n")
+        sys.stderr.write(f"error: {user_message(exc)}\n")
         return exc.exit_code
     except typer.TyperException as exc:  # usage errors: bad option, missing argument (exit 2)
         show = getattr(exc, "show", None)

@@ -1,0 +1,132 @@
+"""Writing results safely: atomic file writes, JSON scrubbing and figures, in one place.
+
+A study, a comparison or a checkpoint is read back later (resume, report), so a file must never
+be seen half-written: every writer here writes a temporary file in the target's directory and
+renames it into place (atomic within one file system). A target that exists but is not a regular
+file (a device node, a FIFO, a directory) is refused rather than replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from coatnet_nas.errors import CoatnetError
+
+__all__ = [
+    "atomic_write",
+    "atomic_write_json",
+    "atomic_write_text",
+    "check_output_file",
+    "ensure_dir",
+    "json_safe",
+    "pyplot",
+    "save_figure",
+]
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats turned into None (JSON has no NaN) and tuples into lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def ensure_dir(path: str | Path, *, param: str | None = None) -> Path:
+    """Create ``path`` (and parents) or raise a :class:`CoatnetError` that says why not."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CoatnetError(
+            f"{_named(param)}{path}: exists and is not a directory.", param=param
+        ) from None
+    except OSError as exc:
+        raise CoatnetError(
+            f"{_named(param)}{path}: cannot create the folder ({exc.strerror or exc}).",
+            param=param,
+        ) from None
+    return path
+
+
+def check_output_file(path: str | Path, *, param: str | None = None) -> Path:
+    """Refuse an output target that cannot be written as a regular file, before any work.
+
+    The target may not exist yet (its folder is created); if it exists it must be a regular file.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise CoatnetError(
+            f"{_named(param)}{path}: is {kind}; give a file path to write to.", param=param
+        )
+    parent = ensure_dir(path.parent, param=param)
+    if not os.access(parent, os.W_OK):
+        raise CoatnetError(f"{_named(param)}{parent}: folder is not writable.", param=param)
+    return path
+
+
+def atomic_write(
+    path: str | Path, write: Callable[[Path], None], *, param: str | None = None
+) -> Path:
+    """Call ``write(tmp)`` to fill a temporary file, then rename it over ``path``."""
+    path = check_output_file(path, param=param)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise CoatnetError(
+            f"{_named(param)}{path}: cannot write ({exc.strerror or exc}).", param=param
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str, *, param: str | None = None) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), param=param)
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, param: str | None = None) -> Path:
+    """JSON with NaN/inf as null, indented for people."""
+    return atomic_write_text(path, json.dumps(json_safe(obj), indent=2) + "\n", param=param)
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the non-interactive Agg backend (no display needed)."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 120, param: str | None = None) -> Path:
+    """Save and close a matplotlib figure atomically; the format follows the file suffix."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    try:
+        return atomic_write(
+            path,
+            lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight"),
+            param=param,
+        )
+    finally:
+        pyplot().close(fig)
+
+
+def _named(param: str | None) -> str:
+    return f"{param} " if param else ""
