@@ -21,9 +21,9 @@ WIDTH_QUANTUM = 8
 
 
 def width_quantum(stage: StageSpec | None) -> int:
-    """Allowed width step: 8, or lcm(8, head_dim) for stages whose width must divide by heads."""
-    head_dim = getattr(stage.options, "head_dim", None) if stage is not None else None
-    return math.lcm(WIDTH_QUANTUM, head_dim) if head_dim else WIDTH_QUANTUM
+    """Allowed width step: lcm(8, the block type's width multiple), e.g. head_dim for T stages."""
+    multiple = stage.options.width_multiple() if stage is not None else 1
+    return math.lcm(WIDTH_QUANTUM, multiple)
 
 
 def round_width(width: float, quantum: int) -> int:

@@ -16,7 +16,18 @@ class BlockOptions(BaseModel):
 
     def width_problem(self, width: int) -> str | None:
         """Return why ``width`` is not allowed for this block type, or ``None`` if it is."""
+        multiple = self.width_multiple()
+        if width % multiple:
+            lo = max(multiple, width // multiple * multiple)
+            return (
+                f"width {width} is not a multiple of {multiple} "
+                f"(e.g. {lo} or {lo + multiple}) for this block type"
+            )
         return None
+
+    def width_multiple(self) -> int:
+        """Widths of a stage with these options must be multiples of this (scaling rounds to it)."""
+        return 1
 
 
 class MBConvOptions(BlockOptions):
@@ -32,7 +43,7 @@ class MBConvOptions(BlockOptions):
     def width_problem(self, width: int) -> str | None:
         if self.kernel_size % 2 == 0:
             return f"kernel_size must be odd, got {self.kernel_size}"
-        return None
+        return super().width_problem(width)
 
 
 class TransformerOptions(BlockOptions):
@@ -49,6 +60,9 @@ class TransformerOptions(BlockOptions):
                 f"T-stage widths must be multiples of head_dim (e.g. {self._near(width)})"
             )
         return None
+
+    def width_multiple(self) -> int:
+        return self.head_dim
 
     def _near(self, width: int) -> str:
         lo = max(self.head_dim, width // self.head_dim * self.head_dim)

@@ -1,20 +1,14 @@
 """Cheap scores for architectures and a check of how far to trust them.
 
-``scores`` (training-free scores, a registry), ``rank`` (Spearman/Kendall/top-k), ``recipe``
-(proxy strings like ``train:epochs=1`` and scoring one spec), ``check`` (the proxy-check runner)
-and ``export`` (CSV, JSON, PNG). Rank statistics and scores import without data or Optuna.
+``recipe`` (data + shrink + a training recipe), ``parse`` (proxy strings like ``train:epochs=1``),
+``evaluate`` (scoring one spec), ``scores`` (training-free scores, a registry), ``rank``
+(Spearman/Kendall/top-k), ``check`` (the proxy-check runner) and ``export`` (CSV, JSON, PNG). Rank statistics and scores import without data or Optuna.
 """
 
+from coatnet_nas.proxies.evaluate import ProxyEvaluator, ProxyOutcome
+from coatnet_nas.proxies.parse import TRAIN, ProxySpec, parse_proxies, parse_proxy
 from coatnet_nas.proxies.rank import kendall_tau, rankdata, spearman, top_k_overlap
-from coatnet_nas.proxies.recipe import (
-    TRAIN,
-    ProxyEvaluator,
-    ProxyOutcome,
-    ProxySpec,
-    parse_proxies,
-    parse_proxy,
-    train_config,
-)
+from coatnet_nas.proxies.recipe import ProxyRecipe
 from coatnet_nas.proxies.scores import (
     SCORES,
     Score,
@@ -29,6 +23,7 @@ __all__ = [
     "TRAIN",
     "ProxyEvaluator",
     "ProxyOutcome",
+    "ProxyRecipe",
     "ProxySpec",
     "Score",
     "compute_score",
@@ -41,5 +36,4 @@ __all__ = [
     "score_names",
     "spearman",
     "top_k_overlap",
-    "train_config",
 ]

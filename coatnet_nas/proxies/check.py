@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coatnet_nas.errors import CoatnetError
+from coatnet_nas.proxies.evaluate import ProxyEvaluator
+from coatnet_nas.proxies.parse import ProxySpec, parse_proxies, parse_proxy
 from coatnet_nas.proxies.rank import kendall_tau, spearman, top_k_overlap
-from coatnet_nas.proxies.recipe import ProxyEvaluator, ProxySpec, parse_proxies, parse_proxy
 
 if TYPE_CHECKING:
     from coatnet_nas.search.space import SearchSpace

@@ -43,7 +43,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         if self.proxy != "train":
-            from coatnet_nas.proxies.recipe import parse_proxy
+            from coatnet_nas.proxies import parse_proxy
 
             parsed = parse_proxy(self.proxy)
             if parsed.is_training:
@@ -191,7 +191,7 @@ class Objective:
 
     def _score(self, trial: optuna.Trial, spec: Any) -> float:
         """Training-free branch: one score of the untrained shrunken copy."""
-        from coatnet_nas.proxies.recipe import ProxyEvaluator, parse_proxy
+        from coatnet_nas.proxies import ProxyEvaluator, parse_proxy
 
         cfg = self.config
         proxy = parse_proxy(cfg.proxy)
@@ -214,13 +214,11 @@ class Objective:
         return float(outcome.value)
 
     def _train(self, trial: optuna.Trial, spec: Any) -> Any:
-        from coatnet_nas.proxies.recipe import train_config
-        from coatnet_nas.train import train_spec
+        from coatnet_nas.train import Runtime, train_spec
 
         recipe = self.config.space.proxy
         proxy = scale_spec(spec, recipe.width_mult, recipe.depth_mult)
         data = self.data()
-        train_cfg = train_config(recipe, data, self.config.seed, self.device)
         prune = not self.config.multi_objective
 
         def report(ev: Any) -> None:
@@ -230,7 +228,10 @@ class Objective:
                     raise optuna.TrialPruned(f"pruned at step {ev.step}")
 
         progress = (lambda info: self.on_step(trial.number, info)) if self.on_step else None
-        return train_spec(proxy, data, train_cfg, report, progress=progress)
+        return train_spec(
+            proxy, data, recipe.train_recipe(data), report,
+            runtime=Runtime(device=self.device), seed=self.config.seed, progress=progress,
+        )  # fmt: skip
 
 
 def _finish(trial: optuna.Trial, status: str, reason: str | None) -> None:

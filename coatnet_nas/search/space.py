@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from coatnet_nas.errors import CoatnetError, SpecError
+from coatnet_nas.proxies.recipe import ProxyRecipe
 from coatnet_nas.registry import block_type, block_types
 from coatnet_nas.spec import (
     ModelSpec,
@@ -60,32 +61,6 @@ class LayoutPattern(_Strict):
             if regex.fullmatch("".join(combo))
         ]
         return sorted(out, key=lambda s: (len(s), s.count("T"), s))
-
-
-class ProxyRecipe(_Strict):
-    """How a candidate is scored: a short training run of a shrunken copy on real data."""
-
-    dataset: str = "fashion-mnist"
-    data_dir: str | None = None
-    image_size: int = Field(32, ge=8)
-    width_mult: float = Field(0.25, gt=0, le=4)
-    depth_mult: float = Field(1.0, gt=0, le=4)
-    epochs: float | None = Field(1.0, gt=0)
-    steps: int | None = Field(None, ge=1)
-    seconds: float | None = Field(None, gt=0)
-    subset: float = Field(0.2, gt=0, le=1)
-    val_fraction: float = Field(0.1, gt=0, lt=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(0.05, ge=0)
-    evals_per_epoch: int = Field(2, ge=1, description="intermediate reports for the pruner")
-    precise_bn: int = Field(8, ge=0, description="batches to recompute BatchNorm stats on")
-
-    @model_validator(mode="after")
-    def _some_budget(self) -> ProxyRecipe:
-        if self.epochs is None and self.steps is None and self.seconds is None:
-            raise ValueError("give at least one of epochs, steps or seconds")
-        return self
 
 
 class Target(_Strict):
@@ -226,15 +201,8 @@ class SearchSpace(_Strict):
         changes = {k: v for k, v in changes.items() if v is not None}
         if not changes:
             return self
-        try:
-            recipe = ProxyRecipe.model_validate({**self.proxy.model_dump(), **changes})
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'proxy'}: {e['msg'].lower()}"
-                for e in exc.errors(include_url=False)
-            )
-            given = ", ".join(f"{k}={v}" for k, v in changes.items())
-            raise CoatnetError(f"proxy override {given}: {problems}.") from None
+        given = ", ".join(f"{k}={v}" for k, v in changes.items())
+        recipe = self.proxy.evolve(what=f"proxy override {given}", **changes)
         return self.model_copy(update={"proxy": recipe})
 
     def layout_choices(self) -> list[str]:

@@ -30,6 +30,7 @@ from coatnet_nas.data.tensors import ProxyData
 from coatnet_nas.errors import CoatnetError, SpecError
 from coatnet_nas.spec import ModelSpec, spec_from_dict
 from coatnet_nas.threads import cpu_threads
+from coatnet_nas.train.recipe import Runtime, TrainConfig, TrainRecipe
 
 __all__ = [
     "EvalReport",
@@ -46,88 +47,7 @@ __all__ = [
     "train_spec",
 ]
 
-AMP_MODES = ("auto", "bf16", "fp16", "off")
 STATUSES = ("ok", "diverged", "budget", "stopped")
-
-
-@dataclass
-class TrainConfig:
-    """Budget, optimizer and runtime settings of one proxy run.
-
-    The run ends at the first of ``epochs`` (may be fractional), ``steps`` and ``seconds`` (wall
-    time of the whole call, evaluations included: a step is not started when it and the final
-    evaluation would overrun, so the overrun is at most about one step; at least one step always
-    runs). ``warmup`` is a fraction of the planned schedule. ``drop_path_rate`` (``train_spec``
-    only) overrides the spec's stochastic depth. ``amp="auto"`` means bf16 on CUDA when
-    supported (else fp16), off on CPU. ``channels_last`` (default on) lays out the model and
-    batches NHWC: on CPU it measured 1.1-2x faster for proxy models (most for conv-heavy
-    layouts), on CUDA it is the layout tensor-core convolutions favour; ``None`` is the same as
-    True. ``threads`` caps CPU threads for the run (None: torch's default); several trainings
-    sharing a CPU need it, since oversubscribed threads slow small-op workloads down many times
-    over. ``precise_bn`` is the number of training batches (unaugmented, no gradients) over
-    which BatchNorm statistics are recomputed before each evaluation (0: evaluate with the
-    running averages). After a short run the running averages still mix in the statistics of the
-    early weights, which can cost a proxy tens of accuracy points and scramble its ranking of
-    architectures.
-    """
-
-    epochs: float | None = 3
-    steps: int | None = None
-    seconds: float | None = None
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup: float = 0.05
-    final_lr_scale: float = 0.01
-    label_smoothing: float = 0.1
-    grad_clip: float | None = 1.0
-    drop_path_rate: float | None = None
-    device: str = "auto"
-    amp: str = "auto"
-    channels_last: bool | None = True
-    compile: bool = False
-    seed: int = 0
-    eval_every: int | None = None
-    eval_batch_size: int = 512
-    augment: bool = True
-    threads: int | None = None
-    precise_bn: int = 8
-
-    def validate(self) -> None:
-        """Raise :class:`CoatnetError` naming the first bad setting."""
-        problems = []
-        if self.epochs is None and self.steps is None and self.seconds is None:
-            problems.append("set at least one budget: epochs, steps or seconds")
-        for name in ("epochs", "steps", "seconds"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                problems.append(f"{name} must be positive, got {value}")
-        if self.batch_size < 1 or self.eval_batch_size < 1:
-            problems.append("batch sizes must be >= 1")
-        if not self.lr > 0 or not math.isfinite(self.lr):
-            problems.append(f"lr must be a positive number, got {self.lr}")
-        if self.weight_decay < 0:
-            problems.append(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0 <= self.warmup < 1:
-            problems.append(f"warmup is a fraction of the schedule in [0, 1), got {self.warmup}")
-        if not 0 <= self.final_lr_scale <= 1:
-            problems.append(f"final_lr_scale must be in [0, 1], got {self.final_lr_scale}")
-        if not 0 <= self.label_smoothing < 1:
-            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            problems.append(f"grad_clip must be positive or None, got {self.grad_clip}")
-        if self.drop_path_rate is not None and not 0 <= self.drop_path_rate < 1:
-            problems.append(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
-        if self.amp not in AMP_MODES:
-            problems.append(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
-        if self.threads is not None and self.threads < 1:
-            problems.append(f"threads must be >= 1 or None, got {self.threads}")
-        if self.precise_bn < 0:
-            problems.append(f"precise_bn must be >= 0 batches, got {self.precise_bn}")
-        if self.eval_every is not None and self.eval_every < 1:
-            problems.append(f"eval_every must be >= 1 step or None, got {self.eval_every}")
-        if problems:
-            raise CoatnetError("invalid training config: " + "; ".join(problems) + ".")
 
 
 @dataclass
@@ -200,7 +120,7 @@ def json_safe(value: Any) -> Any:
 
 
 # --- schedule, optimizer, precision ----------------------------------------------------------
-def lr_at(config: TrainConfig, progress: float) -> float:
+def lr_at(config: TrainRecipe, progress: float) -> float:
     """Linear warm-up to ``lr``, then cosine decay to ``lr * final_lr_scale``."""
     progress = min(max(progress, 0.0), 1.0)
     if progress < config.warmup:
@@ -224,7 +144,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def make_optimizer(
-    model: nn.Module, config: TrainConfig, device: torch.device
+    model: nn.Module, config: TrainRecipe, device: torch.device
 ) -> torch.optim.AdamW:
     """AdamW, fused into one kernel where torch supports it (a per-tensor loop costs more)."""
     groups = param_groups(model, config.weight_decay)
@@ -348,22 +268,24 @@ def recalibrate_batchnorm(
 class _Run:
     """State of one training run; :meth:`run` returns the :class:`TrainResult`."""
 
-    def __init__(self, model: nn.Module, data: ProxyData, config: TrainConfig,
+    def __init__(self, model: nn.Module, data: ProxyData, config: TrainRecipe,
+                 runtime: Runtime, seed: int,
                  callback: Callable[[EvalReport], bool | None] | None,
                  progress: Callable[[ProgressInfo], None] | None):  # fmt: skip
         self.start = time.perf_counter()
         self.config, self.callback, self.progress = config, callback, progress
-        self.device = resolve_device(config.device)
+        self.runtime, self.seed = runtime, seed
+        self.device = resolve_device(runtime.device)
         self.data = data.to(self.device)
         self.model = model.to(self.device)
-        self.channels_last = config.channels_last is not False
+        self.channels_last = runtime.channels_last
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.amp_dtype = _amp_dtype(config.amp, self.device)
+        self.amp_dtype = _amp_dtype(runtime.amp.value, self.device)
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_dtype == torch.float16
         )
-        self.forward = torch.compile(self.model) if config.compile else self.model
+        self.forward = torch.compile(self.model) if runtime.compile else self.model
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.model, config, self.device)
         self.batch_size = min(config.batch_size, len(self.data.train))
@@ -375,7 +297,7 @@ class _Run:
             planned.append(config.steps)
         self.total_steps = min(planned) if planned else None
         self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(config.seed)
+        self.generator.manual_seed(seed)
         # A non-finite check syncs the device; on CPU that is free, on a GPU do it every 25 steps.
         self.check_every = 1 if self.device.type == "cpu" else 25
         self.step = 0
@@ -480,7 +402,7 @@ class _Run:
         if self.config.precise_bn and self.step > self.last_eval_step:
             recalibrate_batchnorm(
                 self.model, self.data, self.config.precise_bn, self.batch_size,
-                amp_dtype=self.amp_dtype, channels_last=self.channels_last, seed=self.config.seed,
+                amp_dtype=self.amp_dtype, channels_last=self.channels_last, seed=self.seed,
             )  # fmt: skip
         accuracy = evaluate(
             self.forward,
@@ -583,25 +505,37 @@ class _Run:
         )
 
 
+def _resolve(
+    recipe: TrainRecipe | TrainConfig, runtime: Runtime | None, seed: int | None
+) -> tuple[TrainRecipe, Runtime, int]:
+    if isinstance(recipe, TrainConfig):  # deprecated flat form
+        flat_recipe, flat_runtime, flat_seed = recipe.split()
+        return flat_recipe, runtime or flat_runtime, flat_seed if seed is None else seed
+    return recipe, runtime or Runtime(), 0 if seed is None else seed
+
+
 def train_model(
     model: nn.Module,
     data: ProxyData,
-    config: TrainConfig,
+    recipe: TrainRecipe | TrainConfig,
     callback: Callable[[EvalReport], bool | None] | None = None,
     *,
+    runtime: Runtime | None = None,
+    seed: int | None = None,
     progress: Callable[[ProgressInfo], None] | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on ``data`` within ``config``'s budget.
+    """Train ``model`` in place on ``data`` with ``recipe``, on ``runtime`` (default: auto).
 
     ``callback(report)`` runs after every evaluation (each epoch, or every ``eval_every`` steps,
     and once at the end); returning True stops the run (``status="stopped"``); exceptions it
-    raises propagate. ``progress`` receives throttled :class:`ProgressInfo` snapshots.
+    raises propagate. ``progress`` receives throttled :class:`ProgressInfo` snapshots. Runs with
+    an epoch/step budget are reproducible on CPU for a ``seed``.
     """
-    config.validate()
-    device = resolve_device(config.device)
-    with _rng_fork(device), cpu_threads(config.threads):
-        torch.manual_seed(config.seed)
-        return _Run(model, data, config, callback, progress).run()
+    recipe, runtime, seed = _resolve(recipe, runtime, seed)
+    device = resolve_device(runtime.device)
+    with _rng_fork(device), cpu_threads(runtime.threads):
+        torch.manual_seed(seed)
+        return _Run(model, data, recipe, runtime, seed, callback, progress).run()
 
 
 # --- specs -----------------------------------------------------------------------------------
@@ -645,9 +579,11 @@ def build_for_data(
 def train_spec(
     spec: ModelSpec,
     data: ProxyData,
-    config: TrainConfig,
+    recipe: TrainRecipe | TrainConfig,
     callback: Callable[[EvalReport], bool | None] | None = None,
     *,
+    runtime: Runtime | None = None,
+    seed: int | None = None,
     progress: Callable[[ProgressInfo], None] | None = None,
 ) -> TrainResult:
     """Build ``spec`` for ``data`` (image size, classes, channels) and train it.
@@ -655,9 +591,9 @@ def train_spec(
     ``params`` is the built model's exact count and ``flops`` the closed-form
     :func:`coatnet_nas.cost.estimate_cost` of the adapted spec.
     """
-    config.validate()
-    model = build_for_data(spec, data, drop_path_rate=config.drop_path_rate, seed=config.seed)
-    return train_model(model, data, config, callback, progress=progress)
+    recipe, runtime, seed = _resolve(recipe, runtime, seed)
+    model = build_for_data(spec, data, drop_path_rate=recipe.drop_path_rate, seed=seed)
+    return train_model(model, data, recipe, callback, runtime=runtime, seed=seed, progress=progress)
 
 
 # --- checkpoints -----------------------------------------------------------------------------
