@@ -2,7 +2,8 @@
 
 ``recipe`` (data + shrink + a training recipe), ``parse`` (proxy strings like ``train:epochs=1``),
 ``evaluate`` (scoring one spec), ``scores`` (training-free scores, a registry), ``rank``
-(Spearman/Kendall/top-k), ``check`` (the proxy-check runner) and ``export`` (CSV, JSON, PNG). Rank statistics and scores import without data or Optuna.
+(Spearman/Kendall/top-k), ``check`` (the proxy-check runner) and ``export`` (CSV, JSON, PNG).
+Rank statistics and scores import without data or Optuna.
 """
 
 from coatnet_nas.proxies.evaluate import ProxyEvaluator, ProxyOutcome
