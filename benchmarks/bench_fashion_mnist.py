@@ -19,7 +19,7 @@ import torch
 from coatnet_nas.data import prepare_data
 from coatnet_nas.scaling import scale_spec
 from coatnet_nas.spec import load_spec
-from coatnet_nas.train import EvalReport, TrainConfig, train_spec
+from coatnet_nas.train import EvalReport, Runtime, TrainRecipe, train_spec
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--epochs", type=float, default=3)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--lr", type=float, default=TrainRecipe().lr)
     p.add_argument("--subset", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -43,10 +43,8 @@ def main() -> None:
     )
     prep = time.perf_counter() - t0
     spec = scale_spec(load_spec(args.spec), args.width_mult)
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-        device=args.device, threads=args.threads,
-    )  # fmt: skip
+    recipe = TrainRecipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    runtime = Runtime(device=args.device, threads=args.threads)
 
     def show(r: EvalReport) -> None:
         if not args.json:
@@ -56,7 +54,7 @@ def main() -> None:
                 flush=True,
             )
 
-    result = train_spec(spec, data, config, callback=show)
+    result = train_spec(spec, data, recipe, show, runtime=runtime, seed=args.seed)
     out = {
         "dataset": data.describe(),
         "data_prep_seconds": round(prep, 2),

@@ -24,7 +24,7 @@ from coatnet_nas.data import Split, prepare_data
 from coatnet_nas.data.sources import find_dataset
 from coatnet_nas.scaling import scale_spec
 from coatnet_nas.spec import load_spec
-from coatnet_nas.train import TrainConfig, build_for_data, param_groups, train_model
+from coatnet_nas.train import Runtime, TrainRecipe, build_for_data, param_groups, train_model
 
 
 def bare_loop(model, data, steps: int, batch_size: int, seed: int, fused: bool) -> float:
@@ -49,9 +49,9 @@ def bare_loop(model, data, steps: int, batch_size: int, seed: int, fused: bool) 
 
 def trainer(model, data, steps: int, batch_size: int, seed: int) -> float:
     """Images/second of the whole ``train_model`` call (setup and final evaluation included)."""
-    config = TrainConfig(epochs=None, steps=steps, batch_size=batch_size, seed=seed, device="cpu")
+    recipe = TrainRecipe(epochs=None, steps=steps, batch_size=batch_size)
     start = time.perf_counter()
-    result = train_model(model, data, config)
+    result = train_model(model, data, recipe, runtime=Runtime(device="cpu"), seed=seed)
     assert result.status == "ok", result.reason
     return steps * batch_size / (time.perf_counter() - start)
 

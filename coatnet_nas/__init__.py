@@ -6,8 +6,7 @@ validation) does not pay for torch until a model is actually built.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from coatnet_nas._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -34,6 +33,7 @@ _EXPORTS = {
     "parse_params": "coatnet_nas.units",
     "CompareConfig": "coatnet_nas.compare",
     "run_compare": "coatnet_nas.compare",
+    "ProxyRecipe": "coatnet_nas.proxies",
     "SearchConfig": "coatnet_nas.search",
     "load_space": "coatnet_nas.search",
     "run_search": "coatnet_nas.search",
@@ -41,12 +41,17 @@ _EXPORTS = {
     "ProxyData": "coatnet_nas.data",
     "DATASETS": "coatnet_nas.data",
     "fetch_dataset": "coatnet_nas.data",
+    "TrainRecipe": "coatnet_nas.train",
+    "Runtime": "coatnet_nas.train",
+    "RunStatus": "coatnet_nas.train",
     "TrainConfig": "coatnet_nas.train",
     "TrainResult": "coatnet_nas.train",
     "EvalReport": "coatnet_nas.train",
     "train_model": "coatnet_nas.train",
     "train_spec": "coatnet_nas.train",
     "resolve_device": "coatnet_nas.train",
+    "load_checkpoint": "coatnet_nas.train",
+    "save_checkpoint": "coatnet_nas.train",
     "CoatnetError": "coatnet_nas.errors",
     "SpecError": "coatnet_nas.errors",
     "BudgetError": "coatnet_nas.errors",
@@ -56,14 +61,4 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'coatnet_nas' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

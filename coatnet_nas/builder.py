@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from coatnet_nas.blocks.attention import RelativeAttention
 from coatnet_nas.blocks.layers import init_weights
 from coatnet_nas.blocks.stem import build_stem
 from coatnet_nas.spec import ModelSpec, load_spec
@@ -70,6 +71,20 @@ class CoAtNet(nn.Module):
         for stage in self.stages:
             x = stage(x)
         return self.head(x)
+
+    def no_weight_decay(self) -> set[str]:
+        """Names of parameters the optimizer must not decay (the timm convention).
+
+        Biases and norm scales (every 1-D parameter) and the relative-position bias tables:
+        decaying those pulls attention toward uniform positions and norms toward zero, which is
+        why ViT-family recipes exempt them.
+        """
+        tables = {
+            f"{name}.bias_table" if name else "bias_table"
+            for name, module in self.named_modules()
+            if isinstance(module, RelativeAttention)
+        }
+        return {name for name, p in self.named_parameters() if p.ndim <= 1 or name in tables}
 
     def set_fused_attention(self, fused: bool) -> None:
         """Switch every attention layer between SDPA and the explicit formula."""

@@ -12,6 +12,7 @@ from coatnet_nas.errors import CoatnetError
 
 # Python parameter (or dotted setting) -> the option every command uses for it.
 PARAM_FLAGS: dict[str, str] = {
+    "amp": "--amp",
     "batch_size": "--batch-size",
     "budget": "--budget",
     "data_dir": "--data-dir",

@@ -10,24 +10,70 @@ from typing import Annotated
 
 import typer
 
+from coatnet_nas.train.recipe import TrainRecipe
+
 Dataset = Annotated[
     str,
     typer.Option(
-        "--dataset", "-d", help="synthetic[:N], fashion-mnist, cifar10, cifar100 or folder:PATH."
+        "--dataset",
+        "-d",
+        metavar="NAME",
+        help="synthetic[:N], fashion-mnist, cifar10, cifar100 or folder:PATH.",
     ),
 ]
 DataDir = Annotated[
-    Path | None, typer.Option("--data-dir", help="Where to look for dataset files first.")
+    Path | None,
+    typer.Option("--data-dir", metavar="PATH", help="Where to look for dataset files first."),
 ]
 Holdout = Annotated[
     str, typer.Option("--holdout", help="split (seeded val split) or test (official test set).")
 ]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="Training batch size.")]
-LearningRate = Annotated[float, typer.Option("--lr", help="Peak AdamW learning rate.")]
-WeightDecay = Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.")]
-Warmup = Annotated[float, typer.Option("--warmup", help="Warm-up as a fraction of the schedule.")]
-LabelSmoothing = Annotated[
-    float, typer.Option("--label-smoothing", help="Cross-entropy label smoothing.")
+# Training settings: a command leaves them None unless given, so TrainRecipe's defaults apply.
+_RECIPE = TrainRecipe()
+BatchSize = Annotated[
+    int | None,
+    typer.Option(
+        "--batch-size", metavar="N", help=f"Training batch size (default {_RECIPE.batch_size})."
+    ),
 ]
-Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-ProxyDataset = Annotated[str | None, typer.Option("--dataset", help="Override the proxy data set.")]
+LearningRate = Annotated[
+    float | None,
+    typer.Option("--lr", metavar="LR", help=f"Peak AdamW learning rate (default {_RECIPE.lr:g})."),
+]
+WeightDecay = Annotated[
+    float | None,
+    typer.Option(
+        "--weight-decay",
+        metavar="WD",
+        help=f"AdamW weight decay (default {_RECIPE.weight_decay:g}).",
+    ),
+]
+Warmup = Annotated[
+    float | None,
+    typer.Option(
+        "--warmup",
+        metavar="FRACTION",
+        help=f"Warm-up as a fraction of the schedule (default {_RECIPE.warmup:g}).",
+    ),
+]
+LabelSmoothing = Annotated[
+    float | None,
+    typer.Option(
+        "--label-smoothing",
+        metavar="EPS",
+        help=f"Cross-entropy label smoothing (default {_RECIPE.label_smoothing:g}).",
+    ),
+]
+Device = Annotated[
+    str, typer.Option("--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N.")
+]
+ProxyDataset = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        "-d",
+        metavar="NAME",
+        help="Override the proxy data set: synthetic[:N], fashion-mnist, cifar10, cifar100 or "
+        "folder:PATH.",
+    ),
+]

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from coatnet_nas.cli.app import app, console, print_json
-from coatnet_nas.cli.options import Device, ProxyDataset
+from coatnet_nas.cli.options import DataDir, Device, ProxyDataset
 from coatnet_nas.units import parse_flops, parse_params
 
 
@@ -45,7 +45,9 @@ def proxy_check(
     space_path: Path | None = typer.Option(
         None, "--space", help="Search-space YAML (default: bundled)."
     ),
-    n: int = typer.Option(16, "--n", help="Architectures to sample (distinct, within budget)."),
+    n: int = typer.Option(
+        16, "--n", metavar="N", help="Architectures to sample (distinct, within budget)."
+    ),
     reference: str = typer.Option(
         "train:epochs=10", "--reference", help="The longer recipe proxies are judged against."
     ),
@@ -55,27 +57,46 @@ def proxy_check(
         help="Comma-separated proxies: train[:key=value,...] or a training-free score.",
     ),
     dataset: ProxyDataset = None,
+    data_dir: DataDir = None,
     subset: float | None = typer.Option(
         None, "--subset", help="Override the proxy data fraction (all recipes)."
     ),
     budget: str | None = typer.Option(
-        None, "--budget", help="FLOPs budget at the target size (default: the space's)."
+        None,
+        "--budget",
+        metavar="FLOPS",
+        help="FLOPs budget at the target size, e.g. 4GFLOPs (default: the space's).",
     ),
-    max_params: str | None = typer.Option(None, "--max-params", help="Params budget, e.g. 30M."),
-    top_k: int | None = typer.Option(None, "--top-k", help="k of the top-k overlap (default n/4)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of sampling, data split and model init."),
+    max_params: str | None = typer.Option(
+        None,
+        "--max-params",
+        metavar="PARAMS",
+        help="Parameter budget at the target size, e.g. 30M (default: the space's).",
+    ),
+    top_k: int | None = typer.Option(
+        None, "--top-k", metavar="K", help="k of the top-k overlap (default n/4)."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", metavar="N", help="One seed for sampling, data split and model init."
+    ),
     device: Device = "auto",
-    out: Path = typer.Option(Path("runs/proxy-check"), "--out", help="Output folder."),
+    out: Path = typer.Option(
+        Path("runs/proxy-check"), "--out", metavar="DIR", help="Output folder."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary, no progress."),
 ) -> None:
     """Sample architectures, score each with every proxy and the reference, report Spearman rho,
     Kendall tau and top-k overlap, and write proxy_check.csv, proxy_stats.csv and a scatter PNG.
     """
+    from coatnet_nas._io import ensure_dir
     from coatnet_nas.proxies.check import run_proxy_check
     from coatnet_nas.proxies.export import write_outputs
     from coatnet_nas.search.space import load_space
 
-    space = load_space(space_path).with_proxy(dataset=dataset, subset=subset)
+    space = load_space(space_path).with_proxy(
+        dataset=dataset, data_dir=str(data_dir) if data_dir else None, subset=subset
+    )
+    ensure_dir(out, param="out")  # before the work, not after it
     flops = parse_flops(budget, what="--budget") if budget is not None else None
     params = parse_params(max_params, what="--max-params") if max_params is not None else None
     kwargs = dict(

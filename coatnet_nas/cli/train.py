@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -23,9 +24,11 @@ from coatnet_nas.cli.options import (
     WeightDecay,
 )
 from coatnet_nas.errors import CoatnetError
+from coatnet_nas.train.recipe import TrainRecipe
 from coatnet_nas.units import human
 
 EXIT_DIVERGED = 1
+_DEFAULT = TrainRecipe()  # the trainer's defaults: options left unset keep these
 
 
 @app.command()
@@ -41,7 +44,7 @@ def train(
     ),
     holdout: Holdout = "split",
     epochs: float | None = typer.Option(
-        None, "--epochs", help="Epoch budget (default 3 if no budget is given)."
+        None, "--epochs", help=f"Epoch budget (default {_DEFAULT.epochs:g} if no budget is given)."
     ),
     steps: int | None = typer.Option(None, "--steps", help="Step budget."),
     seconds: float | None = typer.Option(
@@ -56,14 +59,16 @@ def train(
     depth_mult: float = typer.Option(
         1.0, "--depth-mult", help="Scale stage depths (>= 1 block each)."
     ),
-    batch_size: BatchSize = 128,
-    lr: LearningRate = 2e-3,
-    weight_decay: WeightDecay = 0.05,
-    warmup: Warmup = 0.05,
-    label_smoothing: LabelSmoothing = 0.1,
-    grad_clip: float = typer.Option(1.0, "--grad-clip", help="Max gradient norm (0 disables)."),
-    augment: bool = typer.Option(
-        True, "--augment/--no-augment", help="Random crop + horizontal flip of training batches."
+    batch_size: BatchSize = None,
+    lr: LearningRate = None,
+    weight_decay: WeightDecay = None,
+    warmup: Warmup = None,
+    label_smoothing: LabelSmoothing = None,
+    grad_clip: float | None = typer.Option(
+        None, "--grad-clip", help=f"Max gradient norm, 0 disables (default {_DEFAULT.grad_clip:g})."
+    ),
+    augment: bool | None = typer.Option(
+        None, "--augment/--no-augment", help="Random crop + horizontal flip (default on)."
     ),
     crop_padding: int = typer.Option(
         0, "--crop-padding", help="Random-crop padding in pixels (0: flips only; slows short runs)."
@@ -79,18 +84,22 @@ def train(
         True, "--channels-last/--no-channels-last", help="NHWC memory format (faster on CPU too)."
     ),
     compile_model: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of data split, init and order."),
     threads: int | None = typer.Option(
         None, "--threads", help="CPU threads (default: torch's; lower it when sharing the CPU)."
     ),
     eval_every: int | None = typer.Option(
         None, "--eval-every", help="Evaluate every N steps (default: each epoch)."
     ),
-    precise_bn: int = typer.Option(
-        8, "--precise-bn", help="Batches to recompute BatchNorm stats on before each eval (0: off)."
+    precise_bn: int | None = typer.Option(
+        None,
+        "--precise-bn",
+        metavar="N",
+        help=f"Batches to recompute BatchNorm stats on before each eval, 0: off "
+        f"(default {_DEFAULT.precise_bn}).",
     ),
     save: Path | None = typer.Option(
-        None, "--save", help="Write a checkpoint (weights, spec, result)."
+        None, "--save", metavar="PATH", help="Write a checkpoint (weights, spec, result)."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object, no progress bar."),
 ) -> None:
@@ -99,33 +108,43 @@ def train(
     Exit status: 0 when the run finished (ok, budget or stopped), 1 when it diverged,
     2 for bad input.
     """
+    from coatnet_nas._io import check_output_file
     from coatnet_nas.data import prepare_data
     from coatnet_nas.scaling import scale_spec
-    from coatnet_nas.spec import load_spec
+    from coatnet_nas.spec import load_spec, validation_reason
     from coatnet_nas.train import (
-        TrainConfig,
+        Runtime,
         build_for_data,
+        resolve_device,
         save_checkpoint,
-        spec_problem,
         train_model,
     )
 
-    if epochs is None and steps is None and seconds is None:
-        epochs = 3
-    config = TrainConfig(
-        epochs=epochs, steps=steps, seconds=seconds, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, warmup=warmup, label_smoothing=label_smoothing,
-        grad_clip=grad_clip or None, drop_path_rate=drop_path, device=device, amp=amp,
-        channels_last=channels_last, compile=compile_model, seed=seed, eval_every=eval_every,
-        threads=threads, augment=augment, precise_bn=precise_bn,
+    given = {
+        "epochs": epochs, "steps": steps, "seconds": seconds, "batch_size": batch_size, "lr": lr,
+        "weight_decay": weight_decay, "warmup": warmup, "label_smoothing": label_smoothing,
+        "grad_clip": grad_clip, "drop_path_rate": drop_path, "eval_every": eval_every,
+        "augment": augment, "precise_bn": precise_bn,
+    }  # fmt: skip
+    changes = {k: v for k, v in given.items() if v is not None}
+    if grad_clip == 0:
+        changes["grad_clip"] = None
+    if epochs is None and (steps is not None or seconds is not None):
+        changes["epochs"] = None  # only the budgets given
+    recipe = _DEFAULT.evolve(**changes)
+    runtime = Runtime(
+        device=device, amp=amp, channels_last=channels_last, compile=compile_model,
+        threads=threads,
     )  # fmt: skip
-    config.validate()
+    resolve_device(runtime.device)  # options first: a bad device fails before any loading
+    if save is not None:  # a bad target must fail now, not after the training it would lose
+        check_output_file(save, param="save")
     spec = scale_spec(load_spec(spec_path), width_mult, depth_mult)
     size = parse_image_size(image_size) or spec.image_size
     try:  # check the size before spending time on the data
         spec.with_image_size(size)
     except ValidationError as exc:
-        raise CoatnetError(f"--image-size {size[0]}x{size[1]}: {spec_problem(exc)}") from None
+        raise CoatnetError(f"--image-size {size[0]}x{size[1]}: {validation_reason(exc)}") from None
     if holdout not in ("split", "test"):
         raise CoatnetError(f"--holdout: expected 'split' or 'test', got {holdout!r}.")
     data = prepare_data(
@@ -133,16 +152,14 @@ def train(
         data_dir=data_dir, in_chans=spec.in_chans, holdout=holdout,  # type: ignore[arg-type]
         crop_padding=crop_padding,
     )  # fmt: skip
-    model = build_for_data(spec, data, drop_path_rate=drop_path, seed=seed)
+    model = build_for_data(spec, data, drop_path_rate=recipe.drop_path_rate, seed=seed)
     adapted = model.spec
     if not json_out:
-        _header(adapted, data, config, model)
-    if json_out:
-        result = train_model(model, data, config)
-    else:
-        result = _with_progress(model, data, config, train_model)
+        _header(adapted, data, recipe, model)
+    run = partial(train_model, model, data, recipe, runtime=runtime, seed=seed)
+    result = run() if json_out else _with_progress(run)
     if save is not None:
-        save_checkpoint(save, model, spec=adapted, result=result)
+        save = _save_or_fallback(save, model, adapted, result, save_checkpoint)
     if json_out:
         h, w = adapted.image_size
         print_json({
@@ -151,7 +168,8 @@ def train(
                      "widths": list(adapted.widths), "image_size": [h, w],
                      "width_mult": width_mult, "depth_mult": depth_mult},
             "dataset": data.describe(),
-            "config": asdict(config),
+            "recipe": recipe.model_dump(mode="json"),
+            "runtime": {**asdict(runtime), "amp": runtime.amp.value, "seed": seed},
             "checkpoint": str(save) if save is not None else None,
         })  # fmt: skip
     else:
@@ -160,15 +178,15 @@ def train(
         raise typer.Exit(EXIT_DIVERGED)
 
 
-def _header(spec, data, config, model) -> None:
+def _header(spec, data, recipe, model) -> None:
     h, w = spec.image_size
     params = sum(p.numel() for p in model.parameters())
     from coatnet_nas.cost import estimate_cost
 
     flops = estimate_cost(spec).flops
     budget = ", ".join(
-        f"{v:g} {k}" for k, v in (("epochs", config.epochs), ("steps", config.steps),
-                                  ("s", config.seconds)) if v is not None
+        f"{v:g} {k}" for k, v in (("epochs", recipe.epochs), ("steps", recipe.steps),
+                                  ("s", recipe.seconds)) if v is not None
     )  # fmt: skip
     console.print(
         f"training {spec.name} {spec.layout} depths={list(spec.depths)} widths={list(spec.widths)} "
@@ -179,7 +197,17 @@ def _header(spec, data, config, model) -> None:
     )
 
 
-def _with_progress(model, data, config, train_model):
+def _save_or_fallback(path: Path, model, spec, result, save_checkpoint) -> Path:
+    """Write the checkpoint; if the target fails mid-run, keep the trained model beside it."""
+    try:
+        return save_checkpoint(path, model, spec=spec, result=result)
+    except CoatnetError as exc:
+        fallback = Path.cwd() / f"coatnet-rescued-{path.name or 'model.pt'}"
+        save_checkpoint(fallback, model, spec=spec, result=result)
+        raise CoatnetError(f"{exc} The trained model was saved to {fallback} instead.") from None
+
+
+def _with_progress(run):
     columns = (
         TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
         TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -195,7 +223,7 @@ def _with_progress(model, data, config, train_model):
             )
             bar.update(task, completed=info.fraction, stats=stats)
 
-        result = train_model(model, data, config, progress=progress)
+        result = run(progress=progress)
         bar.update(task, completed=1.0)
     return result
 

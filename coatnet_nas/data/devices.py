@@ -19,9 +19,10 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if text == "cuda" or text.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise CoatnetError(
-                f"--device {name}: CUDA was requested but is not available "
+                f"device {name}: CUDA was requested but is not available "
                 f"(torch {torch.__version__}, built {'with' if torch.version.cuda else 'without'} "
-                "CUDA); use --device cpu or --device auto."
+                "CUDA); use device cpu or auto.",
+                param="device",
             )
         try:
             device = torch.device(text)
@@ -31,7 +32,8 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
             device.index is not None and device.index >= torch.cuda.device_count()
         ):
             raise CoatnetError(
-                f"--device {name}: no such CUDA device ({torch.cuda.device_count()} available)."
+                f"device {name}: no such CUDA device ({torch.cuda.device_count()} available).",
+                param="device",
             )
         return device
-    raise CoatnetError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N.")
+    raise CoatnetError(f"device {name!r}: expected auto, cpu, cuda or cuda:N.", param="device")

@@ -151,7 +151,8 @@ def download(
         raise DataError(f"{url}: download failed (HTTP {exc.code} {exc.reason}).") from None
     except urllib.error.URLError as exc:
         raise DataError(
-            f"{url}: download failed ({exc.reason}); check the network or use --mirror."
+            f"{url}: download failed ({exc.reason}); check the network or use another mirror.",
+            param="mirror",
         ) from None
     except (OSError, TimeoutError, http.client.HTTPException) as exc:
         raise DataError(f"{url}: download failed ({exc}).") from None

@@ -1,9 +1,9 @@
 """Where datasets live: one search order shared by the loaders, ``coatnet data`` and the errors.
 
-A dataset directory is looked up, in order, under ``--data-dir``, ``$COATNET_DATA``, the user
-cache dir (where ``coatnet data fetch`` writes) and ``/usr/share/datasets`` (Debian's
+A dataset directory is looked up, in order, under the caller's ``data_dir``, ``$COATNET_DATA``,
+the user cache dir (where ``coatnet data fetch`` writes) and ``/usr/share/datasets`` (Debian's
 ``dataset-*`` packages). Each root may hold the files directly or in a sub-folder named after the
-dataset, so ``--data-dir ~/fmnist`` and ``--data-dir ~/datasets`` both work.
+dataset, so ``data_dir=~/fmnist`` and ``data_dir=~/datasets`` both work.
 """
 
 from __future__ import annotations
@@ -66,5 +66,5 @@ def missing_message(name: str, wanted: str, searched: Iterable[Path], hint: str 
     return (
         f"dataset {name!r} not found: looked for {wanted} in {places}. "
         f"Download it with `coatnet data fetch {name}` (into {cache_root() / name}), "
-        f"or point --data-dir / ${ENV_VAR} at a directory that holds it{hint}."
+        f"or point data_dir / ${ENV_VAR} at a directory that holds it{hint}."
     )

@@ -90,7 +90,7 @@ def load_raw(
     path, searched = find_dataset(kind, data_dir)
     if path is None:
         wanted, hint = _WANTED[kind]
-        raise DataError(locate.missing_message(kind, wanted, searched, hint=hint))
+        raise DataError(locate.missing_message(kind, wanted, searched, hint=hint), param="data_dir")
     if kind == "fashion-mnist":
         return _fashion_mnist(str(path.resolve()), _stamp(path))
     return _cifar(kind, str(path.resolve()), _stamp(path))

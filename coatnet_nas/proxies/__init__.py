@@ -3,38 +3,29 @@
 ``recipe`` (data + shrink + a training recipe), ``parse`` (proxy strings like ``train:epochs=1``),
 ``evaluate`` (scoring one spec), ``scores`` (training-free scores, a registry), ``rank``
 (Spearman/Kendall/top-k), ``check`` (the proxy-check runner) and ``export`` (CSV, JSON, PNG).
-Rank statistics and scores import without data or Optuna.
+Names load on first use, so the recipe imports without torch.
 """
 
-from coatnet_nas.proxies.evaluate import ProxyEvaluator, ProxyOutcome
-from coatnet_nas.proxies.parse import TRAIN, ProxySpec, parse_proxies, parse_proxy
-from coatnet_nas.proxies.rank import kendall_tau, rankdata, spearman, top_k_overlap
-from coatnet_nas.proxies.recipe import ProxyRecipe
-from coatnet_nas.proxies.scores import (
-    SCORES,
-    Score,
-    compute_score,
-    get_score,
-    register_score,
-    score_names,
-)
+from coatnet_nas._lazy import lazy_exports
 
-__all__ = [
-    "SCORES",
-    "TRAIN",
-    "ProxyEvaluator",
-    "ProxyOutcome",
-    "ProxyRecipe",
-    "ProxySpec",
-    "Score",
-    "compute_score",
-    "get_score",
-    "kendall_tau",
-    "parse_proxies",
-    "parse_proxy",
-    "rankdata",
-    "register_score",
-    "score_names",
-    "spearman",
-    "top_k_overlap",
-]
+_EXPORTS = {
+    "ProxyEvaluator": "coatnet_nas.proxies.evaluate",
+    "ProxyOutcome": "coatnet_nas.proxies.evaluate",
+    "TRAIN": "coatnet_nas.proxies.parse",
+    "ProxySpec": "coatnet_nas.proxies.parse",
+    "parse_proxies": "coatnet_nas.proxies.parse",
+    "parse_proxy": "coatnet_nas.proxies.parse",
+    "kendall_tau": "coatnet_nas.proxies.rank",
+    "rankdata": "coatnet_nas.proxies.rank",
+    "spearman": "coatnet_nas.proxies.rank",
+    "top_k_overlap": "coatnet_nas.proxies.rank",
+    "ProxyRecipe": "coatnet_nas.proxies.recipe",
+    "SCORES": "coatnet_nas.proxies.scores",
+    "Score": "coatnet_nas.proxies.scores",
+    "compute_score": "coatnet_nas.proxies.scores",
+    "get_score": "coatnet_nas.proxies.scores",
+    "register_score": "coatnet_nas.proxies.scores",
+    "score_names": "coatnet_nas.proxies.scores",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.proxies.evaluate import ProxyEvaluator
@@ -23,12 +23,13 @@ from coatnet_nas.proxies.parse import ProxySpec, parse_proxies, parse_proxy
 from coatnet_nas.proxies.rank import kendall_tau, spearman, top_k_overlap
 
 if TYPE_CHECKING:
-    from coatnet_nas.search.space import SearchSpace
+    from coatnet_nas.proxies.recipe import ProxyRecipe
     from coatnet_nas.spec import ModelSpec
 
 __all__ = [
     "DEFAULT_PROXIES",
     "DEFAULT_REFERENCE",
+    "ArchitectureSpace",
     "CheckEvent",
     "ProxyCheckResult",
     "ProxyStats",
@@ -38,6 +39,25 @@ __all__ = [
 
 DEFAULT_REFERENCE = "train:epochs=10"
 DEFAULT_PROXIES = "train:epochs=1,naswot,synflow,snip,grad_norm,jacob_cov,params,flops"
+
+
+class _Budget(Protocol):
+    flops: int | None
+    params: int | None
+
+
+class ArchitectureSpace(Protocol):
+    """What a proxy check needs of a search space (``coatnet_nas.search.SearchSpace`` is one).
+
+    A protocol, not an import: search scores candidates with proxies, so proxies must not depend
+    on search.
+    """
+
+    name: str
+    budget: _Budget
+    proxy: ProxyRecipe
+
+    def sample(self, trial: Any) -> ModelSpec: ...
 
 
 class _RandomTrial:
@@ -54,7 +74,7 @@ class _RandomTrial:
 
 
 def sample_architectures(
-    space: SearchSpace,
+    space: ArchitectureSpace,
     n: int,
     seed: int = 0,
     flops: int | None = None,
@@ -65,7 +85,9 @@ def sample_architectures(
     from coatnet_nas.cost import estimate_cost
 
     if n < 2:
-        raise CoatnetError(f"--n: a rank correlation needs at least 2 architectures, got {n}.")
+        raise CoatnetError(
+            f"n: a rank correlation needs at least 2 architectures, got {n}.", param="n"
+        )
     rng = random.Random(seed)
     trial = _RandomTrial(rng)
     max_draws = max_draws or 200 * n
@@ -88,7 +110,8 @@ def sample_architectures(
     if len(out) < n:
         raise CoatnetError(
             f"found only {len(out)} distinct architectures within the budget in {draws} draws; "
-            "lower --n, raise the budget, or widen the search space."
+            "lower n, raise the budget, or widen the search space.",
+            param="n",
         )
     return out
 
@@ -240,7 +263,7 @@ def proxy_stats(
 
 
 def run_proxy_check(
-    space: SearchSpace,
+    space: ArchitectureSpace,
     n: int = 16,
     reference: str | ProxySpec = DEFAULT_REFERENCE,
     proxies: str | Sequence[ProxySpec] = DEFAULT_PROXIES,
@@ -262,10 +285,10 @@ def run_proxy_check(
     ref = parse_proxy(reference) if isinstance(reference, str) else reference
     checks = parse_proxies(proxies) if isinstance(proxies, str) else list(proxies)
     if ref.label in {p.label for p in checks}:
-        raise CoatnetError(f"--proxies: {ref.label} is the reference itself.")
+        raise CoatnetError(f"proxies: {ref.label} is the reference itself.", param="proxies")
     k = top_k if top_k is not None else max(1, math.ceil(n / 4))
     if not 1 <= k <= n:
-        raise CoatnetError(f"--top-k: must be between 1 and --n ({n}), got {k}.")
+        raise CoatnetError(f"top_k: must be between 1 and n ({n}), got {k}.", param="top_k")
     flops = flops if flops is not None else space.budget.flops
     params = params if params is not None else space.budget.params
     evaluator = ProxyEvaluator(space.proxy, seed=seed, device=device)

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import os
 from pathlib import Path
 
-from coatnet_nas.errors import CoatnetError
+from coatnet_nas._io import atomic_write_json, atomic_write_text, ensure_dir, pyplot, save_figure
 from coatnet_nas.proxies.check import ProxyCheckResult
 
 __all__ = ["write_outputs"]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _csv(rows: list[dict]) -> str:
@@ -32,20 +24,16 @@ def _csv(rows: list[dict]) -> str:
 
 def write_outputs(result: ProxyCheckResult, out_dir: str | Path) -> dict[str, Path]:
     """Write ``proxy_check.csv``, ``proxy_stats.csv``, ``proxy_check.json`` and the PNG."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CoatnetError(f"--out {out}: cannot create the folder ({exc.strerror}).") from None
+    out = ensure_dir(out_dir, param="out")
     files = {
         "proxy_check.csv": out / "proxy_check.csv",
         "proxy_stats.csv": out / "proxy_stats.csv",
         "proxy_check.json": out / "proxy_check.json",
         "proxy_check.png": out / "proxy_check.png",
     }
-    _atomic_write(files["proxy_check.csv"], _csv(result.rows()))
-    _atomic_write(files["proxy_stats.csv"], _csv([s.to_dict() for s in result.stats]))
-    _atomic_write(files["proxy_check.json"], json.dumps(result.to_dict(), indent=2) + "\n")
+    atomic_write_text(files["proxy_check.csv"], _csv(result.rows()), param="out")
+    atomic_write_text(files["proxy_stats.csv"], _csv([s.to_dict() for s in result.stats]))
+    atomic_write_json(files["proxy_check.json"], result.to_dict())
     scatter(result, files["proxy_check.png"])
     return files
 
@@ -55,12 +43,7 @@ def scatter(result: ProxyCheckResult, path: Path) -> Path:
 
     Scores spanning orders of magnitude (synflow, params) get a log x axis.
     """
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = len(result.proxies)
     cols = min(4, panels)
     rows = math.ceil(panels / cols)
@@ -88,8 +71,4 @@ def scatter(result: ProxyCheckResult, path: Path) -> Path:
         ax.axis("off")
     fig.suptitle(f"proxy check: {len(result.specs)} architectures", fontsize=9)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=110)

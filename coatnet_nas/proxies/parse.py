@@ -117,7 +117,7 @@ def parse_proxies(text: str) -> list[ProxySpec]:
 
 
 def parse_proxy(text: str) -> ProxySpec:
-    """Exactly one proxy, e.g. a ``--reference`` or ``--proxy`` value."""
+    """Exactly one proxy, e.g. a proxy check's reference or a search's proxy."""
     proxies = parse_proxies(text)
     if len(proxies) != 1:
         raise CoatnetError(f"expected one proxy, got {len(proxies)} in {text!r}.")

@@ -2,7 +2,7 @@
 
 Every score maps ``(model, images, labels)`` to a float where **higher predicts better**, and is
 registered by name (:func:`register_score`) so that ``coatnet proxy-check`` and
-``coatnet search --proxy NAME`` can use any of them, including ones a user adds.
+a search's proxy (``proxy=NAME``) can be any of them, including ones a user adds.
 :func:`compute_score` runs a score on a deep copy of the model under a fixed seed, so scoring never
 changes the model (``synflow`` takes absolute values of the weights, the others run backward
 passes and update BatchNorm statistics) and the same inputs always give the same number.

@@ -1,11 +1,39 @@
-"""Training: one recipe (:class:`TrainRecipe`), the loop, evaluation, checkpoints."""
+"""Training: one recipe, the loop, evaluation with precise BN, checkpoints.
 
-from coatnet_nas.train._legacy import *  # noqa: F403  (interim: being split into modules)
-from coatnet_nas.train._legacy import (  # noqa: F401
-    json_safe,
-    lr_at,
-    param_groups,
-    spec_for_data,
-    spec_problem,
-)
-from coatnet_nas.train.recipe import AmpMode, Runtime, TrainConfig, TrainRecipe, recipe_from  # noqa: F401
+``recipe`` (:class:`TrainRecipe`: what to train; :class:`Runtime`: where), ``schedule``
+(learning rate, optimizer, precision), ``loop`` (the budgeted loop), ``evaluate`` (accuracy and
+precise BN), ``adapt`` (a spec fitted to its data), ``fit`` (the entry points), ``checkpoint``
+and ``result`` (what a run reports, :class:`RunStatus`). Names load on first use.
+"""
+
+from coatnet_nas._lazy import lazy_exports
+
+_EXPORTS = {
+    "resolve_device": "coatnet_nas.data.devices",
+    "build_for_data": "coatnet_nas.train.adapt",
+    "spec_for_data": "coatnet_nas.train.adapt",
+    "Checkpoint": "coatnet_nas.train.checkpoint",
+    "load_checkpoint": "coatnet_nas.train.checkpoint",
+    "save_checkpoint": "coatnet_nas.train.checkpoint",
+    "evaluate": "coatnet_nas.train.evaluate",
+    "recalibrate_batchnorm": "coatnet_nas.train.evaluate",
+    "train_model": "coatnet_nas.train.fit",
+    "train_spec": "coatnet_nas.train.fit",
+    "AmpMode": "coatnet_nas.train.recipe",
+    "Runtime": "coatnet_nas.train.recipe",
+    "TrainConfig": "coatnet_nas.train.recipe",
+    "TrainRecipe": "coatnet_nas.train.recipe",
+    "recipe_from": "coatnet_nas.train.recipe",
+    "EvalReport": "coatnet_nas.train.result",
+    "ProgressInfo": "coatnet_nas.train.result",
+    "RunStatus": "coatnet_nas.train.result",
+    "TrainResult": "coatnet_nas.train.result",
+    "lr_at": "coatnet_nas.train.schedule",
+    "make_optimizer": "coatnet_nas.train.schedule",
+    "param_groups": "coatnet_nas.train.schedule",
+    # Interim aliases for modules not yet moved to their new homes (removed once they are).
+    "json_safe": "coatnet_nas._io",
+    "spec_problem": "coatnet_nas.spec",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
