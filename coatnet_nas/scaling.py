@@ -144,3 +144,20 @@ def _refine(spec: ModelSpec, fits, vary: Vary) -> ModelSpec:
         _, move, current = best
         used.add(move)
         widths, depths = list(current.widths), list(current.depths)
+
+
+def binding_limit(spec: ModelSpec, flops: int | None, params: int | None) -> str:
+    """Which budget stopped the fit: ``"flops"`` or ``"params"`` (the one used most fully).
+
+    With both given, the scaled spec sits just under one of them and well under the other; a
+    report titled by the FLOPs budget when the params cap bound it misleads.
+    """
+    cost = estimate_cost(spec)
+    shares = {
+        name: used / limit
+        for name, used, limit in (("flops", cost.flops, flops), ("params", cost.params, params))
+        if limit
+    }
+    if not shares:
+        raise BudgetError("binding_limit needs a FLOPs budget, a params budget, or both.")
+    return max(shares, key=shares.__getitem__)

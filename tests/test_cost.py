@@ -115,3 +115,15 @@ def test_fit_to_budget_honours_params_and_grows_small_specs():
 def test_fit_to_budget_impossible():
     with pytest.raises(BudgetError, match="cannot be met"):
         fit_to_budget(load_spec(SPECS / "coatnet0.yaml"), flops=1000)
+
+
+def test_binding_limit_names_the_budget_that_stopped_the_fit() -> None:
+    from coatnet_nas.scaling import binding_limit
+
+    base = load_spec("specs/coatnet0.yaml")
+    capped = fit_to_budget(base, flops=8_000_000_000, params=30_000_000, vary="both")
+    assert binding_limit(capped, 8_000_000_000, 30_000_000) == "params"
+    assert estimate_cost(capped).flops < 0.9 * 8_000_000_000
+    free = fit_to_budget(base, flops=2_000_000_000, params=300_000_000)
+    assert binding_limit(free, 2_000_000_000, 300_000_000) == "flops"
+    assert binding_limit(free, 2_000_000_000, None) == "flops"

@@ -16,6 +16,7 @@ from rich.progress import (
 )
 
 from coatnet_nas.cli.app import app, console, print_json
+from coatnet_nas.cli.options import DataDir
 
 data_app = typer.Typer(
     help="Datasets for proxy training: download them, see where they are found.",
@@ -28,10 +29,18 @@ app.add_typer(data_app, name="data")
 def fetch(
     name: str = typer.Argument(..., help="fashion-mnist, cifar10 or cifar100."),
     dest: Path | None = typer.Option(
-        None, "--dir", help="Download into this directory (default: the user cache dir)."
+        None,
+        "--data-dir",
+        "--dir",
+        metavar="PATH",
+        help="Download into this directory (default: the user cache dir, searched by every "
+        "command; a --data-dir given here must be given to them too).",
     ),
     mirror: str | None = typer.Option(
-        None, "--mirror", help="Base URL serving the same files (checksums still verified)."
+        None,
+        "--mirror",
+        metavar="URL",
+        help="Base URL serving the same files (checksums still verified).",
     ),
     force: bool = typer.Option(False, "--force", help="Download even if verified files exist."),
 ) -> None:
@@ -55,16 +64,22 @@ def fetch(
 
 @data_app.command("list")
 def list_datasets(
-    data_dir: Path | None = typer.Option(None, "--data-dir", help="Also search this directory."),
+    data_dir: DataDir = None,
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show each dataset and where it is found (or the places searched)."""
     from coatnet_nas.data.locate import search_roots
-    from coatnet_nas.data.sources import find_dataset
+    from coatnet_nas.data.sources import dataset_names, find_dataset
+    from coatnet_nas.errors import DataError
 
-    rows: dict[str, dict] = {"synthetic": {"found": True, "path": None, "note": "built in"}}
-    for name in ("fashion-mnist", "cifar10", "cifar100"):
-        path, _ = find_dataset(name, data_dir)
+    rows: dict[str, dict] = {}
+    for name in dataset_names():
+        try:
+            path, _ = find_dataset(name, data_dir)
+        except DataError:  # generated, or needs an argument (folder:PATH): nothing to find
+            if ":" not in name:
+                rows[name] = {"found": True, "path": None, "note": "built in"}
+            continue
         rows[name] = {
             "found": path is not None,
             "path": str(path) if path else None,
