@@ -18,7 +18,7 @@ from coatnet_nas.cli import run
 from coatnet_nas.compare import (
     CompareConfig,
     CompareEvent,
-    Recipe,
+    CompareRecipe,
     Regime,
     clean_metrics,
     regime_data,
@@ -26,7 +26,7 @@ from coatnet_nas.compare import (
 )
 from coatnet_nas.compare.runner import load_data
 from coatnet_nas.spec import spec_from_dict
-from coatnet_nas.train import build_for_data
+from coatnet_nas.train import TrainRecipe, build_for_data
 
 BASE_YAML = """\
 name: tiny
@@ -57,7 +57,10 @@ def _config(base_path: Path, **changes) -> CompareConfig:
     settings = dict(
         base=base, layouts=("C-C-C-C", "C-T-T-T", "ViT"), flops=1_000_000,
         dataset="synthetic:300", regimes=(Regime("small", 0.3),), seeds=(0, 1),
-        recipe=Recipe(epochs=None, steps=2, batch_size=32, train_eval_images=64),
+        recipe=CompareRecipe(
+            TrainRecipe(epochs=None, steps=2, batch_size=32, drop_path_rate=0.0),
+            train_eval_images=64,
+        ),
     )  # fmt: skip
     settings.update(changes)
     return CompareConfig(**settings)
