@@ -210,18 +210,8 @@ def _natural_size(config: Any, quiet: bool) -> Any:
     from coatnet_nas.compare import natural_image_size
 
     choice = natural_image_size(config.base, config.dataset, config.data_dir)
-    h, w = choice.size
-    if choice.native is None:
-        why = "image folders are resized to the base spec's size"
-    else:
-        nh, nw = choice.native
-        how = "already" if choice.native == choice.size else "rounded up to"
-        why = (
-            f"{config.dataset} images are {nh}x{nw}, {how} a multiple of the layouts' total "
-            f"stride {choice.stride}"
-        )
     if not quiet:
-        console.print(f"image size {h}x{w}: {why} (--image-size overrides)", markup=False)
+        console.print(f"{choice.reason()} (--image-size overrides)", markup=False)
     return dataclasses.replace(config, image_size=choice.size)
 
 

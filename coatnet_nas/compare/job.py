@@ -63,6 +63,19 @@ class SizeChoice:
     size: tuple[int, int]
     native: tuple[int, int] | None  # None: the data has no size of its own (image folders)
     stride: int
+    dataset: str = ""
+
+    def reason(self) -> str:
+        """One sentence for the user: which size, and why."""
+        h, w = self.size
+        if self.native is None:
+            return f"image size {h}x{w}: image folders are resized to the base spec's size"
+        how = "already" if self.native == self.size else "rounded up to"
+        nh, nw = self.native
+        return (
+            f"image size {h}x{w}: {self.dataset} images are {nh}x{nw}, {how} a multiple of the "
+            f"layouts' total stride {self.stride}"
+        )
 
 
 def natural_image_size(base: ModelSpec, dataset: str, data_dir: str | None = None) -> SizeChoice:
@@ -75,10 +88,10 @@ def natural_image_size(base: ModelSpec, dataset: str, data_dir: str | None = Non
     stride = base.total_stride
     kind, _ = parse_name(dataset)
     if kind == "folder":
-        return SizeChoice(base.image_size, None, stride)
+        return SizeChoice(base.image_size, None, stride, dataset)
     h, w = (int(v) for v in load_raw(dataset, data_dir).train_images.shape[-2:])
     size = (math.ceil(h / stride) * stride, math.ceil(w / stride) * stride)
-    return SizeChoice(size, (h, w), stride)
+    return SizeChoice(size, (h, w), stride, dataset)
 
 
 def load_data(config: CompareConfig, device: str | torch.device = "cpu") -> ProxyData:
