@@ -17,7 +17,16 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from coatnet_nas.cli.app import app, console, parse_image_size, print_json
-from coatnet_nas.cli.options import DataDir, Dataset, Device
+from coatnet_nas.cli.options import (
+    BatchSize,
+    DataDir,
+    Dataset,
+    Device,
+    LabelSmoothing,
+    LearningRate,
+    Warmup,
+    WeightDecay,
+)
 from coatnet_nas.compare.config import (
     DEFAULT_LAYOUTS,
     DEFAULT_TRAIN,
@@ -50,82 +59,80 @@ def compare(
         ",".join(DEFAULT_LAYOUTS),
         "--layouts",
         "-l",
-        metavar="<layouts>",
+        metavar="LAYOUTS",
         help="Comma-separated layout words: stage letters like C-C-T-T, or ViT (the paper's "
         "ViT_REL: patch stem + one T stage; ViT/8 fixes its total stride).",
     ),
     base_path: Path | None = typer.Option(
-        None, "--base", help="Base spec YAML the layouts are built from (default: CoAtNet-0)."
+        None,
+        "--base",
+        metavar="PATH",
+        help="Base spec YAML the layouts are built from (default: CoAtNet-0).",
     ),
     budget: str | None = typer.Option(
         None,
         "--budget",
-        metavar="<flops>",
+        metavar="FLOPS",
         help="FLOPs budget per layout at the training size, e.g. 5M or 4GFLOPs "
         "(default: the base spec's own cost there).",
     ),
     vary: Vary = typer.Option(Vary.WIDTHS, "--vary", help="What budget fitting scales."),
     depth_mult: float = typer.Option(
-        1.0, "--depth-mult", help="Scale the base's stage depths first (CPU proxies)."
+        1.0,
+        "--depth-mult",
+        metavar="FACTOR",
+        help="Scale the base's stage depths first (CPU proxies).",
     ),
     dataset: Dataset = "synthetic",
     data_dir: DataDir = None,
     image_size: str | None = typer.Option(
         None,
         "--image-size",
-        metavar="<size>",
+        metavar="SIZE",
         help="Training resolution, e.g. 32 or 32x48 (default: the data's native size rounded "
         "up to a multiple of the base's total stride; image folders: the base spec's).",
     ),
     regimes: str = typer.Option(
         "small=0.1,full=1.0",
         "--regimes",
-        metavar="<name=fraction,...>",
+        metavar="NAME=FRACTION,...",
         help="Data regimes as fractions of the training data; generalization is read in the "
         "smallest, capacity in the largest.",
     ),
     val_fraction: float = typer.Option(
-        0.1, "--val-fraction", help="Held-out fraction shared by all regimes."
+        0.1, "--val-fraction", metavar="FRACTION", help="Held-out fraction shared by all regimes."
     ),
     holdout: HoldoutOpt = Holdout.SPLIT,
     data_seed: int = typer.Option(
         0,
         "--data-seed",
-        metavar="<n>",
+        metavar="N",
         help="Seed of the data split: the validation set and the regime subsets.",
     ),
     epochs: float | None = _opt(
         "--epochs",
         f"Epochs per run in every regime (default {D.epochs:g} unless --steps is given).",
+        "EPOCHS",
     ),
     steps: int | None = _opt(
         "--steps",
         "Steps per run in every regime: equal compute, so small regimes make more "
         "passes over less data (with --epochs, the first reached ends a run).",
-        "<n>",
+        "N",
     ),
     seeds: int = typer.Option(
         3,
         "--seeds",
-        metavar="<n>",
+        metavar="N",
         help="How many seeds per (layout, regime): runs seeds 0..N-1 (model init, batch order).",
     ),
-    # cli/options.py's training options carry fixed defaults; these take the recipe's.
-    batch_size: int | None = _opt(
-        "--batch-size", f"Training batch size (default {D.batch_size}).", "<n>"
-    ),
-    lr: float | None = _opt("--lr", f"Peak AdamW learning rate (default {D.lr:g})."),
-    weight_decay: float | None = _opt(
-        "--weight-decay", f"AdamW weight decay (default {D.weight_decay:g})."
-    ),
-    warmup: float | None = _opt(
-        "--warmup", f"Warm-up as a fraction of the schedule (default {D.warmup:g})."
-    ),
-    label_smoothing: float | None = _opt(
-        "--label-smoothing", f"Cross-entropy label smoothing (default {D.label_smoothing:g})."
-    ),
+    batch_size: BatchSize = None,
+    lr: LearningRate = None,
+    weight_decay: WeightDecay = None,
+    warmup: Warmup = None,
+    label_smoothing: LabelSmoothing = None,
     drop_path: float | None = _opt(
-        "--drop-path", f"Stochastic depth for every run (default {D.drop_path_rate:g})."
+        "--drop-path", f"Stochastic depth for every run (default {D.drop_path_rate:g}).", "RATE"
     ),
     augment: bool | None = _opt(
         "--augment/--no-augment", "Random flips of training batches (default on)."
@@ -133,17 +140,18 @@ def compare(
     train_eval_images: int | None = _opt(
         "--train-eval-images",
         f"Training images the clean final train loss uses (default {DEFAULT_TRAIN_EVAL_IMAGES}).",
-        "<n>",
+        "N",
     ),
     workers: int = typer.Option(
-        1, "--workers", metavar="<n>", help="Parallel runs (spawned processes)."
+        1, "--workers", metavar="N", help="Parallel runs (spawned processes)."
     ),
-    threads: int | None = _opt(
-        "--threads", "CPU threads per run (default: cores / workers).", "<n>"
-    ),
+    threads: int | None = _opt("--threads", "CPU threads per run (default: cores / workers).", "N"),
     device: Device = "auto",
     out: Path | None = typer.Option(
-        None, "--out", help="Results folder (default runs/compare-<base>-<data>-<size>-<budget>)."
+        None,
+        "--out",
+        metavar="PATH",
+        help="Results folder (default runs/compare-<base>-<data>-<size>-<budget>).",
     ),
     fresh: bool = typer.Option(False, "--fresh", help="Discard runs stored in --out first."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary, no tables."),
