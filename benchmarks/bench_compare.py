@@ -19,7 +19,13 @@ from pathlib import Path
 
 import torch
 
-from coatnet_nas.compare import CompareConfig, Recipe, parse_regimes, run_compare
+from coatnet_nas.compare import (
+    DEFAULT_TRAIN,
+    CompareConfig,
+    CompareRecipe,
+    parse_regimes,
+    run_compare,
+)
 from coatnet_nas.compare.report import summarize, write_outputs
 from coatnet_nas.spec import load_spec
 from coatnet_nas.units import human, parse_flops
@@ -52,7 +58,9 @@ def main() -> None:
         flops=parse_flops(args.budget), depth_mult=args.depth_mult, dataset=args.dataset,
         image_size=(args.image_size, args.image_size), val_fraction=args.val_fraction,
         regimes=parse_regimes(args.regimes), seeds=tuple(range(args.seeds)),
-        recipe=Recipe(epochs=None, steps=args.steps, batch_size=args.batch_size),
+        recipe=CompareRecipe(
+            DEFAULT_TRAIN.evolve(epochs=None, steps=args.steps, batch_size=args.batch_size)
+        ),
     )  # fmt: skip
     load_before = os.getloadavg()
     t0 = time.perf_counter()

@@ -5,27 +5,38 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from coatnet_nas.cli.errors import user_message
 from coatnet_nas.compare import (
+    DEFAULT_TRAIN,
     PAPER_RANKINGS,
     CompareConfig,
+    CompareRecipe,
+    Holdout,
     Ranking,
+    Recipe,
     Regime,
     RunStore,
     Stat,
+    Vary,
     compare_with_paper,
     fit_layouts,
     instantiate,
+    natural_image_size,
     parse_layouts,
     parse_regimes,
     vit_stride,
 )
+from coatnet_nas.compare import job as job_module
 from coatnet_nas.compare.analysis import paper_relation, relation
+from coatnet_nas.compare.config import canonical_fingerprint
 from coatnet_nas.cost import estimate_cost
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.scaling import scale_spec
 from coatnet_nas.spec import load_spec, spec_from_dict
+from coatnet_nas.train import TrainRecipe
 from tests.conftest import SPECS
 
 ALL = "C-C-C-C,C-C-C-T,C-C-T-T,C-T-T-T,ViT"
@@ -60,8 +71,9 @@ def test_layout_words_are_normalized() -> None:
     ],
 )
 def test_bad_layout_words_are_user_errors(words: str, needle: str) -> None:
-    with pytest.raises(CoatnetError, match="--layouts") as info:
+    with pytest.raises(CoatnetError) as info:
         parse_layouts(words, stages=4)
+    assert "--layouts" in user_message(info.value)  # the library names the parameter, not a flag
     assert needle in str(info.value)
 
 
@@ -128,8 +140,9 @@ def test_budget_below_the_smallest_vit_is_a_user_error(tiny) -> None:
 def test_regimes_parse_and_reject_bad_input() -> None:
     assert parse_regimes("small=0.1, full=1") == (Regime("small", 0.1), Regime("full", 1.0))
     for bad in ("small=0", "small=1.5", "small", "=0.5", "a=0.1,a=0.2", ""):
-        with pytest.raises(CoatnetError, match="--regimes"):
+        with pytest.raises(CoatnetError) as info:
             parse_regimes(bad)
+        assert "--regimes" in user_message(info.value)
 
 
 def test_fingerprint_leaves_out_the_run_axes(tiny) -> None:
@@ -188,3 +201,87 @@ def test_store_drops_a_torn_line_and_refuses_other_settings(tmp_path: Path) -> N
     with pytest.raises(CoatnetError, match=r"other settings \(budget\)"):
         store.open({"budget": 2})
     assert store.open({"budget": 2}, fresh=True) == {}
+
+
+# --- the recipe, the enums and the default image size -------------------------------------------
+OLD_RECIPE = {  # how results folders written before TrainRecipe stored the compare recipe
+    "epochs": 3, "steps": None, "batch_size": 128, "lr": 0.002, "weight_decay": 0.05,
+    "warmup": 0.05, "label_smoothing": 0.1, "drop_path_rate": 0.0, "augment": True,
+    "train_eval_images": 2000,
+}  # fmt: skip
+
+
+def test_default_recipe_keeps_the_old_effective_training_settings() -> None:
+    recipe = CompareRecipe()
+    assert recipe.to_dict() == {**recipe.to_dict(), **OLD_RECIPE}
+    # Settings the old recipe never passed took the trainer's defaults, which stay in force.
+    train = recipe.train
+    assert (train.precise_bn, train.grad_clip, train.final_lr_scale, train.seconds) == (
+        8, 1.0, 0.01, None,
+    )  # fmt: skip
+    with pytest.warns(DeprecationWarning):
+        old = Recipe(epochs=None, steps=2, batch_size=32, train_eval_images=64)
+    assert old == CompareRecipe(
+        TrainRecipe(epochs=None, steps=2, batch_size=32, drop_path_rate=0.0), 64
+    )
+    with pytest.raises(CoatnetError, match="epochs and/or steps") as info:
+        CompareRecipe(TrainRecipe(epochs=None, seconds=60))
+    assert info.value.param == "epochs"
+    with pytest.raises(CoatnetError) as info:
+        CompareRecipe(train_eval_images=0)
+    assert "--train-eval-images must be >= 1" in user_message(info.value)
+
+
+def test_an_old_stored_recipe_with_equal_values_resumes(tiny, tmp_path: Path) -> None:
+    config = CompareConfig(base=tiny, layouts=("C-C-T-T",), seeds=(0,))
+    old = {**config.fingerprint(), "recipe": OLD_RECIPE}
+    store = RunStore(tmp_path / "out")
+    store.open(old)
+    store.append({"key": "a", "value": 1})
+    assert store.open(config.fingerprint(), canonical=canonical_fingerprint) == {
+        "a": {"key": "a", "value": 1}
+    }
+    changed = CompareConfig(
+        base=tiny, recipe=CompareRecipe(DEFAULT_TRAIN.evolve(lr=0.01)), seeds=(0,)
+    )
+    with pytest.raises(CoatnetError, match=r"other settings \(recipe\)") as info:
+        store.open(changed.fingerprint(), canonical=canonical_fingerprint)
+    assert "start over (--fresh)" in user_message(info.value)
+    assert "--" not in str(info.value)
+
+
+def test_vary_and_holdout_are_enums_validated_once(tiny) -> None:
+    config = CompareConfig(base=tiny, vary="depths", holdout="test")
+    assert config.vary is Vary.DEPTHS and config.holdout is Holdout.TEST
+    assert config.fingerprint()["vary"] == "depths" and config.fingerprint()["holdout"] == "test"
+    for field, value in (("vary", "sideways"), ("holdout", "train")):
+        with pytest.raises(CoatnetError) as info:
+            CompareConfig(base=tiny, **{field: value})
+        assert info.value.param == field
+        assert user_message(info.value).startswith(f"--{field} must be one of")
+
+
+def test_natural_image_size_rounds_the_native_size_up_to_the_total_stride(
+    tiny, monkeypatch
+) -> None:
+    choice = natural_image_size(tiny, "synthetic:100")
+    assert choice.size == (32, 32) and choice.native == (32, 32) and choice.stride == 32
+
+    class Raw:  # Fashion-MNIST's shape, without needing its files
+        train_images = np.zeros((4, 1, 28, 28), dtype=np.uint8)
+
+    monkeypatch.setattr(job_module, "load_raw", lambda name, data_dir=None: Raw())
+    choice = natural_image_size(tiny, "fashion-mnist")
+    assert choice.size == (32, 32) and choice.native == (28, 28)
+    folder = natural_image_size(tiny.with_image_size((64, 64)), "folder:/nowhere")
+    assert folder.size == (64, 64) and folder.native is None
+
+
+def test_the_paper_check_reads_in_plain_words() -> None:
+    losses = {"C-C-T-T": 0.3, "C-T-T-T": 0.5}
+    check = compare_with_paper(_ranking("capacity", losses, 0.001, False))
+    assert check.sentence() == (
+        "capacity: the paper's ordering holds for 0 of 1 pair; for 1 pair the paper reports no "
+        "difference but this run found one."
+    )
+    assert Stat(0.5, 0.0, 1).fmt(3) == "0.500" and Stat(0.5, 0.1, 2).fmt(1, 100) == "50.0 ± 10.0"

@@ -18,7 +18,7 @@ from coatnet_nas.cli import run
 from coatnet_nas.compare import (
     CompareConfig,
     CompareEvent,
-    Recipe,
+    CompareRecipe,
     Regime,
     clean_metrics,
     regime_data,
@@ -26,7 +26,7 @@ from coatnet_nas.compare import (
 )
 from coatnet_nas.compare.runner import load_data
 from coatnet_nas.spec import spec_from_dict
-from coatnet_nas.train import build_for_data
+from coatnet_nas.train import TrainRecipe, build_for_data
 
 BASE_YAML = """\
 name: tiny
@@ -57,7 +57,10 @@ def _config(base_path: Path, **changes) -> CompareConfig:
     settings = dict(
         base=base, layouts=("C-C-C-C", "C-T-T-T", "ViT"), flops=1_000_000,
         dataset="synthetic:300", regimes=(Regime("small", 0.3),), seeds=(0, 1),
-        recipe=Recipe(epochs=None, steps=2, batch_size=32, train_eval_images=64),
+        recipe=CompareRecipe(
+            TrainRecipe(epochs=None, steps=2, batch_size=32, drop_path_rate=0.0),
+            train_eval_images=64,
+        ),
     )  # fmt: skip
     settings.update(changes)
     return CompareConfig(**settings)
@@ -233,3 +236,29 @@ def test_resuming_with_other_settings_exits_2(base_path: Path, tmp_path: Path, c
     assert run([*args, "--lr", "0.01"]) == 2
     assert "other settings (recipe)" in capsys.readouterr().err
     assert run([*args, "--lr", "0.01", "--fresh"]) == 0
+
+
+def test_piped_run_logs_each_run_and_defaults_to_the_datas_size(
+    base_path: Path, tmp_path: Path, capsys
+) -> None:
+    """Not a terminal: one plain line per finished run; no --image-size: the data's own size."""
+    out = tmp_path / "cmp"
+    at = FAST.index("--image-size")
+    fast = FAST[:at] + FAST[at + 2 :]
+    args = ["compare", "--base", str(base_path), *fast, "--layouts", "C-C-T-T,ViT",
+            "--seeds", "1", "--out", str(out)]  # fmt: skip
+    base_224 = tmp_path / "tiny224.yaml"
+    base_224.write_text(BASE_YAML.replace("image_size: 32", "image_size: 224"))
+    args[2] = str(base_224)
+    assert run(args) == 0
+    text = capsys.readouterr().out
+    assert "image size 32x32: synthetic:300 images are 32x32, already a multiple of the " in text
+    lines = [line for line in text.splitlines() if line.startswith("[")]
+    assert len(lines) == 4 and lines[0].startswith("[1/4] C-C-T-T small seed 0: val acc ")
+    assert lines[-1].startswith("[4/4] ViT full seed 0: val acc ") and lines[-1].endswith("s")
+    assert "±" not in text and "one seed: no spread measured" in text
+    assert "beyond seed spread" not in text
+    assert json.loads((out / "config.json").read_text())["image_size"] == [32, 32]
+    # Options set to their default values resume: the stored recipe is compared by value.
+    assert run([*args, "--lr", "0.002", "--batch-size", "32", "--image-size", "32"]) == 0
+    assert "0 run(s) trained now, 4 resumed" in capsys.readouterr().out

@@ -1,10 +1,16 @@
-"""``coatnet compare``: the CoAtNet paper's layout study (generalization vs capacity), any data."""
+"""``coatnet compare``: the CoAtNet paper's layout study (generalization vs capacity), any data.
+
+Training options default to None and only the ones a user sets are applied to the library's
+:data:`~coatnet_nas.compare.DEFAULT_TRAIN`, so every default lives in the recipe and the help
+text reads it from there.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -16,85 +22,136 @@ from coatnet_nas.cli.options import (
     DataDir,
     Dataset,
     Device,
-    Holdout,
     LabelSmoothing,
     LearningRate,
     Warmup,
     WeightDecay,
+)
+from coatnet_nas.compare.config import (
+    DEFAULT_LAYOUTS,
+    DEFAULT_TRAIN,
+    DEFAULT_TRAIN_EVAL_IMAGES,
+    Holdout,
+    Vary,
 )
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.units import human, parse_flops
 
 DEFAULT_BASE = Path(__file__).resolve().parents[2] / "specs" / "coatnet0.yaml"
 EXIT_RUNS_FAILED = 1
+D = DEFAULT_TRAIN
+
+
+def _opt(flag: str, help: str, metavar: str | None = None) -> Any:
+    """An option defaulting to None whose help states the default actually taken."""
+    return typer.Option(None, flag, help=help, metavar=metavar, show_default=False)
+
+
+HoldoutOpt = Annotated[
+    Holdout,
+    typer.Option("--holdout", help="split (seeded val split) or test (official test set)."),
+]
 
 
 @app.command()
 def compare(
     layouts: str = typer.Option(
-        "C-C-C-C,C-C-C-T,C-C-T-T,C-T-T-T,ViT",
+        ",".join(DEFAULT_LAYOUTS),
         "--layouts",
         "-l",
+        metavar="LAYOUTS",
         help="Comma-separated layout words: stage letters like C-C-T-T, or ViT (the paper's "
         "ViT_REL: patch stem + one T stage; ViT/8 fixes its total stride).",
     ),
     base_path: Path | None = typer.Option(
-        None, "--base", help="Base spec YAML the layouts are built from (default: CoAtNet-0)."
+        None,
+        "--base",
+        metavar="PATH",
+        help="Base spec YAML the layouts are built from (default: CoAtNet-0).",
     ),
     budget: str | None = typer.Option(
         None,
         "--budget",
-        help="FLOPs per layout at --image-size, e.g. 4GFLOPs or 5M "
+        metavar="FLOPS",
+        help="FLOPs budget per layout at the training size, e.g. 5M or 4GFLOPs "
         "(default: the base spec's own cost there).",
     ),
-    vary: str = typer.Option(
-        "widths", "--vary", help="What budget fitting scales: widths, depths or both."
-    ),
+    vary: Vary = typer.Option(Vary.WIDTHS, "--vary", help="What budget fitting scales."),
     depth_mult: float = typer.Option(
-        1.0, "--depth-mult", help="Scale the base's stage depths first (CPU proxies)."
+        1.0,
+        "--depth-mult",
+        metavar="FACTOR",
+        help="Scale the base's stage depths first (CPU proxies).",
     ),
     dataset: Dataset = "synthetic",
     data_dir: DataDir = None,
     image_size: str | None = typer.Option(
-        None, "--image-size", help="Training resolution, e.g. 32 (default: the base spec's)."
+        None,
+        "--image-size",
+        metavar="SIZE",
+        help="Training resolution, e.g. 32 or 32x48 (default: the data's native size rounded "
+        "up to a multiple of the base's total stride; image folders: the base spec's).",
     ),
     regimes: str = typer.Option(
         "small=0.1,full=1.0",
         "--regimes",
-        help="Data regimes as name=fraction of the training data; generalization is read in "
-        "the smallest, capacity in the largest.",
+        metavar="NAME=FRACTION,...",
+        help="Data regimes as fractions of the training data; generalization is read in the "
+        "smallest, capacity in the largest.",
     ),
     val_fraction: float = typer.Option(
-        0.1, "--val-fraction", help="Held-out fraction shared by all regimes."
+        0.1, "--val-fraction", metavar="FRACTION", help="Held-out fraction shared by all regimes."
     ),
-    holdout: Holdout = "split",
-    epochs: float | None = typer.Option(
-        None, "--epochs", help="Epochs per run in every regime (default 3 without --steps)."
+    holdout: HoldoutOpt = Holdout.SPLIT,
+    data_seed: int = typer.Option(
+        0,
+        "--data-seed",
+        metavar="N",
+        help="Seed of the data split: the validation set and the regime subsets.",
     ),
-    steps: int | None = typer.Option(
-        None,
+    epochs: float | None = _opt(
+        "--epochs",
+        f"Epochs per run in every regime (default {D.epochs:g} unless --steps is given).",
+        "EPOCHS",
+    ),
+    steps: int | None = _opt(
         "--steps",
-        help="Steps per run in every regime: equal compute, so small regimes "
-        "make more passes over less data (with --epochs, the first reached ends a run).",
+        "Steps per run in every regime: equal compute, so small regimes make more "
+        "passes over less data (with --epochs, the first reached ends a run).",
+        "N",
     ),
-    seeds: int = typer.Option(3, "--seeds", help="Seeds per (layout, regime): 0..N-1."),
-    batch_size: BatchSize = 128,
-    lr: LearningRate = 2e-3,
-    weight_decay: WeightDecay = 0.05,
-    warmup: Warmup = 0.05,
-    label_smoothing: LabelSmoothing = 0.1,
-    drop_path: float = typer.Option(0.0, "--drop-path", help="Stochastic depth for every run."),
-    augment: bool = typer.Option(True, "--augment/--no-augment", help="Random crop + flip."),
-    train_eval_images: int = typer.Option(
-        2000, "--train-eval-images", help="Training images the clean final train loss uses."
+    seeds: int = typer.Option(
+        3,
+        "--seeds",
+        metavar="N",
+        help="How many seeds per (layout, regime): runs seeds 0..N-1 (model init, batch order).",
     ),
-    workers: int = typer.Option(1, "--workers", help="Parallel runs (spawned processes)."),
-    threads: int | None = typer.Option(
-        None, "--threads", help="CPU threads per run (default: cores / workers)."
+    batch_size: BatchSize = None,
+    lr: LearningRate = None,
+    weight_decay: WeightDecay = None,
+    warmup: Warmup = None,
+    label_smoothing: LabelSmoothing = None,
+    drop_path: float | None = _opt(
+        "--drop-path", f"Stochastic depth for every run (default {D.drop_path_rate:g}).", "RATE"
     ),
+    augment: bool | None = _opt(
+        "--augment/--no-augment", "Random flips of training batches (default on)."
+    ),
+    train_eval_images: int | None = _opt(
+        "--train-eval-images",
+        f"Training images the clean final train loss uses (default {DEFAULT_TRAIN_EVAL_IMAGES}).",
+        "N",
+    ),
+    workers: int = typer.Option(
+        1, "--workers", metavar="N", help="Parallel runs (spawned processes)."
+    ),
+    threads: int | None = _opt("--threads", "CPU threads per run (default: cores / workers).", "N"),
     device: Device = "auto",
     out: Path | None = typer.Option(
-        None, "--out", help="Results folder (default runs/compare-<base>-<data>-<size>-<budget>)."
+        None,
+        "--out",
+        metavar="PATH",
+        help="Results folder (default runs/compare-<base>-<data>-<size>-<budget>).",
     ),
     fresh: bool = typer.Option(False, "--fresh", help="Discard runs stored in --out first."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary, no tables."),
@@ -106,33 +163,38 @@ def compare(
     Exit status: 0 when every run finished, 1 when some runs failed (rerun to retry them),
     2 for bad input.
     """
-    from coatnet_nas.compare import CompareConfig, Recipe, parse_regimes, run_compare
+    from coatnet_nas.compare import CompareConfig, CompareRecipe, parse_regimes, run_compare
     from coatnet_nas.compare.report import summarize, write_outputs
     from coatnet_nas.spec import load_spec
 
     if base_path is None and not DEFAULT_BASE.exists():
         raise CoatnetError(f"--base: the default {DEFAULT_BASE} is missing; pass a spec file.")
     base = load_spec(base_path or DEFAULT_BASE)
-    if seeds < 1:
-        raise CoatnetError(f"--seeds must be >= 1, got {seeds}.")
-    if epochs is None and steps is None:
-        epochs = 3
-    recipe = Recipe(
+    set_by_user = dict(
         epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         warmup=warmup, label_smoothing=label_smoothing, drop_path_rate=drop_path,
-        augment=augment, train_eval_images=train_eval_images,
+        augment=augment,
     )  # fmt: skip
+    changes = {k: v for k, v in set_by_user.items() if v is not None}
+    if steps is not None and epochs is None:
+        changes["epochs"] = None  # a step budget alone: equal compute in every regime
+    train = D.evolve(**changes) if changes else D
+    images = DEFAULT_TRAIN_EVAL_IMAGES if train_eval_images is None else train_eval_images
+    recipe = CompareRecipe(train, images)
     flops = parse_flops(budget, what="--budget") if budget is not None else None
-    size = parse_image_size(image_size)
     config = CompareConfig(
         base=base, layouts=tuple(w.strip() for w in layouts.split(",") if w.strip()),
-        flops=flops, vary=vary, depth_mult=depth_mult, dataset=dataset,  # type: ignore[arg-type]
-        data_dir=str(data_dir) if data_dir is not None else None, image_size=size,
-        val_fraction=val_fraction, holdout=holdout,  # type: ignore[arg-type]
-        regimes=parse_regimes(regimes), seeds=tuple(range(seeds)), recipe=recipe,
+        flops=flops, vary=vary, depth_mult=depth_mult, dataset=dataset,
+        data_dir=str(data_dir) if data_dir is not None else None,
+        image_size=parse_image_size(image_size), val_fraction=val_fraction, holdout=holdout,
+        data_seed=data_seed, regimes=parse_regimes(regimes), seeds=tuple(range(seeds)),
+        recipe=recipe,
     )  # fmt: skip
+    config.validate()  # cheap checks before the data is read for its size
+    if config.image_size is None:
+        config = _natural_size(config, quiet=json_out)
     out_dir = out or Path("runs") / default_name(config)
-    display = None if json_out else _Display()
+    display = None if json_out else _Display() if console.is_terminal else _Lines()
     try:
         result = run_compare(
             config, out_dir, workers=workers, device=device, threads=threads, fresh=fresh,
@@ -149,6 +211,16 @@ def compare(
         _report(summary)
     if result.errors:
         raise typer.Exit(EXIT_RUNS_FAILED)
+
+
+def _natural_size(config: Any, quiet: bool) -> Any:
+    """``config`` at the data's own size (one line says which and why, unless ``quiet``)."""
+    from coatnet_nas.compare import natural_image_size
+
+    choice = natural_image_size(config.base, config.dataset, config.data_dir)
+    if not quiet:
+        console.print(f"{choice.reason()} (--image-size overrides)", markup=False)
+    return dataclasses.replace(config, image_size=choice.size)
 
 
 def default_name(config: Any) -> str:
@@ -213,6 +285,39 @@ class _Display:
             self.progress.stop()
 
 
+class _Lines:
+    """Plain progress for logs and pipes: one line per finished run (a live bar would only be
+    drawn at the end there, leaving the output silent for minutes)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+
+    def event(self, event: Any) -> None:
+        if event.kind == "plan":
+            self.total = event.total
+            if event.resumed:
+                console.print(f"resuming: {event.resumed} run(s) already stored", markup=False)
+            if event.total:
+                console.print(f"training {event.total} run(s)", markup=False)
+            return
+        if event.kind not in ("done", "error") or event.job is None:
+            return
+        self.done += 1
+        job = event.job
+        head = f"[{self.done}/{self.total}] {job.layout} {job.regime.name} seed {job.seed}"
+        if event.kind == "error":
+            console.print(f"{head}: failed: {event.message}", markup=False)
+            return
+        r = event.record or {}
+        val = r.get("val_accuracy")
+        acc = f"val acc {val * 100:.1f}%" if val is not None else f"status {r.get('status')}"
+        console.print(f"{head}: {acc}, {r.get('seconds', 0):.1f}s", markup=False)
+
+    def stop(self) -> None:
+        """Nothing to tear down (the live display's counterpart)."""
+
+
 def _report(summary: Any) -> None:
     run = summary.run
     h, w = run.config.train_size
@@ -226,7 +331,13 @@ def _report(summary: Any) -> None:
         rows = summary.regime_rows(regime.name)
         if rows:
             console.print(_table(summary, regime, rows))
-    console.print("rankings, best first (> better beyond seed spread, ≈ tie):", markup=False)
+    if len(run.config.seeds) == 1:
+        console.print(
+            "rankings, best first (one seed: no spread measured; rankings are by the single run):",
+            markup=False,
+        )
+    else:
+        console.print("rankings, best first (> better beyond seed spread, ≈ tie):", markup=False)
     for name, ranking in summary.rankings.items():
         metric = "val accuracy" if name == "generalization" else "clean train loss"
         check = summary.paper[name]

@@ -3,83 +3,56 @@
 ``run_compare(config, out_dir)`` fits every layout (``C-C-T-T``, ..., ``ViT``) to one FLOPs
 budget, trains each in every data regime with every seed (resumably), and ``summarize`` +
 ``write_outputs`` turn the runs into tables, the two rankings, CSV/JSON and a PNG figure.
+
+Modules: ``config`` (what a comparison is), ``layouts`` (layout words, iso-FLOPs fitting),
+``job`` (one run and its data), ``pool`` (worker processes), ``runner`` (the resumable loop),
+``store`` (results file), ``analysis`` (stats, rankings, the paper) and ``report`` (files).
+Names load on first use, so the command line can read the defaults without importing torch.
 """
 
-from __future__ import annotations
+from coatnet_nas._lazy import lazy_exports
 
-from coatnet_nas.compare.analysis import (
-    PAPER_RANKINGS,
-    PaperComparison,
-    Ranking,
-    Row,
-    Stat,
-    aggregate,
-    compare_with_paper,
-    rankings,
-)
-from coatnet_nas.compare.config import (
-    DEFAULT_LAYOUTS,
-    DEFAULT_REGIMES,
-    CompareConfig,
-    Recipe,
-    Regime,
-    parse_regimes,
-    run_key,
-)
-from coatnet_nas.compare.layouts import (
-    Entrant,
-    Layout,
-    fit_layout,
-    fit_layouts,
-    instantiate,
-    parse_layouts,
-    vit_stride,
-)
-from coatnet_nas.compare.report import Summary, plot, summarize, write_outputs
-from coatnet_nas.compare.runner import (
-    CompareEvent,
-    CompareRun,
-    Job,
-    clean_metrics,
-    regime_data,
-    run_compare,
-    run_job,
-)
-from coatnet_nas.compare.store import RunStore
-
-__all__ = [
-    "DEFAULT_LAYOUTS",
-    "DEFAULT_REGIMES",
-    "PAPER_RANKINGS",
-    "CompareConfig",
-    "CompareEvent",
-    "CompareRun",
-    "Entrant",
-    "Job",
-    "Layout",
-    "PaperComparison",
-    "Ranking",
-    "Recipe",
-    "Regime",
-    "Row",
-    "RunStore",
-    "Stat",
-    "Summary",
-    "aggregate",
-    "clean_metrics",
-    "compare_with_paper",
-    "fit_layout",
-    "fit_layouts",
-    "instantiate",
-    "parse_layouts",
-    "parse_regimes",
-    "plot",
-    "rankings",
-    "regime_data",
-    "run_compare",
-    "run_job",
-    "run_key",
-    "summarize",
-    "vit_stride",
-    "write_outputs",
-]
+_EXPORTS = {
+    "PAPER_RANKINGS": "coatnet_nas.compare.analysis",
+    "PaperComparison": "coatnet_nas.compare.analysis",
+    "Ranking": "coatnet_nas.compare.analysis",
+    "Row": "coatnet_nas.compare.analysis",
+    "Stat": "coatnet_nas.compare.analysis",
+    "aggregate": "coatnet_nas.compare.analysis",
+    "compare_with_paper": "coatnet_nas.compare.analysis",
+    "rankings": "coatnet_nas.compare.analysis",
+    "DEFAULT_LAYOUTS": "coatnet_nas.compare.config",
+    "DEFAULT_REGIMES": "coatnet_nas.compare.config",
+    "DEFAULT_TRAIN": "coatnet_nas.compare.config",
+    "CompareConfig": "coatnet_nas.compare.config",
+    "CompareRecipe": "coatnet_nas.compare.config",
+    "Holdout": "coatnet_nas.compare.config",
+    "Recipe": "coatnet_nas.compare.config",
+    "Regime": "coatnet_nas.compare.config",
+    "Vary": "coatnet_nas.compare.config",
+    "parse_regimes": "coatnet_nas.compare.config",
+    "run_key": "coatnet_nas.compare.config",
+    "CompareEvent": "coatnet_nas.compare.job",
+    "Job": "coatnet_nas.compare.job",
+    "SizeChoice": "coatnet_nas.compare.job",
+    "clean_metrics": "coatnet_nas.compare.job",
+    "natural_image_size": "coatnet_nas.compare.job",
+    "regime_data": "coatnet_nas.compare.job",
+    "run_job": "coatnet_nas.compare.job",
+    "Entrant": "coatnet_nas.compare.layouts",
+    "Layout": "coatnet_nas.compare.layouts",
+    "fit_layout": "coatnet_nas.compare.layouts",
+    "fit_layouts": "coatnet_nas.compare.layouts",
+    "instantiate": "coatnet_nas.compare.layouts",
+    "parse_layouts": "coatnet_nas.compare.layouts",
+    "vit_stride": "coatnet_nas.compare.layouts",
+    "Summary": "coatnet_nas.compare.report",
+    "plot": "coatnet_nas.compare.report",
+    "summarize": "coatnet_nas.compare.report",
+    "write_outputs": "coatnet_nas.compare.report",
+    "CompareRun": "coatnet_nas.compare.runner",
+    "run_compare": "coatnet_nas.compare.runner",
+    "RunStore": "coatnet_nas.compare.store",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -43,8 +43,11 @@ class Stat:
         return cls(statistics.fmean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0, len(xs))
 
     def fmt(self, digits: int = 3, scale: float = 1.0) -> str:
+        """``mean ± std``; a single run has no spread to show, so just its value."""
         if self.n == 0:
             return "-"
+        if self.n == 1:
+            return f"{self.mean * scale:.{digits}f}"
         return f"{self.mean * scale:.{digits}f} ± {self.std * scale:.{digits}f}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,25 +221,35 @@ class PaperComparison:
         return out
 
     def sentence(self) -> str:
+        """The verdicts in plain words, e.g. "the paper's ordering holds for 3 of 4 pairs"."""
         c = self.counts()
         n = len(self.pairs)
         if not n:
             return f"{self.name}: no layouts in common with the paper's ranking."
-        parts = [f"{c['agree']}/{n} pairs agree"]
+        parts = [f"the paper's ordering holds for {c['agree']} of {_pairs(n)}"]
         if c["tie"]:
-            parts.append(f"{c['tie']} ordered by the paper are ties here")
+            parts.append(
+                f"for {_pairs(c['tie'])} the paper finds a difference but this run found none "
+                "beyond the seed spread"
+            )
         if c["ordered"]:
-            parts.append(f"{c['ordered']} the paper calls equal differ here")
+            parts.append(
+                f"for {_pairs(c['ordered'])} the paper reports no difference but this run found one"
+            )
         if c["reversed"]:
             flipped = [p for p in self.pairs if p.verdict == "reversed"]
             rev = ", ".join(f"{p.other} > {p.better}" for p in flipped)
-            parts.append(f"{c['reversed']} reversed ({rev})")
+            parts.append(f"{_pairs(c['reversed'])} came out the other way round ({rev})")
         return f"{self.name}: " + "; ".join(parts) + "."
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "paper": self.paper, "measured": self.measured,
                 "counts": self.counts(), "sentence": self.sentence(),
                 "pairs": [p.to_dict() for p in self.pairs]}  # fmt: skip
+
+
+def _pairs(n: int) -> str:
+    return f"{n} pair" if n == 1 else f"{n} pairs"
 
 
 def _verdict(paper: str, measured: str) -> str:

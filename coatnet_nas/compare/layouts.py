@@ -21,11 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from coatnet_nas.blocks.options import BlockOptions
 from coatnet_nas.cost import estimate_cost
 from coatnet_nas.errors import BudgetError, CoatnetError, SpecError
 from coatnet_nas.registry import block_type, block_types
 from coatnet_nas.scaling import Vary, fit_to_budget, round_width, width_quantum
-from coatnet_nas.spec import ModelSpec, parse_layout
+from coatnet_nas.spec import ModelSpec, StageSpec, parse_layout
 
 VIT_NAME = "ViT"
 VIT_STRIDES = (16, 8, 4)  # preferred total strides of the ViT token grid, paper's first
@@ -37,7 +38,7 @@ _VIT_WORD = re.compile(r"^VIT(?:[-_]?REL)?(?:/(\d+))?$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Layout:
-    """One word of ``--layouts``: stage letters, or the ViT baseline (``letters == ("T",)``)."""
+    """One layout word: stage letters, or the ViT baseline (``letters == ("T",)``)."""
 
     name: str
     letters: tuple[str, ...]
@@ -77,8 +78,9 @@ class Entrant:
 def _bad_word(word: str, why: str) -> CoatnetError:
     letters = ", ".join(f"{k} ({bt.description})" for k, bt in block_types().items())
     return SpecError(
-        f"--layouts: {why} in {word!r}; a layout word is one stage letter per stage, like "
-        f"C-C-T-T (letters: {letters}), or {VIT_NAME} (ViT_REL baseline; ViT/8 fixes its stride)."
+        f"layouts: {why} in {word!r}; a layout word is one stage letter per stage, like "
+        f"C-C-T-T (letters: {letters}), or {VIT_NAME} (ViT_REL baseline; ViT/8 fixes its stride).",
+        param="layouts",
     )
 
 
@@ -111,11 +113,13 @@ def parse_layouts(words: str | Sequence[str], stages: int) -> list[Layout]:
     items = words.split(",") if isinstance(words, str) else list(words)
     layouts = [parse_layout_word(w, stages) for w in items if w.strip()]
     if not layouts:
-        raise SpecError("--layouts: give at least one layout, e.g. C-C-C-C,C-C-T-T,ViT.")
+        raise SpecError(
+            "layouts: give at least one layout, e.g. C-C-C-C,C-C-T-T,ViT.", param="layouts"
+        )
     seen: set[str] = set()
     for layout in layouts:
         if layout.name in seen:
-            raise SpecError(f"--layouts: {layout.name} is listed twice.")
+            raise SpecError(f"layouts: {layout.name} is listed twice.", param="layouts")
         seen.add(layout.name)
     return layouts
 
@@ -156,7 +160,7 @@ def instantiate(base: ModelSpec, layout: Layout) -> ModelSpec:
     if layout.vit:
         options = _options(base, "T")
         stage = base.stages[min(2, len(base.stages) - 1)]  # S3 runs at /16, like ViT's tokens
-        quantum = width_quantum_for("T", options)
+        quantum = width_quantum_for(options)
         width = round_width(stage.width, quantum)
         stride = vit_stride(base.image_size, layout.vit_stride)
         return base.evolve(
@@ -174,7 +178,7 @@ def instantiate(base: ModelSpec, layout: Layout) -> ModelSpec:
     stages = []
     for stage, letter in zip(base.stages, layout.letters, strict=True):
         options = stage.options if stage.type == letter else _options(base, letter)
-        quantum = width_quantum_for(letter, options)
+        quantum = width_quantum_for(options)
         width = stage.width
         if options.width_problem(width):
             width = round_width(width, quantum)
@@ -182,9 +186,10 @@ def instantiate(base: ModelSpec, layout: Layout) -> ModelSpec:
     return base.evolve(name=f"{base.name}-{suffix}", stages=stages)
 
 
-def width_quantum_for(letter: str, options: Any) -> int:
-    head_dim = getattr(options, "head_dim", None)
-    return math.lcm(8, head_dim) if head_dim else 8
+def width_quantum_for(options: BlockOptions) -> int:
+    """The width step of a stage with ``options``: :func:`~coatnet_nas.scaling.width_quantum`'s,
+    asked of an unvalidated stage (its width is what is being rounded, so it may be invalid)."""
+    return width_quantum(StageSpec.model_construct(options=options))
 
 
 def _flops(spec: ModelSpec) -> int:

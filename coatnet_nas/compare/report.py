@@ -8,13 +8,19 @@ both with ± std over seeds as error bars.
 from __future__ import annotations
 
 import csv
-import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coatnet_nas._io import (
+    atomic_write,
+    atomic_write_json,
+    ensure_dir,
+    json_safe,
+    pyplot,
+    save_figure,
+)
 from coatnet_nas.compare.analysis import (
     PaperComparison,
     Ranking,
@@ -24,7 +30,6 @@ from coatnet_nas.compare.analysis import (
     rankings,
 )
 from coatnet_nas.compare.runner import CompareRun
-from coatnet_nas.train import json_safe
 from coatnet_nas.units import human
 
 RUN_COLUMNS = (
@@ -114,8 +119,7 @@ def _notes(run: CompareRun, rows: list[Row]) -> list[str]:
 # --- files -----------------------------------------------------------------------------------
 def write_outputs(summary: Summary, out_dir: Path | None = None) -> dict[str, Path]:
     """Write runs.csv, summary.csv, compare.json and compare.png; return their paths."""
-    out = Path(out_dir or summary.run.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(out_dir or summary.run.out_dir, param="out_dir")
     files = {
         "runs.csv": _write_runs(summary, out / "runs.csv"),
         "summary.csv": _write_summary(summary, out / "summary.csv"),
@@ -124,26 +128,23 @@ def write_outputs(summary: Summary, out_dir: Path | None = None) -> dict[str, Pa
         files["compare.png"] = plot(summary, out / "compare.png")
     files["compare.json"] = out / "compare.json"
     summary.files = dict(files)
-    _atomic_text(out / "compare.json", json.dumps(summary.to_dict(), indent=2) + "\n")
+    atomic_write_json(out / "compare.json", summary.to_dict(), param="out_dir")
     return files
 
 
-def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(rows)
+
+    return atomic_write(path, write, param="out_dir")
 
 
 def _write_runs(summary: Summary, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=RUN_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for record in summary.run.records:
-            writer.writerow({k: record.get(k) for k in RUN_COLUMNS})
-    tmp.replace(path)
-    return path
+    rows = [[record.get(k) for k in RUN_COLUMNS] for record in summary.run.records]
+    return _write_csv(path, list(RUN_COLUMNS), rows)
 
 
 def _write_summary(summary: Summary, path: Path) -> Path:
@@ -151,20 +152,16 @@ def _write_summary(summary: Summary, path: Path) -> Path:
     head = ["regime", "fraction", "train_images", "layout", "params", "flops", "flops_ratio",
             "runs", "diverged"]  # fmt: skip
     columns = head + [f"{s}_{k}" for s in STATS for k in ("mean", "std")]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for r in summary.rows:
-            values: list[Any] = [r.regime, r.fraction, r.train_images, r.layout, r.params,
-                                 r.flops, round(ratios.get(r.layout, math.nan), 4), r.runs,
-                                 r.diverged]  # fmt: skip
-            for s in STATS:
-                stat = getattr(r, s)
-                values += [_num(stat.mean), _num(stat.std)]
-            writer.writerow(values)
-    tmp.replace(path)
-    return path
+    rows = []
+    for r in summary.rows:
+        values: list[Any] = [r.regime, r.fraction, r.train_images, r.layout, r.params,
+                             r.flops, round(ratios.get(r.layout, math.nan), 4), r.runs,
+                             r.diverged]  # fmt: skip
+        for s in STATS:
+            stat = getattr(r, s)
+            values += [_num(stat.mean), _num(stat.std)]
+        rows.append(values)
+    return _write_csv(path, columns, rows)
 
 
 def _num(value: float) -> str:
@@ -173,12 +170,7 @@ def _num(value: float) -> str:
 
 def plot(summary: Summary, path: Path) -> Path:
     """The paper-style figure: per regime, train loss bars and val accuracy line per layout."""
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     run = summary.run
     regimes = [r for r in run.config.regimes if summary.regime_rows(r.name)]
     fig, axes = plt.subplots(
@@ -207,13 +199,11 @@ def plot(summary: Summary, path: Path) -> Path:
         )
     fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
     h, w = run.config.train_size
+    seeds = len(run.config.seeds)
+    spread = f"mean ± std over {seeds} seeds" if seeds > 1 else "one seed (no spread measured)"
     fig.suptitle(
         f"{run.data.get('name', run.config.dataset)} at {h}x{w}, {human(run.budget)} FLOPs per "
-        f"layout, mean ± std over {len(run.config.seeds)} seed(s)"
+        f"layout, {spread}"
     )
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path, dpi=110, param="out_dir")

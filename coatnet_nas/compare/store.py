@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from coatnet_nas._io import atomic_write_json, ensure_dir
 from coatnet_nas.errors import CoatnetError
 
 RUNS_FILE = "runs.jsonl"
@@ -27,27 +29,36 @@ class RunStore:
         self.runs_path = self.out_dir / RUNS_FILE
         self.config_path = self.out_dir / CONFIG_FILE
 
-    def open(self, fingerprint: dict[str, Any], fresh: bool = False) -> dict[str, dict[str, Any]]:
-        """Check (or write) the stored settings and return the finished runs by key."""
-        try:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise CoatnetError(
-                f"--out {self.out_dir}: cannot create ({exc.strerror or exc})."
-            ) from None
+    def open(
+        self,
+        fingerprint: dict[str, Any],
+        fresh: bool = False,
+        canonical: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> dict[str, dict[str, Any]]:
+        """Check (or write) the stored settings and return the finished runs by key.
+
+        ``canonical`` re-reads a stored fingerprint before the comparison, so settings written
+        in an older form but with equal values are not mistaken for other settings.
+        """
+        ensure_dir(self.out_dir, param="out_dir")
         if fresh:
             for path in (self.runs_path, self.config_path):
                 path.unlink(missing_ok=True)
         stored = self._read_config()
         wanted = json.loads(json.dumps(fingerprint))
         if stored is None:
-            self._write_config(wanted)
-        elif stored != wanted:
+            atomic_write_json(self.config_path, wanted, param="out_dir")
+            return self.load()
+        if canonical is not None:
+            stored = json.loads(json.dumps(canonical(stored)))
+        if stored != wanted:
             changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
             raise CoatnetError(
-                f"{self.out_dir} holds a comparison made with other settings "
-                f"({', '.join(changed)}); resume it with the same settings, pass another --out, "
-                "or --fresh to discard its runs."
+                # The folder goes last: the CLI spells the first "fresh" as its flag.
+                f"a comparison made with other settings ({', '.join(changed)}) is stored here; "
+                "resume it with the same settings, write to another folder, or start over "
+                f"(fresh) to discard its runs: {self.out_dir}",
+                param="fresh",
             )
         return self.load()
 
@@ -90,11 +101,8 @@ class RunStore:
             data = json.loads(self.config_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise CoatnetError(
-                f"{self.config_path}: unreadable ({exc}); pass --fresh to start over."
+                f"the stored settings are unreadable; start over (fresh) to discard them: "
+                f"{self.config_path} ({exc})",
+                param="fresh",
             ) from None
         return data if isinstance(data, dict) else None
-
-    def _write_config(self, fingerprint: dict[str, Any]) -> None:
-        tmp = self.config_path.with_name(f".{CONFIG_FILE}.tmp")
-        tmp.write_text(json.dumps(fingerprint, indent=2, sort_keys=True), encoding="utf-8")
-        tmp.replace(self.config_path)
