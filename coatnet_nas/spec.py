@@ -481,9 +481,6 @@ def validation_reason(exc: ValidationError) -> str:
     return str(cause) if cause else "; ".join(e["msg"] for e in errors)
 
 
-spec_problem = validation_reason  # interim alias (compare/cli still import it under this name)
-
-
 def settings_problems(exc: ValidationError, prefix: str = "") -> str:
     """``field: message`` for each failed setting of a flat settings model (recipes, options)."""
     parts = []

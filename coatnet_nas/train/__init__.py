@@ -31,9 +31,6 @@ _EXPORTS = {
     "lr_at": "coatnet_nas.train.schedule",
     "make_optimizer": "coatnet_nas.train.schedule",
     "param_groups": "coatnet_nas.train.schedule",
-    # Interim aliases for modules not yet moved to their new homes (removed once they are).
-    "json_safe": "coatnet_nas._io",
-    "spec_problem": "coatnet_nas.spec",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
