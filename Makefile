@@ -44,6 +44,8 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check coatnet_nas tests benchmarks
 	$(BIN)/ruff format --check coatnet_nas tests benchmarks
+	@# Import contracts (pyproject.toml [tool.importlinter]): cli imported by nobody, layers.
+	$(BIN)/lint-imports --no-logo --no-cache
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.db
