@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test lint bench system-deps check-wheel clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check coatnet_nas tests benchmarks
 	$(BIN)/ruff format --check coatnet_nas tests benchmarks
+	@# Import contracts (pyproject.toml [tool.importlinter]): cli imported by nobody, layers.
+	$(BIN)/lint-imports --no-logo --no-cache
+
+# What CI runs after the tests: build the wheel, install it in a fresh venv, run the main commands.
+check-wheel:
+	bash .ci/check-wheel
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.db

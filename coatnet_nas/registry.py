@@ -14,7 +14,14 @@ from typing import Any
 
 from coatnet_nas.blocks.options import BlockOptions, MBConvOptions, TransformerOptions
 
-__all__ = ["BlockOptions", "BlockType", "block_type", "block_types", "register_block_type"]
+__all__ = [
+    "BlockOptions",
+    "BlockType",
+    "block_type",
+    "block_types",
+    "register_block_type",
+    "unregister_block_type",
+]
 
 
 def _load(path: str) -> Callable[..., Any]:
@@ -58,6 +65,15 @@ def register_block_type(block_type: BlockType) -> None:
     if len(block_type.letter) != 1 or not block_type.letter.isalpha():
         raise ValueError(f"block type letter must be a single letter, got {block_type.letter!r}")
     _BLOCK_TYPES[block_type.letter.upper()] = block_type
+
+
+def unregister_block_type(letter: str) -> BlockType | None:
+    """Remove a stage letter and return what it was (``None`` if it was not registered).
+
+    For plug-ins and tests that register a type for a while: re-register the returned value to
+    restore a letter that was replaced.
+    """
+    return _BLOCK_TYPES.pop(letter.upper(), None)
 
 
 def block_type(letter: str) -> BlockType:

@@ -134,23 +134,39 @@ class ModelSpec(BaseModel):
             why = stage.options.width_problem(stage.width)
             if why:
                 problems.append((("stages", i, "width"), why))
-        stride = self.total_stride
-        for side, value in zip(("height", "width"), self.image_size, strict=True):
-            if value < 1 or value % stride:
-                n = len(self.stages)
-                lo = max(stride, value // stride * stride)
-                problems.append(
-                    (
-                        ("image_size",),
-                        f"{side} {value} cannot be divided by the stem (stride {self.stem.stride}) "
-                        f"and {n} stages (each halves the resolution), so sizes must be "
-                        f"multiples of {stride}, "
-                        f"e.g. {lo} or {lo + stride})",
-                    )
-                )
+        why = self._image_size_problem()
+        if why:
+            problems.append((("image_size",), why))
         if problems:
             raise SpecProblems(problems)
         return self
+
+    def _image_size_problem(self) -> str | None:
+        """One sentence for every bad side at once, so a square size is not reported twice."""
+        stride = self.total_stride
+        bad = [
+            (side, value)
+            for side, value in zip(("height", "width"), self.image_size, strict=True)
+            if value < 1 or value % stride
+        ]
+        if not bad:
+            return None
+
+        def near(value: int) -> str:
+            lo = max(stride, value // stride * stride)
+            return f"{lo} or {lo + stride}"
+
+        h, w = self.image_size
+        if h == w:
+            what, hint = f"image size {h}", near(h)
+        else:
+            what = " and ".join(f"{side} {value}" for side, value in bad)
+            hint = "; ".join(f"{near(value)} for {side} {value}" for side, value in bad)
+        return (
+            f"{what} does not divide evenly through the stem (stride {self.stem.stride}) and "
+            f"{len(self.stages)} stages that each halve the resolution: sizes must be multiples "
+            f"of {stride}, e.g. {hint}"
+        )
 
     # --- derived views -------------------------------------------------------------------
     @property

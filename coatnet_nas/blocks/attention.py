@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from coatnet_nas.blocks import cost as C
+from coatnet_nas.blocks.base import StageLike
 from coatnet_nas.blocks.layers import DropPath, pool_tokens
 from coatnet_nas.blocks.options import TransformerOptions
-from coatnet_nas.spec import StageSpec
 
 
 def relative_position_index(height: int, width: int) -> torch.Tensor:
@@ -141,7 +141,7 @@ def ffn_width(width: int, mlp_ratio: float) -> int:
 
 
 def build_stage(
-    in_ch: int, stage: StageSpec, in_size: tuple[int, int], drop_path_rates: Sequence[float]
+    in_ch: int, stage: StageLike, in_size: tuple[int, int], drop_path_rates: Sequence[float]
 ) -> TransformerStage:
     out_size = (in_size[0] // 2, in_size[1] // 2)
     blocks = [
@@ -180,7 +180,7 @@ def block_cost(
     return total
 
 
-def stage_cost(in_ch: int, stage: StageSpec, in_size: tuple[int, int]) -> C.LayerCost:
+def stage_cost(in_ch: int, stage: StageLike, in_size: tuple[int, int]) -> C.LayerCost:
     out_size = (in_size[0] // 2, in_size[1] // 2)
     tokens = out_size[0] * out_size[1]
     first = block_cost(in_ch, stage.width, in_size[0] * in_size[1], out_size, stage.options)

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from coatnet_nas.blocks import cost as C
+from coatnet_nas.blocks.base import StageLike
 from coatnet_nas.blocks.layers import DropPath, pool2d
 from coatnet_nas.blocks.options import MBConvOptions
-from coatnet_nas.spec import StageSpec
 
 
 def hidden_width(out_ch: int, expand_ratio: float) -> int:
@@ -71,7 +71,7 @@ class MBConv(nn.Module):
 
 
 def build_stage(
-    in_ch: int, stage: StageSpec, in_size: tuple[int, int], drop_path_rates: Sequence[float]
+    in_ch: int, stage: StageLike, in_size: tuple[int, int], drop_path_rates: Sequence[float]
 ) -> nn.Sequential:
     blocks = [
         MBConv(
@@ -106,7 +106,7 @@ def block_cost(
     return total
 
 
-def stage_cost(in_ch: int, stage: StageSpec, in_size: tuple[int, int]) -> C.LayerCost:
+def stage_cost(in_ch: int, stage: StageLike, in_size: tuple[int, int]) -> C.LayerCost:
     h, w = in_size
     in_pixels, out_pixels = h * w, (h // 2) * (w // 2)
     first = block_cost(in_ch, stage.width, in_pixels, out_pixels, stage.options)

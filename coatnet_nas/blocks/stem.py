@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from coatnet_nas.blocks import cost as C
-from coatnet_nas.spec import StemSpec
+from coatnet_nas.blocks.base import StemLike
 
 
 class ConvStem(nn.Module):
@@ -36,7 +36,7 @@ class PatchStem(nn.Module):
         return self.proj(x)
 
 
-def build_stem(in_chans: int, stem: StemSpec) -> nn.Module:
+def build_stem(in_chans: int, stem: StemLike) -> nn.Module:
     if stem.kind == "patch":
         return PatchStem(in_chans, stem.width, stem.patch_size)
     return ConvStem(in_chans, stem.width, stem.depth)

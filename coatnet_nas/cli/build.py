@@ -2,53 +2,85 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
+from coatnet_nas._io import atomic_write_text, check_output_file
 from coatnet_nas.cli.app import app, console, parse_image_size, print_json
+from coatnet_nas.cli.errors import user_message
 from coatnet_nas.errors import CoatnetError
-from coatnet_nas.spec import ModelSpec, load_spec
+from coatnet_nas.presets import resolve_spec
+from coatnet_nas.spec import ModelSpec, SpecProblems, validation_reason
 from coatnet_nas.units import human
 
-SpecArg = typer.Argument(..., metavar="SPEC", help="Model spec YAML (compact or explicit form).")
+SpecArg = typer.Argument(
+    ...,
+    metavar="SPEC",
+    help="Model spec YAML (compact or explicit form), or a bundled preset name such as "
+    "coatnet0 or layouts/cctt (an existing file of that name wins).",
+)
 
 
-def _load(path: Path, image_size: str | None) -> ModelSpec:
-    spec = load_spec(path)
+def _load(arg: str, image_size: str | None) -> ModelSpec:
+    spec = resolve_spec(arg)
     size = parse_image_size(image_size)
     if size is not None:
         try:
             spec = spec.with_image_size(size)
-        except ValueError as exc:  # pydantic error for the override; name the option
-            raise CoatnetError(f"--image-size {image_size}: {_first_error(exc)}") from None
+        except ValidationError as exc:  # the override breaks the spec; name the option
+            raise CoatnetError(f"--image-size {image_size}: {_reason(exc)}.") from None
     return spec
 
 
-def _first_error(exc: ValueError) -> str:
-    errors = getattr(exc, "errors", None)
-    if callable(errors):
-        ctx = (errors()[0].get("ctx") or {}).get("error")
-        return str(ctx) if ctx else errors()[0]["msg"]
-    return str(exc)
+def _reason(exc: ValidationError) -> str:
+    """The cross-check's own sentences without their field prefix (the option is named)."""
+    errors = exc.errors(include_url=False)
+    cause = (errors[0].get("ctx") or {}).get("error") if errors else None
+    if isinstance(cause, SpecProblems):
+        return "; ".join(dict.fromkeys(msg for _, msg in cause.problems))
+    return validation_reason(exc)
 
 
 @app.command()
-def validate(specs: list[Path] = typer.Argument(..., help="Spec files to check.")) -> None:
-    """Check spec files without building a model (exit 2 on the first invalid one)."""
-    for path in specs:
-        spec = load_spec(path)
+def validate(
+    specs: list[str] = typer.Argument(
+        ..., metavar="SPEC...", help="Spec files (or preset names) to check."
+    ),
+) -> None:
+    """Check specs without building a model: one line per spec, exit 2 if any is invalid."""
+    failed = 0
+    for arg in specs:
+        try:
+            spec = resolve_spec(arg)
+        except CoatnetError as exc:
+            failed += 1
+            _stderr(f"error: {user_message(exc)}")
+            continue
         console.print(
-            f"ok  {path}: {spec.name} {spec.layout} depths={list(spec.depths)} "
+            f"ok  {arg}: {spec.name} {spec.layout} depths={list(spec.depths)} "
             f"widths={list(spec.widths)} image={spec.image_size[0]}x{spec.image_size[1]}",
             markup=False,
         )
+    if failed:
+        if len(specs) > 1:
+            _stderr(f"{failed} of {len(specs)} specs are invalid")
+        raise typer.Exit(2)
+
+
+def _stderr(line: str) -> None:
+    """A line on stderr, after whatever stdout already holds (so piped output stays in order)."""
+    sys.stdout.flush()
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 @app.command()
 def build(
-    spec_path: Path = SpecArg,
+    spec_path: str = SpecArg,
     profile: bool = typer.Option(
         False, "--profile", help="Trace with fvcore: FLOPs/params per stage."
     ),
@@ -65,9 +97,11 @@ def build(
     latency: bool = typer.Option(False, "--latency", help="With --profile: time batch-1 forward."),
 ) -> None:
     """Build a model from SPEC; optionally profile it, estimate its cost or normalize the spec."""
+    if write is not None:
+        check_output_file(write, param="write")
     spec = _load(spec_path, image_size)
     if write is not None:
-        _write_spec(spec, write)
+        _write_spec(spec, write, quiet=json_out)
     if estimate:
         from coatnet_nas.cost import estimate_cost
 
@@ -101,16 +135,17 @@ def build(
         )
 
 
-def _write_spec(spec: ModelSpec, path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(spec.to_yaml(), encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        raise CoatnetError(f"--write {path}: cannot write ({exc.strerror}).") from None
-    if path.suffix not in (".yaml", ".yml"):
-        console.print(f"note: wrote YAML to {path} (no .yaml suffix)", markup=False)
+def _write_spec(spec: ModelSpec, path: Path, *, quiet: bool) -> None:
+    """Write the normalized YAML atomically and say so (on stderr when stdout carries JSON)."""
+    atomic_write_text(path, spec.to_yaml(), param="write")
+    note = (
+        "" if path.suffix in (".yaml", ".yml") else " (YAML, although the name has no .yaml suffix)"
+    )
+    line = f"wrote the normalized spec {spec.name} to {path}{note}"
+    if quiet:
+        _stderr(line)
+    else:
+        console.print(line, markup=False)
 
 
 def _profile_table(result) -> None:
@@ -164,7 +199,7 @@ def _cost_table(spec: ModelSpec, cost) -> None:
 
 @app.command()
 def scale(
-    spec_path: Path = SpecArg,
+    spec_path: str = SpecArg,
     budget: str = typer.Option(
         ..., "--budget", help="FLOPs budget (MACs), e.g. 4GFLOPs, 500M, 4e9."
     ),
@@ -187,10 +222,12 @@ def scale(
     params = parse_params(max_params, what="--max-params") if max_params is not None else None
     if vary not in ("widths", "depths", "both"):
         raise CoatnetError(f"--vary: expected widths, depths or both, got {vary!r}.")
+    if write is not None:
+        check_output_file(write, param="write")
     spec = _load(spec_path, image_size)
     fitted = fit_to_budget(spec, flops=flops, params=params, vary=vary)  # type: ignore[arg-type]
     if write is not None:
-        _write_spec(fitted, write)
+        atomic_write_text(write, fitted.to_yaml(), param="write")
     before, after = estimate_cost(spec), estimate_cost(fitted)
     if json_out:
         print_json(

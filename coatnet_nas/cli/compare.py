@@ -35,9 +35,10 @@ from coatnet_nas.compare.config import (
     Vary,
 )
 from coatnet_nas.errors import CoatnetError
+from coatnet_nas.presets import preset_path
 from coatnet_nas.units import human, parse_flops
 
-DEFAULT_BASE = Path(__file__).resolve().parents[2] / "specs" / "coatnet0.yaml"
+DEFAULT_BASE = preset_path("coatnet0")  # bundled package data, found wherever the package is
 EXIT_RUNS_FAILED = 1
 D = DEFAULT_TRAIN
 

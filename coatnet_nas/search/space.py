@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from coatnet_nas.errors import CoatnetError, SpecError
+from coatnet_nas.presets import default_space_path
 from coatnet_nas.proxies.recipe import ProxyRecipe
 from coatnet_nas.registry import block_type, block_types
 from coatnet_nas.spec import (
@@ -28,7 +29,7 @@ from coatnet_nas.spec import (
 )
 from coatnet_nas.units import parse_flops, parse_params
 
-DEFAULT_SPACE = Path(__file__).resolve().parents[2] / "specs" / "search" / "default.yaml"
+DEFAULT_SPACE = default_space_path()  # bundled package data, found wherever the package is
 
 
 class _Strict(BaseModel):
