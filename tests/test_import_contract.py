@@ -4,7 +4,6 @@ in pyproject.toml (cli imported by nobody, packages layered) hold, and bite when
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -18,59 +17,18 @@ grimp = pytest.importorskip("grimp", reason="grimp and import-linter need Python
 
 PACKAGE = "coatnet_nas"
 CONFIG = ROOT / "pyproject.toml"
-# Violations in files another engineer is changing right now; the contract stays as intended.
-IN_FLIGHT = {
-    "coatnet_nas.proxies.check": "imports coatnet_nas.search.space under TYPE_CHECKING "
-    "(proxies sits below search); being fixed on the main branch",
-}
 
 
 def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
-    """Strongly connected groups of two or more modules (Tarjan's algorithm, iterative)."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    cycles: list[list[str]] = []
-    counter = 0
-    for root in sorted(graph.modules):
-        if root in index:
-            continue
-        work = [(root, iter(sorted(graph.find_modules_directly_imported_by(root))))]
-        index[root] = low[root] = counter
-        counter += 1
-        stack.append(root)
-        on_stack.add(root)
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is not None:
-                if child not in index:
-                    index[child] = low[child] = counter
-                    counter += 1
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append(
-                        (child, iter(sorted(graph.find_modules_directly_imported_by(child))))
-                    )
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                parent = work[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == index[node]:
-                group = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    group.append(member)
-                    if member == node:
-                        break
-                if len(group) > 1:
-                    cycles.append(sorted(group))
-    return cycles
+    """Groups of two or more modules that import each other, directly or through others."""
+    import networkx as nx
+
+    digraph = nx.DiGraph()
+    digraph.add_nodes_from(graph.modules)
+    for module in graph.modules:
+        digraph.add_edges_from((module, m) for m in graph.find_modules_directly_imported_by(module))
+    groups = (sorted(g) for g in nx.strongly_connected_components(digraph) if len(g) > 1)
+    return sorted(groups)
 
 
 def _describe(graph: grimp.ImportGraph, group: list[str]) -> str:
@@ -117,19 +75,10 @@ def lint_imports(pythonpath: Path, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def _broken_importers(output: str) -> set[str]:
-    """Importing modules named in import-linter's report lines ``- a.b -> c.d (l.N)``."""
-    return set(re.findall(r"^\s*-\s+(coatnet_nas[\w.]*) -> coatnet_nas[\w.]*", output, re.M))
-
-
 def test_contracts_hold_on_the_real_tree():
     result = lint_imports(ROOT, ROOT)
     output = result.stdout + result.stderr
     assert "Contracts:" in output, output  # the tool ran and read the contracts
-    if result.returncode != 0:
-        importers = _broken_importers(output)
-        if importers and importers <= set(IN_FLIGHT):
-            pytest.xfail("; ".join(f"{m} {IN_FLIGHT[m]}" for m in sorted(importers)))
     assert result.returncode == 0, output
     assert "2 kept, 0 broken" in output
 
