@@ -20,13 +20,13 @@ from optuna.trial import TrialState
 
 from coatnet_nas.builder import build_model
 from coatnet_nas.profile import profile_model
-from coatnet_nas.search import SearchConfig, load_space, run_search
+from coatnet_nas.search import SearchConfig, TrialStatus, load_space, run_search
 from coatnet_nas.search.objective import Objective
 from coatnet_nas.search.report import spec_of
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_cost import cpu_name  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -43,7 +43,7 @@ def rejection_seconds(tmp: Path, n: int = 200) -> tuple[float, float]:
         start = time.perf_counter()
         study.optimize(objective, n_trials=n, catch=(Exception,))
         out.append((time.perf_counter() - start) / n)
-        assert all(t.user_attrs["status"] == "over_budget" for t in study.trials)
+        assert all(t.user_attrs["status"] == TrialStatus.OVER_BUDGET for t in study.trials)
     return out[0], out[1]
 
 
@@ -130,7 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     print("## Search (issue 5)\n")
     print(
-        f"Machine: {cpu_name()}, 2 cores. Command: `.venv/bin/python benchmarks/bench_search.py`\n"
+        f"Machine: {cpu_model()}, 2 cores. Command: `.venv/bin/python benchmarks/bench_search.py`\n"
     )
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
@@ -147,7 +147,7 @@ def main() -> None:
             for workers in (1, 2):
                 wall, study = timed_search(tmp, f"w{workers}", args.trials, workers, "tpe")
                 trained = sum(
-                    t.user_attrs.get("status") not in ("over_budget", None)
+                    t.user_attrs.get("status") not in (TrialStatus.OVER_BUDGET, None)
                     for t in study.get_trials()
                 )
                 n = len(study.get_trials())

@@ -17,9 +17,18 @@ from optuna.trial import TrialState
 
 from coatnet_nas.builder import build_model
 from coatnet_nas.cli import run
+from coatnet_nas.errors import CoatnetError
 from coatnet_nas.profile import profile_model
-from coatnet_nas.search import SearchConfig, export_study, run_search, space_from_dict
+from coatnet_nas.search import (
+    SearchConfig,
+    TrialStatus,
+    export_study,
+    make_storage,
+    run_search,
+    space_from_dict,
+)
 from coatnet_nas.search.report import spec_of
+from coatnet_nas.search.study import CONFIG_ATTR
 from coatnet_nas.spec import load_spec
 from tests.conftest import ROOT, tiny_space, write
 
@@ -49,6 +58,7 @@ def test_search_respects_budget_exports_and_resumes(tmp_path):
     trials = study.get_trials()
     assert [t.number for t in trials] == list(range(5))
     assert seen and seen[-1].done == 5
+    assert {t.user_attrs["status"] for t in trials} <= {s.value for s in TrialStatus}
     for t in trials:
         assert t.user_attrs["spec"]["stages"]  # full normalized spec on every trial
         if t.state == TrialState.COMPLETE:
@@ -94,8 +104,66 @@ def test_search_respects_budget_exports_and_resumes(tmp_path):
 def test_resume_with_other_settings_is_refused(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     run_search(config(), url, "t", trials=1, heartbeat_interval=None, device="cpu")
-    with pytest.raises(Exception, match="different configuration"):
+    with pytest.raises(Exception, match="different configuration") as info:
         run_search(config(steps=5), url, "t", trials=1, heartbeat_interval=None, device="cpu")
+    assert "space.proxy.train.steps 4 -> 5" in str(info.value)  # names what differs
+    assert info.value.param == "study_name" and "--" not in str(info.value)
+
+
+def test_study_stored_with_the_old_flat_proxy_recipe_resumes(tmp_path):
+    # Before TrainRecipe, a stored config listed the proxy's training keys flat, next to the
+    # data keys; the same settings must still resume it (compared by value, not by JSON text).
+    cfg = config()
+    old = cfg.as_dict()
+    del old["proxy"]
+    old["space"]["proxy"] = {
+        "dataset": "synthetic:400",
+        "data_dir": None,
+        "image_size": 16,
+        "width_mult": 0.5,
+        "depth_mult": 1.0,
+        "epochs": None,
+        "steps": 4,
+        "seconds": None,
+        "subset": 1.0,
+        "val_fraction": 0.1,
+        "batch_size": 32,
+        "lr": 0.002,
+        "weight_decay": 0.05,
+        "evals_per_epoch": 1,
+        "precise_bn": 8,
+    }
+    stored = json.dumps(old, sort_keys=True)
+    assert stored != cfg.to_json()
+    url = f"sqlite:///{tmp_path}/old.db"
+    study = optuna.create_study(
+        study_name="old", storage=make_storage(url, None), directions=cfg.directions
+    )
+    study.set_user_attr(CONFIG_ATTR, stored)
+    resumed = run_search(
+        cfg, url, "old", trials=1, sampler="random", heartbeat_interval=None, device="cpu"
+    )
+    assert len(resumed.get_trials()) == 1
+    assert resumed.user_attrs[CONFIG_ATTR] == stored  # the stored text is left as it was
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"workers": 0}, "workers"),
+        ({"trials": 0}, "trials"),
+        ({"sampler": "grid"}, "sampler"),
+        ({"pruner": "asha"}, "pruner"),
+        ({"storage_url": "nonsense"}, "storage_url"),
+    ],
+)
+def test_run_search_errors_name_the_python_parameter(tmp_path, kwargs, param):
+    kwargs = {"storage_url": f"sqlite:///{tmp_path}/e.db", **kwargs}
+    with pytest.raises(CoatnetError) as info:
+        run_search(config(), study_name="e", heartbeat_interval=None, device="cpu", **kwargs)
+    assert info.value.param == param
+    assert str(info.value).startswith(param) and "--" not in str(info.value)
+    assert not (tmp_path / "e.db").exists()  # refused before any storage is opened
 
 
 def test_two_local_workers_on_sqlite(tmp_path):
@@ -278,6 +346,9 @@ def test_cli_search_and_report(tmp_path, capsys):
         (["--pruner", "asha"], "--pruner"),
         (["--objective", "flops"], "must start with accuracy"),
         (["--timeout", "soon"], "--timeout"),
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--trials", "0"], "--trials must be >= 1, got 0"),
+        (["--proxy", "train:epochs=1"], "--proxy 'train:epochs=1'"),
         (["--storage", "nonsense"], "--storage"),
         (["--space", "missing.yaml"], "missing.yaml"),
     ],
@@ -288,10 +359,41 @@ def test_search_bad_options_exit_2(capsys, args, needle):
     assert needle in err and "Traceback" not in err
 
 
+def test_a_search_needs_a_budget(tmp_path, capsys):
+    space = tiny_space()
+    del space["budget"]
+    with pytest.raises(CoatnetError, match="needs a budget") as info:
+        SearchConfig(space=space_from_dict(space))
+    assert info.value.param == "flops" and "--" not in str(info.value)
+    path = write(tmp_path, yaml.safe_dump(space), "space.yaml")
+    assert run(["search", "--space", str(path), "--trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--budget" in err and "--max-params" in err and "Traceback" not in err
+
+
+def test_search_help_lists_the_strategy_choices(capsys):
+    assert run(["search", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert "tpe|random|nsga2" in text and "hyperband|median|none" in text
+    assert "-d, --dataset" in text and "--data-dir" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--trials", "0"], "--trials must be >= 1"), (["--sampler", "grid"], "--sampler")],
+)
+def test_worker_bad_options_exit_2(tmp_path, capsys, args, needle):
+    url = f"sqlite:///{tmp_path}/w.db"
+    assert run(["worker", "--storage", url, "--study", "w", *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err
+
+
 def test_report_unknown_study(tmp_path, capsys):
     url = f"sqlite:///{tmp_path}/none.db"
     assert run(["report", "--storage", url, "--study", "nope"]) == 2
-    assert "no study named 'nope'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no study named 'nope'" in err and "--study" in err
 
 
 def test_missing_dataset_stops_before_any_trial(tmp_path, capsys):

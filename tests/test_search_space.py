@@ -5,8 +5,11 @@ from __future__ import annotations
 import optuna
 import pytest
 
+from coatnet_nas import registry
+from coatnet_nas.blocks.options import BlockOptions
 from coatnet_nas.cost import estimate_cost
 from coatnet_nas.errors import CoatnetError, SpecError
+from coatnet_nas.registry import BlockType
 from coatnet_nas.search.space import load_space, space_from_dict
 from tests.conftest import tiny_space, write
 
@@ -49,6 +52,15 @@ def test_layout_pattern_lengths():
     ("change", "needle"),
     [
         ({"widths": [[16], [32], [48]]}, "not divisible by head_dim 32"),
+        (
+            {"widths": [[16], [32], [48]]},
+            "widths[2]: choice 48 does not suit stage 2 as a T stage (transformer default options)",
+        ),
+        (
+            {"transformer": {"head_dim": [32, 64]}},
+            "widths[1]: choice 32 does not suit stage 1 as a T stage (transformer head_dim=64)",
+        ),
+        ({"mbconv": {"kernel_size": [3, 4]}}, "C stage (mbconv kernel_size=4): kernel_size must"),
         ({"depths": [[1, 2]]}, "do not have 1 stages"),
         ({"depths": [[2, 1], [1, 1]]}, "need 1 <= low <= high"),
         ({"layouts": ["C-X"]}, "unknown stage type 'X'"),
@@ -78,3 +90,30 @@ def test_proxy_overrides_are_validated_and_named():
         CoatnetError, match=r"proxy override subset=2: subset: .*less than or equal to 1"
     ):
         space.with_proxy(subset=2)
+
+
+class _Grouped(BlockOptions):
+    """Options of a made-up block type whose widths must be multiples of 24."""
+
+    def width_multiple(self) -> int:
+        return 24
+
+
+def test_width_rules_come_from_each_block_type(monkeypatch):
+    # A new stage letter brings its own width rule; the space asks it, nothing is hard-coded.
+    grouped = BlockType(
+        letter="X",
+        key="grouped",
+        description="test-only block type",
+        options=_Grouped,
+        build="coatnet_nas.blocks.mbconv:build_stage",
+        cost="coatnet_nas.blocks.mbconv:stage_cost",
+    )
+    monkeypatch.setitem(registry._BLOCK_TYPES, "X", grouped)
+    fits = tiny_space() | {"layouts": ["C-X", "C-C"], "widths": [[16], [32], [48, 96]]}
+    assert space_from_dict(fits).layout_choices() == ["C-X", "C-C"]
+    with pytest.raises(SpecError) as info:
+        space_from_dict(fits | {"widths": [[16], [32], [48, 36]]})
+    message = str(info.value)
+    assert "widths[2]: choice 36 does not suit stage 2 as a X stage" in message
+    assert "not a multiple of 24" in message

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
 from coatnet_nas.cli.app import app, console, print_json
-from coatnet_nas.cli.options import Device, ProxyDataset
+from coatnet_nas.cli.options import DataDir, Device
 from coatnet_nas.errors import CoatnetError
+from coatnet_nas.search.storage import DEFAULT_STORAGE
+from coatnet_nas.search.strategies import Pruner, Sampler
 from coatnet_nas.units import human, parse_flops, parse_params
 
 
@@ -110,58 +113,125 @@ def _show_export(
     console.print(f"outputs in {export.out_dir}/: {', '.join(export.files)}", markup=False)
 
 
+# The proxy data set of a search (options.ProxyDataset has no short -d; every other command's
+# --dataset has one). Help texts below are shared by search, worker and report.
+SearchDataset = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset",
+        "-d",
+        metavar="NAME",
+        help="Proxy data set (default: the space's): synthetic[:N], fashion-mnist, cifar10, "
+        "cifar100 or folder:PATH.",
+    ),
+]
+STORAGE_HELP = "SQLAlchemy URL of the study storage, e.g. postgresql://user@host/db."
+OUT_HELP = "Output folder for best.yaml, trials.csv and plots (default: runs/<study>)."
+TIMEOUT_HELP = "Stop starting trials after this long, e.g. 90s, 30m or 1.5h."
+HEARTBEAT_HELP = "Heartbeat interval in seconds; a silent trial is retried after 2x (0: off)."
+SAMPLER_HELP = "How candidates are proposed (tpe becomes nsga2 with several objectives)."
+PRUNER_HELP = "How proxy trainings are stopped early (multi-objective studies never prune)."
+
+
 @app.command()
 def search(
     budget: str | None = typer.Option(
-        None, "--budget", help="FLOPs budget at the target size, e.g. 4GFLOPs."
+        None,
+        "--budget",
+        metavar="FLOPS",
+        help="FLOPs budget at the target size, e.g. 4GFLOPs (default: the space's budget).",
     ),
-    max_params: str | None = typer.Option(None, "--max-params", help="Params budget, e.g. 30M."),
+    max_params: str | None = typer.Option(
+        None,
+        "--max-params",
+        metavar="PARAMS",
+        help="Parameter budget at the target size, e.g. 30M (default: the space's budget).",
+    ),
     space_path: Path | None = typer.Option(
-        None, "--space", help="Search-space YAML (default: bundled)."
+        None, "--space", metavar="PATH", help="Search-space YAML (default: the bundled one)."
     ),
-    dataset: ProxyDataset = None,
-    trials: int = typer.Option(10, "--trials", help="Trials to add to the study in this run."),
-    timeout: str | None = typer.Option(
-        None, "--timeout", help="Stop starting trials after e.g. 30m."
+    dataset: SearchDataset = None,
+    data_dir: DataDir = None,
+    trials: int = typer.Option(
+        10, "--trials", metavar="N", help="Trials to add to the study in this run."
     ),
-    storage: str = typer.Option("sqlite:///coatnet-search.db", "--storage", help="SQLAlchemy URL."),
+    timeout: str | None = typer.Option(None, "--timeout", metavar="DURATION", help=TIMEOUT_HELP),
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", metavar="URL", help=STORAGE_HELP),
     study: str | None = typer.Option(
-        None, "--study", help="Study name (default: from space and budget)."
+        None,
+        "--study",
+        metavar="NAME",
+        help="Study to create or resume (default: named after space, budget and objectives).",
     ),
-    workers: int = typer.Option(1, "--workers", help="Local worker processes."),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe, random or nsga2."),
-    pruner: str = typer.Option("hyperband", "--pruner", help="hyperband, median or none."),
-    objective: str = typer.Option("accuracy", "--objective", help="accuracy or accuracy,flops."),
-    seed: int = typer.Option(0, "--seed", help="Seed of sampler, data split and model init."),
+    workers: int = typer.Option(
+        1, "--workers", metavar="N", help="Local worker processes (they share the CPU cores)."
+    ),
+    sampler: Sampler = typer.Option(Sampler.TPE, "--sampler", help=SAMPLER_HELP),
+    pruner: Pruner = typer.Option(Pruner.HYPERBAND, "--pruner", help=PRUNER_HELP),
+    objective: str = typer.Option(
+        "accuracy",
+        "--objective",
+        metavar="NAMES",
+        help="accuracy, or accuracy then costs to minimize, e.g. accuracy,flops or "
+        "accuracy,params.",
+    ),
+    seed: int = typer.Option(
+        0,
+        "--seed",
+        metavar="N",
+        help="One integer seeding the sampler, the data split and model init "
+        "(local worker i samples with N + i).",
+    ),
     device: Device = "auto",
     proxy_epochs: float | None = typer.Option(
-        None, "--proxy-epochs", help="Override proxy epochs."
+        None, "--proxy-epochs", metavar="N", help="Proxy training epochs (default: the space's)."
     ),
-    subset: float | None = typer.Option(None, "--subset", help="Override the proxy data fraction."),
+    subset: float | None = typer.Option(
+        None,
+        "--subset",
+        metavar="FRACTION",
+        help="Fraction of the proxy data set used (default: the space's).",
+    ),
     proxy: str = typer.Option(
         "train",
         "--proxy",
+        metavar="NAME",
         help="train (proxy recipe) or a training-free score: naswot, synflow, snip, grad_norm, "
         "jacob_cov, params, flops (seconds per trial; check it first with coatnet proxy-check).",
     ),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default runs/<study>)."),
-    heartbeat: int = typer.Option(30, "--heartbeat", help="Heartbeat seconds (stale after 2x)."),
+    out: Path | None = typer.Option(None, "--out", metavar="PATH", help=OUT_HELP),
+    heartbeat: int = typer.Option(30, "--heartbeat", metavar="SECONDS", help=HEARTBEAT_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary at the end."),
 ) -> None:
     """Search layouts, depths and widths under a budget; scores are proxy-trained accuracies,
     or a training-free score with --proxy."""
     import optuna
 
-    from coatnet_nas.search import SearchConfig, export_study, load_space, run_search
-    from coatnet_nas.search.study import default_study_name
+    from coatnet_nas.search import (
+        SearchConfig,
+        default_study_name,
+        export_study,
+        load_space,
+        run_search,
+    )
 
-    space = load_space(space_path).with_proxy(dataset=dataset, epochs=proxy_epochs, subset=subset)
+    space = load_space(space_path).with_proxy(
+        dataset=dataset,
+        data_dir=str(data_dir) if data_dir is not None else None,
+        epochs=proxy_epochs,
+        subset=subset,
+    )
     flops = parse_flops(budget, what="--budget") if budget is not None else space.budget.flops
     params = (
         parse_params(max_params, what="--max-params")
         if max_params is not None
         else space.budget.params
     )
+    if flops is None and params is None:
+        raise CoatnetError(
+            "a search needs a budget: pass --budget (FLOPs) and/or --max-params (parameters), "
+            "or give the search space a budget: section."
+        )
     config = SearchConfig(
         space=space,
         flops=flops,
@@ -207,38 +277,39 @@ def search(
 
 @app.command()
 def worker(
-    storage: str = typer.Option(..., "--storage", help="SQLAlchemy URL of the shared storage."),
-    study: str = typer.Option(..., "--study", help="Name of an existing study."),
+    storage: str = typer.Option(..., "--storage", metavar="URL", help=STORAGE_HELP),
+    study: str = typer.Option(..., "--study", metavar="NAME", help="Name of an existing study."),
     trials: int | None = typer.Option(
-        None, "--trials", help="Add this many trials (default: until the study's target)."
+        None,
+        "--trials",
+        metavar="N",
+        help="Add this many trials (default: until the study's target is reached).",
     ),
-    timeout: str | None = typer.Option(
-        None, "--timeout", help="Stop starting trials after e.g. 30m."
-    ),
-    sampler: str = typer.Option("tpe", "--sampler", help="tpe, random or nsga2."),
-    pruner: str = typer.Option("hyperband", "--pruner", help="hyperband, median or none."),
+    timeout: str | None = typer.Option(None, "--timeout", metavar="DURATION", help=TIMEOUT_HELP),
+    sampler: Sampler = typer.Option(Sampler.TPE, "--sampler", help=SAMPLER_HELP),
+    pruner: Pruner = typer.Option(Pruner.HYPERBAND, "--pruner", help=PRUNER_HELP),
     seed: int | None = typer.Option(
-        None, "--seed", help="Sampler seed (default: study seed + 1000 + pid)."
+        None,
+        "--seed",
+        metavar="N",
+        help="One integer seeding this worker's sampler only; data split and model init keep "
+        "the study's seed (default: study seed + 1000 + process id).",
     ),
     device: Device = "auto",
-    heartbeat: int = typer.Option(30, "--heartbeat", help="Heartbeat seconds (stale after 2x)."),
+    heartbeat: int = typer.Option(30, "--heartbeat", metavar="SECONDS", help=HEARTBEAT_HELP),
 ) -> None:
     """Join an existing study from this machine and run trials until its target is reached."""
     import os
 
     import optuna
 
-    from coatnet_nas.search import make_storage, open_study, run_worker
+    from coatnet_nas.search import run_worker
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    target = None
-    if trials is not None:
-        study_obj, _ = open_study(make_storage(storage, None), study)
-        target = len(study_obj.trials) + trials
     run_worker(
         storage,
         study,
-        target=target,
+        trials=trials,
         timeout=parse_duration(timeout),
         sampler=sampler,
         pruner=pruner,
@@ -252,9 +323,9 @@ def worker(
 
 @app.command()
 def report(
-    storage: str = typer.Option("sqlite:///coatnet-search.db", "--storage", help="SQLAlchemy URL."),
-    study: str = typer.Option(..., "--study", help="Study name."),
-    out: Path | None = typer.Option(None, "--out", help="Output folder (default runs/<study>)."),
+    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", metavar="URL", help=STORAGE_HELP),
+    study: str = typer.Option(..., "--study", metavar="NAME", help="Name of an existing study."),
+    out: Path | None = typer.Option(None, "--out", metavar="PATH", help=OUT_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary."),
 ) -> None:
     """Regenerate best.yaml, trials.csv, plots and the leaderboard of any study."""

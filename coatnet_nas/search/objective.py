@@ -3,7 +3,8 @@
 An over-budget candidate is never built: it gets a positive ``Trial.set_constraint`` value (so
 TPE/NSGA-II learn the infeasible region) and ends PRUNED with ``status=over_budget``. A diverged
 proxy ends PRUNED with ``status=diverged``; an exception (out of memory included) ends FAIL with
-the reason in the trial's attributes. Every trial records its full normalized target spec.
+the reason in the trial's attributes. Every trial records its full normalized target spec and a
+:class:`TrialStatus`.
 
 ``SearchConfig.proxy`` picks the score: ``train`` (default) trains the proxy recipe; any registered
 training-free score (``naswot``, ``synflow``, ...; see :mod:`coatnet_nas.proxies`) scores an
@@ -14,7 +15,6 @@ better); a non-finite score ends PRUNED with ``status=invalid_score``.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,86 +23,10 @@ from typing import Any
 import optuna
 
 from coatnet_nas.cost import estimate_cost
-from coatnet_nas.errors import CoatnetError
 from coatnet_nas.scaling import scale_spec
-from coatnet_nas.search.space import SearchSpace
+from coatnet_nas.search.config import SearchConfig, TrialStatus
 
-OBJECTIVES = {"accuracy": "maximize", "flops": "minimize", "params": "minimize"}
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """What every worker needs to score trials the same way; stored in the study itself."""
-
-    space: SearchSpace
-    flops: int | None = None
-    params: int | None = None
-    objectives: tuple[str, ...] = ("accuracy",)
-    seed: int = 0
-    proxy: str = "train"
-
-    def __post_init__(self) -> None:
-        if self.proxy != "train":
-            from coatnet_nas.proxies import parse_proxy
-
-            parsed = parse_proxy(self.proxy)
-            if parsed.is_training:
-                raise CoatnetError(
-                    f"--proxy {self.proxy!r}: 'train' takes its settings from the search space's "
-                    "proxy recipe (or --proxy-epochs/--subset); pass plain 'train'."
-                )
-            object.__setattr__(self, "proxy", parsed.label)  # canonical text, stable study config
-        if not self.objectives or self.objectives[0] != "accuracy":
-            raise CoatnetError(
-                f"--objective: must start with accuracy, e.g. 'accuracy' or 'accuracy,flops'; "
-                f"got {','.join(self.objectives)!r}."
-            )
-        unknown = [o for o in self.objectives if o not in OBJECTIVES]
-        if unknown or len(set(self.objectives)) != len(self.objectives):
-            raise CoatnetError(
-                f"--objective: unknown or repeated objective in {','.join(self.objectives)!r}; "
-                f"allowed: {', '.join(OBJECTIVES)}."
-            )
-        if self.flops is None and self.params is None:
-            raise CoatnetError(
-                "a search needs a budget: pass --budget (FLOPs) and/or --max-params."
-            )
-
-    @property
-    def directions(self) -> list[str]:
-        return [OBJECTIVES[o] for o in self.objectives]
-
-    @property
-    def multi_objective(self) -> bool:
-        return len(self.objectives) > 1
-
-    @property
-    def training_free(self) -> bool:
-        return self.proxy != "train"
-
-    def to_json(self) -> str:
-        data = {
-            "space": self.space.model_dump(mode="json"),
-            "flops": self.flops,
-            "params": self.params,
-            "objectives": list(self.objectives),
-            "seed": self.seed,
-        }
-        if self.training_free:  # absent for "train": studies made before this field still match
-            data["proxy"] = self.proxy
-        return json.dumps(data, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> SearchConfig:
-        data = json.loads(text)
-        return cls(
-            space=SearchSpace.model_validate(data["space"]),
-            flops=data["flops"],
-            params=data["params"],
-            objectives=tuple(data["objectives"]),
-            seed=data["seed"],
-            proxy=data.get("proxy", "train"),
-        )
+__all__ = ["Objective", "SearchConfig", "TrialStatus"]
 
 
 @dataclass
@@ -152,7 +76,7 @@ class Objective:
                 if violation > 0:
                     over.append(f"{key} {used:,} > budget {budget:,}")
         if over:
-            _finish(trial, "over_budget", "; ".join(over))
+            _finish(trial, TrialStatus.OVER_BUDGET, "; ".join(over))
             raise optuna.TrialPruned("over budget: " + "; ".join(over))
         extra = {"flops": cost.flops / 1e9, "params": cost.params / 1e6}
         if cfg.training_free:
@@ -163,10 +87,10 @@ class Objective:
         try:
             result = self._train(trial, spec)
         except optuna.TrialPruned:
-            _finish(trial, "pruned", "pruned by the pruner at an intermediate evaluation")
+            _finish(trial, TrialStatus.PRUNED, "pruned by the pruner at an intermediate evaluation")
             raise
         except Exception as exc:
-            _finish(trial, "error", f"{type(exc).__name__}: {exc}"[:2000])
+            _finish(trial, TrialStatus.ERROR, f"{type(exc).__name__}: {exc}"[:2000])
             raise
         for key in (
             "val_accuracy",
@@ -180,10 +104,11 @@ class Objective:
             value = getattr(result, key)
             trial.set_user_attr(key, value if math.isfinite(value) else None)
         trial.set_user_attr("proxy_params", result.params)
-        if result.status == "diverged":
-            _finish(trial, "diverged", result.reason or "non-finite training loss")
+        status = TrialStatus(result.status)  # the trainer's run status, by value
+        if status is TrialStatus.DIVERGED:
+            _finish(trial, status, result.reason or "non-finite training loss")
             raise optuna.TrialPruned("diverged: " + (result.reason or "non-finite loss"))
-        _finish(trial, result.status, result.reason)
+        _finish(trial, status, result.reason)
         accuracy = float(result.val_accuracy)
         if not cfg.multi_objective:
             return accuracy
@@ -200,7 +125,7 @@ class Objective:
         try:
             outcome = self._evaluator.evaluate(proxy, spec)
         except Exception as exc:
-            _finish(trial, "error", f"{type(exc).__name__}: {exc}"[:2000])
+            _finish(trial, TrialStatus.ERROR, f"{type(exc).__name__}: {exc}"[:2000])
             raise
         finite = math.isfinite(outcome.value)
         trial.set_user_attr("proxy", proxy.label)
@@ -208,9 +133,9 @@ class Objective:
         trial.set_user_attr("seconds", outcome.seconds)
         if not finite:
             reason = f"{proxy.label} score is {outcome.value} (degenerate architecture)"
-            _finish(trial, "invalid_score", reason)
+            _finish(trial, TrialStatus.INVALID_SCORE, reason)
             raise optuna.TrialPruned(reason)
-        _finish(trial, "ok", None)
+        _finish(trial, TrialStatus.OK, None)
         return float(outcome.value)
 
     def _train(self, trial: optuna.Trial, spec: Any) -> Any:
@@ -234,7 +159,7 @@ class Objective:
         )  # fmt: skip
 
 
-def _finish(trial: optuna.Trial, status: str, reason: str | None) -> None:
-    trial.set_user_attr("status", status)
+def _finish(trial: optuna.Trial, status: TrialStatus, reason: str | None) -> None:
+    trial.set_user_attr("status", status.value)  # plain text: storages hold JSON
     if reason:
         trial.set_user_attr("reason", reason)

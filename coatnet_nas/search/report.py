@@ -7,7 +7,7 @@ Works on any study created by ``coatnet search`` (each trial carries its normali
 from __future__ import annotations
 
 import csv
-import os
+import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from coatnet_nas.errors import CoatnetError
+from coatnet_nas._io import atomic_write_text, ensure_dir, pyplot, save_figure
 from coatnet_nas.spec import ModelSpec, spec_from_dict
 
 CSV_COLUMNS = (
@@ -62,6 +62,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             {
                 "number": t.number,
                 "state": t.state.name,
+                # a trial without a TrialStatus (running, or made by other code) shows its state
                 "status": a.get("status", t.state.name.lower()),
                 "layout": a.get("layout", t.params.get("layout", "")),
                 "depths": "-".join(map(str, a.get("depths", []))),
@@ -103,23 +104,19 @@ def best_spec(study: optuna.Study) -> ModelSpec | None:
 def export_study(
     study: optuna.Study, out_dir: str | Path, budget_flops: int | None = None
 ) -> Export:
-    """Write best.yaml, trials.csv and the PNG plots into ``out_dir``."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CoatnetError(f"--out {out}: cannot create the folder ({exc.strerror}).") from None
+    """Write best.yaml, trials.csv and the PNG plots into ``out_dir`` (each file atomically)."""
+    out = ensure_dir(out_dir, param="out_dir")
     rows = trial_rows(study)
     export = Export(out, rows, None)
-    csv_path = out / "trials.csv"
-    _atomic_write(csv_path, _csv_text(rows))
-    export.files["trials.csv"] = csv_path
+    export.files["trials.csv"] = atomic_write_text(
+        out / "trials.csv", _csv_text(rows), param="out_dir"
+    )
     spec = best_spec(study)
     if spec is not None:
         path = out / "best.yaml"
         header = f"# best trial of study {study.study_name!r}; rebuild with: coatnet build {path}\n"
-        _atomic_write(path, header + spec.to_yaml())
-        export.files["best.yaml"] = path
+        text = header + spec.to_yaml()
+        export.files["best.yaml"] = atomic_write_text(path, text, param="out_dir")
         trial = best_trial(study)
         export.best = next(r for r in rows if r["number"] == trial.number)
     else:
@@ -129,19 +126,11 @@ def export_study(
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:
-    import io
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:
@@ -155,13 +144,14 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def _plots(study, rows, out: Path, budget_flops, notes: list[str]) -> dict[str, Path]:
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def _plots(
+    study: optuna.Study,
+    rows: list[dict[str, Any]],
+    out: Path,
+    budget_flops: int | None,
+    notes: list[str],
+) -> dict[str, Path]:
+    plt = pyplot()
     files: dict[str, Path] = {}
     done = [
         r
@@ -183,7 +173,7 @@ def _plots(study, rows, out: Path, budget_flops, notes: list[str]) -> dict[str, 
     ax.set_ylabel("proxy val accuracy")
     ax.set_title(f"{study.study_name}: optimization history")
     ax.legend(loc="lower right")
-    files["history.png"] = _save(fig, out / "history.png", plt)
+    files["history.png"] = _save(fig, out / "history.png")
 
     # 2. accuracy vs FLOPs with the Pareto front and the budget
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -215,7 +205,7 @@ def _plots(study, rows, out: Path, budget_flops, notes: list[str]) -> dict[str, 
     ax.set_title("accuracy vs FLOPs")
     if layouts or front:
         ax.legend(fontsize=7, loc="lower right")
-    files["accuracy_vs_flops.png"] = _save(fig, out / "accuracy_vs_flops.png", plt)
+    files["accuracy_vs_flops.png"] = _save(fig, out / "accuracy_vs_flops.png")
 
     # 3. parameter importances (fANOVA, Optuna's default evaluator)
     try:
@@ -224,16 +214,12 @@ def _plots(study, rows, out: Path, budget_flops, notes: list[str]) -> dict[str, 
             from optuna.visualization.matplotlib import plot_param_importances
 
             ax = plot_param_importances(study, target=lambda t: t.values[0], target_name="accuracy")
-        files["importances.png"] = _save(ax.figure, out / "importances.png", plt)
+        files["importances.png"] = _save(ax.figure, out / "importances.png")
     except (ValueError, RuntimeError, ZeroDivisionError) as exc:
         notes.append(f"importances.png skipped: {exc}")
     return files
 
 
-def _save(fig, path: Path, plt) -> Path:
+def _save(fig: Any, path: Path) -> Path:
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=120, param="out_dir")

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from coatnet_nas.errors import CoatnetError, SpecError
 from coatnet_nas.presets import default_space_path
 from coatnet_nas.proxies.recipe import ProxyRecipe
-from coatnet_nas.registry import block_type, block_types
+from coatnet_nas.registry import BlockOptions, BlockType, block_type, block_types
 from coatnet_nas.spec import (
     ModelSpec,
     format_problems,
@@ -55,13 +55,16 @@ class LayoutPattern(_Strict):
                 f"pattern {self.pattern!r} is not a valid regular expression: {exc}"
             ) from None
         letters = sorted(block_types())
+        rank = {letter: i for i, letter in enumerate(block_types())}  # registration order: C, T
         out = [
-            "-".join(combo)
+            combo
             for n in self.lengths
             for combo in itertools.product(letters, repeat=n)
             if regex.fullmatch("".join(combo))
         ]
-        return sorted(out, key=lambda s: (len(s), s.count("T"), s))
+        # Shorter first, then conv-heavy first (a stored study's choice order must stay put).
+        out.sort(key=lambda c: (len(c), sum(rank[x] for x in c), c))
+        return ["-".join(c) for c in out]
 
 
 class Target(_Strict):
@@ -139,58 +142,11 @@ class SearchSpace(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchSpace:
-        layouts = self.layout_choices()
-        if not layouts:
-            raise ValueError("layouts: no layout matches; list layouts or loosen the pattern")
-        n = len(self.depths)
-        bad = [x for x in layouts if len(parse_layout(x)) != n]
-        if bad:
-            raise ValueError(
-                f"layouts {bad} do not have {n} stages; depths gives one [low, high] per stage"
-            )
-        if len(self.widths) != n + 1:
-            raise ValueError(
-                f"widths: needs {n + 1} choice lists (stem first), got {len(self.widths)}"
-            )
-        for i, (lo, hi) in enumerate((self.stem_depth, *self.depths)):
-            if not 1 <= lo <= hi:
-                raise ValueError(f"depths[{i}]: need 1 <= low <= high, got [{lo}, {hi}]")
-        if any(min(w) < 1 for w in self.widths):
-            raise ValueError("widths: every choice must be a positive integer")
-        keys = {bt.key: bt for bt in block_types().values()}
-        for key, choices in self.options.items():
-            if key not in keys:
-                raise ValueError(f"unknown block options {key!r}; allowed: {', '.join(keys)}")
-            for name, values in choices.items():
-                if name not in keys[key].options.model_fields:
-                    allowed = ", ".join(keys[key].options.model_fields)
-                    raise ValueError(f"{key}.{name}: unknown option; allowed: {allowed}")
-                if not values:
-                    raise ValueError(f"{key}.{name}: give at least one choice")
-                for v in values:  # each choice must be valid on its own
-                    keys[key].options.model_validate({name: v})
-        for where, size in (
-            ("target.image_size", self.target.image_size),
-            ("proxy.image_size", self.proxy.image_size),
-        ):
-            for x in layouts:
-                stride = 2 ** (len(parse_layout(x)) + 1)
-                if size % stride:
-                    raise ValueError(
-                        f"{where}: {size} cannot be divided by layout {x} (stem and "
-                        f"{stride.bit_length() - 2} stages need a multiple of {stride})"
-                    )
-        # Every sampled width of a stage that can be T must divide by every head_dim choice.
-        head_dims = self.options.get("transformer", {}).get("head_dim", (32,))
-        for i in range(n):
-            if any(parse_layout(x)[i] == "T" for x in layouts):
-                for w in self.widths[i + 1]:
-                    for hd in head_dims:
-                        if w % hd:
-                            raise ValueError(
-                                f"widths[{i + 1}]: choice {w} is not divisible by head_dim {hd}, "
-                                f"but stage {i + 1} can be a T stage"
-                            )
+        layouts = [parse_layout(x) for x in self.layout_choices()]
+        _check_shape(self, layouts)
+        _check_options(self.options)
+        _check_image_sizes(self, layouts)
+        _check_widths(self, layouts)
         return self
 
     # --- use ---------------------------------------------------------------------------------
@@ -274,3 +230,88 @@ def space_from_dict(data: Mapping[str, Any], source: str = "<space>") -> SearchS
         raise SpecError(format_problems(source, problems, what="search space")) from None
     except CoatnetError as exc:  # a budget string inside the space
         raise SpecError(f"{source}: {exc}") from None
+
+
+# --- consistency checks (each raises ValueError, which pydantic reports with the file name) ---
+
+
+def _check_shape(space: SearchSpace, layouts: list[list[str]]) -> None:
+    """Layouts, depth ranges and width lists agree on the number of stages."""
+    if not layouts:
+        raise ValueError("layouts: no layout matches; list layouts or loosen the pattern")
+    n = len(space.depths)
+    bad = ["-".join(x) for x in layouts if len(x) != n]
+    if bad:
+        raise ValueError(
+            f"layouts {bad} do not have {n} stages; depths gives one [low, high] per stage"
+        )
+    if len(space.widths) != n + 1:
+        raise ValueError(
+            f"widths: needs {n + 1} choice lists (stem first), got {len(space.widths)}"
+        )
+    for i, (lo, hi) in enumerate((space.stem_depth, *space.depths)):
+        if not 1 <= lo <= hi:
+            raise ValueError(f"depths[{i}]: need 1 <= low <= high, got [{lo}, {hi}]")
+    if any(min(w) < 1 for w in space.widths):
+        raise ValueError("widths: every choice must be a positive integer")
+
+
+def _check_options(options: dict[str, dict[str, tuple[Any, ...]]]) -> None:
+    """Option choices are keyed by a registered block key, and each is valid on its own."""
+    keys = {bt.key: bt for bt in block_types().values()}
+    for key, choices in options.items():
+        if key not in keys:
+            raise ValueError(f"unknown block options {key!r}; allowed: {', '.join(keys)}")
+        fields = keys[key].options.model_fields
+        for name, values in choices.items():
+            if name not in fields:
+                raise ValueError(f"{key}.{name}: unknown option; allowed: {', '.join(fields)}")
+            if not values:
+                raise ValueError(f"{key}.{name}: give at least one choice")
+            for v in values:
+                keys[key].options.model_validate({name: v})
+
+
+def _check_image_sizes(space: SearchSpace, layouts: list[list[str]]) -> None:
+    """The target and proxy resolutions survive every layout's downsampling."""
+    for where, size in (
+        ("target.image_size", space.target.image_size),
+        ("proxy.image_size", space.proxy.image_size),
+    ):
+        for x in layouts:
+            stride = 2 ** (len(x) + 1)
+            if size % stride:
+                raise ValueError(
+                    f"{where}: {size} cannot be divided by layout {'-'.join(x)} (stem and "
+                    f"{len(x)} stages need a multiple of {stride})"
+                )
+
+
+def _check_widths(space: SearchSpace, layouts: list[list[str]]) -> None:
+    """Every width a stage can draw suits every block type that position can be.
+
+    The block type's options decide (:meth:`BlockOptions.width_problem`), for every option
+    combination the space can sample, so a new block type brings its own width rule.
+    """
+    for i in range(len(space.depths)):
+        for letter in dict.fromkeys(x[i] for x in layouts):
+            bt = block_type(letter)
+            for opts in _option_combinations(bt, space.options.get(bt.key, {})):
+                for width in space.widths[i + 1]:
+                    problem = opts.width_problem(width)
+                    if problem:
+                        given = opts.model_dump(exclude_defaults=True)
+                        where = ", ".join(f"{k}={v}" for k, v in given.items())
+                        raise ValueError(
+                            f"widths[{i + 1}]: choice {width} does not suit stage {i + 1} as a "
+                            f"{letter} stage ({bt.key} {where or 'default options'}): {problem}"
+                        )
+
+
+def _option_combinations(bt: BlockType, choices: dict[str, tuple[Any, ...]]) -> list[BlockOptions]:
+    """Every option set a trial can draw for ``bt`` (unlisted options at their defaults)."""
+    names = list(choices)
+    return [
+        bt.options.model_validate(dict(zip(names, combo, strict=True)))
+        for combo in itertools.product(*(choices[name] for name in names))
+    ]

@@ -1,174 +1,98 @@
-"""Optuna wiring: storages, samplers, pruners, resumable studies and local worker processes.
+"""Studies: create, resume or join one, and :func:`run_search`, which runs a search end to end.
 
 A study is self-describing: its :class:`SearchConfig` (space, budget, objectives, seed) is stored
-as a study user attribute, so ``coatnet worker --storage URL --study NAME`` on another machine
-evaluates trials exactly like the process that created it. Heartbeats mark a killed worker's
-trial FAIL and :class:`~optuna.storages.RetryHeartbeatStaleTrialCallback` re-queues it, so no
-trial stays RUNNING forever and none is lost.
+as a study user attribute, so a worker on another machine (:func:`run_worker` with only the
+storage URL and the study name) evaluates trials exactly like the process that created it. A
+study is resumed only with the same configuration, compared by value, not by stored text.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
-import sqlalchemy
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.study import MaxTrialsCallback
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from coatnet_nas.errors import CoatnetError
-from coatnet_nas.search.objective import Objective, SearchConfig
+from coatnet_nas.search.config import SearchConfig
+from coatnet_nas.search.objective import Objective
+from coatnet_nas.search.storage import DEFAULT_STORAGE, make_storage
+from coatnet_nas.search.strategies import Pruner, Sampler
+from coatnet_nas.search.workers import run_local_workers, run_worker
 
-DEFAULT_STORAGE = "sqlite:///coatnet-search.db"
+__all__ = ["SearchProgress", "default_study_name", "open_study", "run_search", "snapshot"]
+
 CONFIG_ATTR = "coatnet_config"
 TARGET_ATTR = "coatnet_target_trials"
-SAMPLERS = ("tpe", "random", "nsga2")
-PRUNERS = ("hyperband", "median", "none")
-
-
-def make_storage(url: str, heartbeat_interval: int | None = 30) -> RDBStorage:
-    """An RDB storage for any SQLAlchemy URL, with heartbeats and stale-trial retry."""
-    if "://" not in url:
-        raise CoatnetError(
-            f"--storage: expected an SQLAlchemy URL like sqlite:///coatnet-search.db or "
-            f"postgresql://user@host/db, got {url!r}."
-        )
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    kwargs: dict = {}
-    if heartbeat_interval:
-        kwargs = {
-            "heartbeat_interval": heartbeat_interval,
-            "grace_period": 2 * heartbeat_interval,
-            "heartbeat_stale_trial_callback": _retry_callback(),
-        }
-    try:
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and needed here
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-        if url.startswith("sqlite"):
-            _fast_sqlite(storage)
-        return storage
-    except ImportError as exc:
-        raise CoatnetError(
-            f"--storage {url}: the database driver is not installed ({exc}); for PostgreSQL "
-            "install psycopg2-binary (pip install 'coatnet-nas[postgres]')."
-        ) from None
-    except Exception as exc:  # sqlalchemy.exc.* — bad URL, unreachable server, bad file path
-        raise CoatnetError(
-            f"--storage {url}: cannot open the storage ({type(exc).__name__}: {exc})."
-        ) from None
-
-
-def _fast_sqlite(storage: RDBStorage) -> None:
-    """WAL journal + ``synchronous=NORMAL``: each trial makes ~20 small commits, and a full fsync
-    per commit dominated the cost of a rejected trial. A killed process still loses nothing and
-    the file is never corrupted; only a power cut can drop the last commits."""
-
-    @sqlalchemy.event.listens_for(storage.engine, "connect")
-    def _pragmas(dbapi_connection, _record) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    storage.engine.dispose()  # connections opened by the constructor predate the pragmas
-
-
-def _retry_callback() -> RetryHeartbeatStaleTrialCallback:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RetryHeartbeatStaleTrialCallback(max_retry=2)
-
-
-def make_sampler(name: str, seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
-    if name == "tpe":
-        return optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=5, multivariate=True, constant_liar=True
-        )
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
-    raise CoatnetError(f"--sampler: expected one of {', '.join(SAMPLERS)}, got {name!r}.")
-
-
-def make_pruner(name: str, multi_objective: bool) -> optuna.pruners.BasePruner:
-    if multi_objective or name == "none":
-        return optuna.pruners.NopPruner()  # multi-objective studies cannot prune
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner()
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
-    raise CoatnetError(f"--pruner: expected one of {', '.join(PRUNERS)}, got {name!r}.")
+_MAX_DIFFS = 5  # differences named in one error, so that it stays one paragraph
 
 
 def open_study(
     storage: RDBStorage,
-    name: str,
+    study_name: str,
     config: SearchConfig | None = None,
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
 ) -> tuple[optuna.Study, SearchConfig]:
-    """Create or resume ``name``; with ``config=None`` the study must exist (worker/report)."""
+    """Create or resume ``study_name``; with ``config=None`` it must exist (worker, report)."""
     if config is None:
         try:
             study = optuna.load_study(
-                study_name=name, storage=storage, sampler=sampler, pruner=pruner
+                study_name=study_name, storage=storage, sampler=sampler, pruner=pruner
             )
         except KeyError:
-            known = (
-                ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage)) or "none"
-            )
+            known = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage))
             raise CoatnetError(
-                f"--study: no study named {name!r} in this storage (studies: {known})."
+                f"no study named {study_name!r} in this storage (studies: {known or 'none'}).",
+                param="study_name",
             ) from None
-        stored = study.user_attrs.get(CONFIG_ATTR)
-        if stored is None:
-            raise CoatnetError(
-                f"study {name!r} was not created by coatnet search (no stored config)."
-            )
-        return study, SearchConfig.from_json(stored)
+        return study, _stored_config(study)
     study = optuna.create_study(
-        study_name=name,
+        study_name=study_name,
         storage=storage,
         sampler=sampler,
         pruner=pruner,
         directions=config.directions,
         load_if_exists=True,
     )
-    if list(d.name.lower() for d in study.directions) != config.directions:
+    stored = [d.name.lower() for d in study.directions]
+    if stored != config.directions:
         raise CoatnetError(
-            f"study {name!r} exists with other objectives; use another --study name."
+            f"study {study_name!r} exists with other objectives (directions {', '.join(stored)}); "
+            "resume it with the same objectives, or pass another study name.",
+            param="study_name",
         )
-    stored = study.user_attrs.get(CONFIG_ATTR)
-    if stored is None:
+    if study.user_attrs.get(CONFIG_ATTR) is None:
         study.set_user_attr(CONFIG_ATTR, config.to_json())
-    elif stored != config.to_json():
-        old = SearchConfig.from_json(stored)
-        diff = [
-            k
-            for k in ("flops", "params", "objectives", "seed")
-            if getattr(old, k) != getattr(config, k)
-        ]
-        if getattr(old, "proxy", "train") != getattr(config, "proxy", "train"):
-            diff.append("proxy")
-        if old.space != config.space:
-            diff.append("search space / proxy recipe")
+        return study, config
+    diff = _stored_config(study).differences(config)
+    if diff:
+        more = f"; and {len(diff) - _MAX_DIFFS} more" if len(diff) > _MAX_DIFFS else ""
         raise CoatnetError(
-            f"study {name!r} already exists with a different configuration ({', '.join(diff)}); "
-            "resume it with the same settings, or pass a new --study name."
+            f"study {study_name!r} already exists with a different configuration (stored -> "
+            f"given: {'; '.join(diff[:_MAX_DIFFS])}{more}); resume it with the same settings, "
+            "or pass another study name.",
+            param="study_name",
         )
     return study, config
+
+
+def _stored_config(study: optuna.Study) -> SearchConfig:
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        raise CoatnetError(
+            f"study {study.study_name!r} has no stored search configuration (it was not created "
+            "by run_search).",
+            param="study_name",
+        )
+    try:
+        return SearchConfig.from_json(stored)
+    except CoatnetError as exc:
+        raise CoatnetError(f"study {study.study_name!r}: {exc}", param="study_name") from None
 
 
 @dataclass(frozen=True)
@@ -190,6 +114,7 @@ class SearchProgress:
 
 
 def snapshot(study: optuna.Study, target: int, start: float) -> SearchProgress:
+    """Trial counts by state and the best feasible value (first objective) so far."""
     trials = study.get_trials(deepcopy=False)
     count = {s: 0 for s in TrialState}
     for t in trials:
@@ -215,76 +140,6 @@ def snapshot(study: optuna.Study, target: int, start: float) -> SearchProgress:
     )
 
 
-def run_worker(
-    storage_url: str,
-    study_name: str,
-    target: int | None = None,
-    timeout: float | None = None,
-    sampler: str = "tpe",
-    pruner: str = "hyperband",
-    seed: int | None = None,
-    heartbeat_interval: int | None = 30,
-    device: str = "auto",
-    worker_index: int = 0,
-    watch_parent: int | None = None,
-    objective: Objective | None = None,
-) -> None:
-    """Run trials of an existing study until it holds ``target`` trials (or ``timeout`` ends)."""
-    storage = make_storage(storage_url, heartbeat_interval)
-    probe, config = open_study(storage, study_name)
-    if target is None:
-        target = int(probe.user_attrs.get(TARGET_ATTR, len(probe.trials) + 1))
-    base_seed = config.seed if seed is None else seed
-    study, _ = open_study(
-        storage,
-        study_name,
-        sampler=make_sampler(sampler, base_seed + worker_index, config.multi_objective),
-        pruner=make_pruner(pruner, config.multi_objective),
-    )
-    if watch_parent is not None:
-        _exit_with_parent(watch_parent)
-    remaining = max(0, target - len(study.get_trials(deepcopy=False)))
-    if remaining == 0 and not _waiting(study):
-        return
-    if objective is None:
-        objective = Objective(config, device=device)
-        objective.data()  # a missing or unreadable data set stops this worker, not every trial
-    study.optimize(
-        objective,
-        n_trials=max(remaining, 1) + len(_waiting(study)),
-        timeout=timeout,
-        callbacks=[MaxTrialsCallback(target, states=None)],
-        catch=(Exception,),
-        gc_after_trial=True,
-    )
-
-
-def _waiting(study: optuna.Study) -> list:
-    return study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """A local worker must not outlive ``coatnet search``; heartbeats recover its trial."""
-
-    def watch() -> None:
-        while True:
-            if os.getppid() != parent_pid:
-                os._exit(1)
-            time.sleep(1.0)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def _worker_process(kwargs: dict, threads: int) -> None:
-    import torch
-
-    # K workers x default threads on the same cores oversubscribe them; OpenMP waits then made
-    # 2 workers 4x slower than 1 on a 2-core machine. Split the cores instead.
-    torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    run_worker(**kwargs)
-
-
 def run_search(
     config: SearchConfig,
     storage_url: str = DEFAULT_STORAGE,
@@ -292,22 +147,24 @@ def run_search(
     trials: int = 10,
     timeout: float | None = None,
     workers: int = 1,
-    sampler: str = "tpe",
-    pruner: str = "hyperband",
+    sampler: Sampler | str = Sampler.TPE,
+    pruner: Pruner | str = Pruner.HYPERBAND,
     heartbeat_interval: int | None = 30,
     device: str = "auto",
     on_progress: Callable[[SearchProgress], None] | None = None,
     poll_seconds: float = 1.0,
 ) -> optuna.Study:
-    """Add ``trials`` trials to the study (created or resumed) using ``workers`` processes."""
-    if trials < 1 or workers < 1:
-        raise CoatnetError(f"--trials and --workers must be >= 1, got {trials} and {workers}.")
-    if sampler not in SAMPLERS:
-        raise CoatnetError(f"--sampler: expected one of {', '.join(SAMPLERS)}, got {sampler!r}.")
-    if pruner not in PRUNERS:
-        raise CoatnetError(f"--pruner: expected one of {', '.join(PRUNERS)}, got {pruner!r}.")
-    if config.multi_objective and sampler == "tpe":
-        sampler = "nsga2"
+    """Add ``trials`` trials to the study (created or resumed) using ``workers`` processes.
+
+    One worker runs in this process; more are spawned (:func:`run_local_workers`).
+    ``on_progress`` gets a :class:`SearchProgress` every ``poll_seconds`` and once at the end.
+    """
+    if trials < 1:
+        raise CoatnetError(f"trials must be >= 1, got {trials}.", param="trials")
+    if workers < 1:
+        raise CoatnetError(f"workers must be >= 1, got {workers}.", param="workers")
+    sampler = Sampler.parse(sampler, "sampler")
+    pruner = Pruner.parse(pruner, "pruner")
     name = study_name or default_study_name(config)
     storage = make_storage(storage_url, heartbeat_interval)
     objective = Objective(config, device=device)
@@ -340,30 +197,7 @@ def run_search(
         if workers == 1:
             run_worker(**kwargs, objective=objective)
         else:
-            ctx = mp.get_context("spawn")
-            procs = [
-                ctx.Process(
-                    target=_worker_process,
-                    args=(
-                        {**kwargs, "worker_index": i, "watch_parent": os.getpid()},
-                        max(1, (os.cpu_count() or 1) // workers),
-                    ),
-                    daemon=False,
-                )
-                for i in range(workers)
-            ]
-            for p in procs:
-                p.start()
-            try:
-                for p in procs:
-                    p.join()
-            finally:
-                for p in procs:
-                    if p.is_alive():
-                        p.terminate()
-            bad = [p.exitcode for p in procs if p.exitcode]
-            if bad:
-                raise CoatnetError(f"{len(bad)} worker process(es) exited with codes {bad}.")
+            run_local_workers(workers, **kwargs)
     finally:
         stop.set()
         if poller is not None:
@@ -373,6 +207,7 @@ def run_search(
 
 
 def default_study_name(config: SearchConfig) -> str:
+    """``<space>-<budget>[-<objectives>]``: the same settings find the same study again."""
     from coatnet_nas.units import human
 
     parts = [config.space.name]
