@@ -2,7 +2,7 @@
 
 A package's public names are listed once with the module that defines them and imported on first
 use, so ``import coatnet_nas.train.recipe`` (pydantic only) does not pay for the torch-heavy loop,
-and ``coatnet --help``/``coatnet validate`` start without importing torch.
+and the command line (help, validate) starts without importing torch.
 """
 
 from __future__ import annotations

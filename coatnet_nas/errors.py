@@ -5,7 +5,7 @@ into a one-paragraph message and exit code 2, while anything else stays a real b
 
 Messages are written for the Python caller and name the parameter they are about by its Python
 name (``workers must be >= 1``); ``param`` carries that name so the command line can say which
-option it was (``--workers``) without the library ever knowing a flag.
+option it was without the library ever knowing a flag.
 """
 
 from __future__ import annotations

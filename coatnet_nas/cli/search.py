@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
 
 import typer
 from rich.live import Live
 from rich.table import Table
 
 from coatnet_nas.cli.app import app, console, print_json
-from coatnet_nas.cli.options import DataDir, Device
+from coatnet_nas.cli.options import DataDir, Device, ProxyDataset
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.storage import DEFAULT_STORAGE
 from coatnet_nas.search.strategies import Pruner, Sampler
@@ -115,16 +114,6 @@ def _show_export(
 
 # The proxy data set of a search (options.ProxyDataset has no short -d; every other command's
 # --dataset has one). Help texts below are shared by search, worker and report.
-SearchDataset = Annotated[
-    str | None,
-    typer.Option(
-        "--dataset",
-        "-d",
-        metavar="NAME",
-        help="Proxy data set (default: the space's): synthetic[:N], fashion-mnist, cifar10, "
-        "cifar100 or folder:PATH.",
-    ),
-]
 STORAGE_HELP = "SQLAlchemy URL of the study storage, e.g. postgresql://user@host/db."
 OUT_HELP = "Output folder for best.yaml, trials.csv and plots (default: runs/<study>)."
 TIMEOUT_HELP = "Stop starting trials after this long, e.g. 90s, 30m or 1.5h."
@@ -150,7 +139,7 @@ def search(
     space_path: Path | None = typer.Option(
         None, "--space", metavar="PATH", help="Search-space YAML (default: the bundled one)."
     ),
-    dataset: SearchDataset = None,
+    dataset: ProxyDataset = None,
     data_dir: DataDir = None,
     trials: int = typer.Option(
         10, "--trials", metavar="N", help="Trials to add to the study in this run."
