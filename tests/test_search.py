@@ -27,8 +27,8 @@ from coatnet_nas.search import (
     run_search,
     space_from_dict,
 )
+from coatnet_nas.search.opening import CONFIG_ATTR
 from coatnet_nas.search.report import spec_of
-from coatnet_nas.search.study import CONFIG_ATTR
 from coatnet_nas.spec import load_spec
 from tests.conftest import ROOT, tiny_space, write
 

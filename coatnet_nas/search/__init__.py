@@ -2,8 +2,8 @@
 
 ``space`` (what to sample), ``config`` (a study's stored settings, trial statuses), ``objective``
 (how one trial is scored), ``strategies`` (samplers, pruners), ``storage`` (SQLAlchemy storages,
-heartbeats), ``workers`` (processes pulling trials), ``study`` (create/resume, ``run_search``)
-and ``report`` (exports).
+heartbeats), ``opening`` (create/resume by config), ``workers`` (processes pulling trials),
+``study`` (``run_search``) and ``report`` (exports).
 
 Names load on first use: the command line reads :class:`Sampler` and :class:`Pruner` at start-up,
 and importing Optuna and the model code for them would add seconds to every command.
@@ -11,12 +11,14 @@ and importing Optuna and the model code for them would add seconds to every comm
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from coatnet_nas._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from coatnet_nas.search.config import SearchConfig, TrialStatus
     from coatnet_nas.search.objective import Objective
+    from coatnet_nas.search.opening import open_study
     from coatnet_nas.search.report import (
         Export,
         best_spec,
@@ -27,12 +29,7 @@ if TYPE_CHECKING:
     from coatnet_nas.search.space import SearchSpace, load_space, space_from_dict
     from coatnet_nas.search.storage import DEFAULT_STORAGE, make_storage
     from coatnet_nas.search.strategies import Pruner, Sampler, make_pruner, make_sampler
-    from coatnet_nas.search.study import (
-        SearchProgress,
-        default_study_name,
-        open_study,
-        run_search,
-    )
+    from coatnet_nas.search.study import SearchProgress, default_study_name, run_search
     from coatnet_nas.search.workers import run_worker
 
 __all__ = [
@@ -61,8 +58,8 @@ __all__ = [
 ]
 
 # Which submodule each public name lives in (the TYPE_CHECKING imports above, for loading).
-_HOME = {
-    name: module
+_EXPORTS = {
+    name: f"{__name__}.{module}"
     for module, names in (
         ("config", ("SearchConfig", "TrialStatus")),
         ("objective", ("Objective",)),
@@ -70,21 +67,12 @@ _HOME = {
         ("space", ("SearchSpace", "load_space", "space_from_dict")),
         ("storage", ("DEFAULT_STORAGE", "make_storage")),
         ("strategies", ("Pruner", "Sampler", "make_pruner", "make_sampler")),
-        ("study", ("SearchProgress", "default_study_name", "open_study", "run_search")),
+        ("opening", ("open_study",)),
+        ("study", ("SearchProgress", "default_study_name", "run_search")),
         ("workers", ("run_worker",)),
     )
     for name in names
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _HOME.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -1,9 +1,7 @@
-"""Studies: create, resume or join one, and :func:`run_search`, which runs a search end to end.
+""":func:`run_search`, which runs a search end to end, and progress snapshots of a study.
 
-A study is self-describing: its :class:`SearchConfig` (space, budget, objectives, seed) is stored
-as a study user attribute, so a worker on another machine (:func:`run_worker` with only the
-storage URL and the study name) evaluates trials exactly like the process that created it. A
-study is resumed only with the same configuration, compared by value, not by stored text.
+Opening (create/resume by config) lives in :mod:`~coatnet_nas.search.opening` and worker
+processes in :mod:`~coatnet_nas.search.workers`; this module puts them together.
 """
 
 from __future__ import annotations
@@ -14,85 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
-from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.config import SearchConfig
 from coatnet_nas.search.objective import Objective
+from coatnet_nas.search.opening import TARGET_ATTR, open_study
 from coatnet_nas.search.storage import DEFAULT_STORAGE, make_storage
 from coatnet_nas.search.strategies import Pruner, Sampler
 from coatnet_nas.search.workers import run_local_workers, run_worker
 
 __all__ = ["SearchProgress", "default_study_name", "open_study", "run_search", "snapshot"]
-
-CONFIG_ATTR = "coatnet_config"
-TARGET_ATTR = "coatnet_target_trials"
-_MAX_DIFFS = 5  # differences named in one error, so that it stays one paragraph
-
-
-def open_study(
-    storage: RDBStorage,
-    study_name: str,
-    config: SearchConfig | None = None,
-    sampler: optuna.samplers.BaseSampler | None = None,
-    pruner: optuna.pruners.BasePruner | None = None,
-) -> tuple[optuna.Study, SearchConfig]:
-    """Create or resume ``study_name``; with ``config=None`` it must exist (worker, report)."""
-    if config is None:
-        try:
-            study = optuna.load_study(
-                study_name=study_name, storage=storage, sampler=sampler, pruner=pruner
-            )
-        except KeyError:
-            known = ", ".join(s.study_name for s in optuna.get_all_study_summaries(storage))
-            raise CoatnetError(
-                f"no study named {study_name!r} in this storage (studies: {known or 'none'}).",
-                param="study_name",
-            ) from None
-        return study, _stored_config(study)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage,
-        sampler=sampler,
-        pruner=pruner,
-        directions=config.directions,
-        load_if_exists=True,
-    )
-    stored = [d.name.lower() for d in study.directions]
-    if stored != config.directions:
-        raise CoatnetError(
-            f"study {study_name!r} exists with other objectives (directions {', '.join(stored)}); "
-            "resume it with the same objectives, or pass another study name.",
-            param="study_name",
-        )
-    if study.user_attrs.get(CONFIG_ATTR) is None:
-        study.set_user_attr(CONFIG_ATTR, config.to_json())
-        return study, config
-    diff = _stored_config(study).differences(config)
-    if diff:
-        more = f"; and {len(diff) - _MAX_DIFFS} more" if len(diff) > _MAX_DIFFS else ""
-        raise CoatnetError(
-            f"study {study_name!r} already exists with a different configuration (stored -> "
-            f"given: {'; '.join(diff[:_MAX_DIFFS])}{more}); resume it with the same settings, "
-            "or pass another study name.",
-            param="study_name",
-        )
-    return study, config
-
-
-def _stored_config(study: optuna.Study) -> SearchConfig:
-    stored = study.user_attrs.get(CONFIG_ATTR)
-    if stored is None:
-        raise CoatnetError(
-            f"study {study.study_name!r} has no stored search configuration (it was not created "
-            "by run_search).",
-            param="study_name",
-        )
-    try:
-        return SearchConfig.from_json(stored)
-    except CoatnetError as exc:
-        raise CoatnetError(f"study {study.study_name!r}: {exc}", param="study_name") from None
 
 
 @dataclass(frozen=True)

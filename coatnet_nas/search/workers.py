@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.objective import Objective
+from coatnet_nas.search.opening import TARGET_ATTR, open_study
 from coatnet_nas.search.storage import make_storage
 from coatnet_nas.search.strategies import Pruner, Sampler, make_pruner, make_sampler
 
@@ -48,7 +49,6 @@ def run_worker(
     than the study holds now. The sampler is seeded ``seed`` (default: the study's seed) plus
     ``worker_index``, so that workers sharing a study do not propose the same candidates.
     """
-    from coatnet_nas.search.study import TARGET_ATTR, open_study  # study.py imports this module
 
     sampler = Sampler.parse(sampler, "sampler")
     pruner = Pruner.parse(pruner, "pruner")
