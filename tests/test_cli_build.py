@@ -134,3 +134,15 @@ def test_scale_bad_budgets(capsys, budget):
     assert run(["scale", str(SPECS / "coatnet1.yaml"), f"--budget={budget}"]) == 2
     err = capsys.readouterr().err
     assert "--budget" in err and "accepted forms" in err
+
+
+def test_scale_says_which_limit_bound(capsys) -> None:
+    from coatnet_nas.cli import run
+
+    assert run(["scale", "coatnet0", "--budget", "8GFLOPs", "--max-params", "30M"]) == 0
+    out = capsys.readouterr().out
+    assert "the params cap bound it" in out and "scaled to 8.00G FLOPs" not in out
+    assert run(["scale", "coatnet0", "--budget", "8GFLOPs", "--max-params", "30M", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bound_by"] == "params"
+    assert run(["scale", "coatnet0", "--budget", "2GFLOPs", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["bound_by"] == "flops"

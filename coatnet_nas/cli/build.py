@@ -215,7 +215,7 @@ def scale(
 ) -> None:
     """Scale SPEC to land as close as possible under a FLOPs (and params) budget."""
     from coatnet_nas.cost import estimate_cost
-    from coatnet_nas.scaling import fit_to_budget
+    from coatnet_nas.scaling import binding_limit, fit_to_budget
     from coatnet_nas.units import parse_flops, parse_params
 
     flops = parse_flops(budget, what="--budget")
@@ -229,6 +229,7 @@ def scale(
     if write is not None:
         atomic_write_text(write, fitted.to_yaml(), param="write")
     before, after = estimate_cost(spec), estimate_cost(fitted)
+    bound = binding_limit(fitted, flops, params)
     if json_out:
         print_json(
             {
@@ -240,11 +241,19 @@ def scale(
                 "flops": after.flops,
                 "budget_flops": flops,
                 "budget_params": params,
+                "bound_by": bound,
                 "written": str(write) if write else None,
             }
         )
         return
-    table = Table(title=f"{spec.name} scaled to {human(flops)} FLOPs ({vary})")
+    if bound == "params":
+        title = (
+            f"{spec.name} scaled under {human(params or 0)} params ({vary}): the params cap "
+            f"bound it at {human(after.flops)} FLOPs, below the {human(flops)} FLOPs budget"
+        )
+    else:
+        title = f"{spec.name} scaled to {human(flops)} FLOPs ({vary})"
+    table = Table(title=title)
     for col in ("", "depths", "widths", "params", "FLOPs"):
         table.add_column(col, justify="left" if col in ("", "depths", "widths") else "right")
     for label, s, c in (("original", spec, before), ("fitted", fitted, after)):
