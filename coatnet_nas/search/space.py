@@ -4,6 +4,7 @@ the target the budget applies to, and the proxy recipe that scores candidates.
 A space turns an Optuna trial into a :class:`~coatnet_nas.spec.ModelSpec` (``sample``). Parameter
 names are stable strings (``layout``, ``depth_s1``, ``width_s0``, ``mbconv.expand_ratio``) so that
 studies stay comparable and plots readable; layouts are stored as strings like ``C-C-T-T``.
+(A little over ~300 lines: the schema and its cross-checks are read together.)
 """
 
 from __future__ import annotations

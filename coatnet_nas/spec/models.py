@@ -81,7 +81,12 @@ class StageSpec(BaseModel):
 
 
 class ModelSpec(BaseModel):
-    """A normalized CoAtNet-family model: a conv stem followed by typed stages."""
+    """A normalized CoAtNet-family model: a conv stem followed by typed stages.
+
+    Longer than our ~120-line guide on purpose: it is the one frozen value every layer passes
+    around, and its validators and small derived views (layout, depths, resolutions, evolve,
+    to_dict) belong with the fields they read.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

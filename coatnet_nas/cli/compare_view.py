@@ -1,0 +1,150 @@
+"""What ``coatnet compare`` shows: a live bar on a terminal, one plain line per finished run when
+piped, then the per-regime tables and rankings. Rendering only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from coatnet_nas.cli.app import console
+from coatnet_nas.units import human
+
+
+class Display:
+    """A rich progress bar: runs done overall, plus the run each worker is training."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console,
+        )  # fmt: skip
+        self.total: TaskID | None = None
+        self.workers: dict[int, TaskID] = {}
+        self.started = False
+
+    def event(self, event: Any) -> None:
+        bar = self.progress
+        if event.kind == "plan":
+            if event.resumed:
+                console.print(f"resuming: {event.resumed} run(s) already stored", markup=False)
+            if event.total:
+                bar.start()
+                self.started = True
+            self.total = bar.add_task("runs", total=max(1, event.total), stats="")
+            return
+        if self.total is None or event.job is None:
+            return
+        task = self.workers.get(event.worker)
+        if task is None:
+            task = self.workers[event.worker] = bar.add_task("", total=1.0, stats="")
+        key = event.job.key.replace("|", " ")
+        if event.kind == "start":
+            bar.update(task, description=key, completed=0.0, stats="")
+        elif event.kind == "progress" and event.info is not None:
+            info = event.info
+            bar.update(
+                task,
+                description=key,
+                completed=info.fraction,
+                stats=f"loss {info.train_loss:.3f} {info.images_per_second:,.0f} img/s",
+            )
+        elif event.kind in ("done", "error"):
+            bar.update(task, completed=1.0)
+            bar.advance(self.total)
+            if event.kind == "error":
+                console.print(f"run failed: {key}: {event.message}", markup=False)
+            elif event.record is not None:
+                r = event.record
+                val = r["val_accuracy"]
+                bar.update(self.total, stats=f"last: {key} val {val:.3f}" if val else key)
+
+    def stop(self) -> None:
+        if self.started:
+            self.progress.stop()
+
+
+class Lines:
+    """Plain progress for logs and pipes: one line per finished run (a live bar would only be
+    drawn at the end there, leaving the output silent for minutes)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.done = 0
+
+    def event(self, event: Any) -> None:
+        if event.kind == "plan":
+            self.total = event.total
+            if event.resumed:
+                console.print(f"resuming: {event.resumed} run(s) already stored", markup=False)
+            if event.total:
+                console.print(f"training {event.total} run(s)", markup=False)
+            return
+        if event.kind not in ("done", "error") or event.job is None:
+            return
+        self.done += 1
+        job = event.job
+        head = f"[{self.done}/{self.total}] {job.layout} {job.regime.name} seed {job.seed}"
+        if event.kind == "error":
+            console.print(f"{head}: failed: {event.message}", markup=False)
+            return
+        r = event.record or {}
+        val = r.get("val_accuracy")
+        acc = f"val acc {val * 100:.1f}%" if val is not None else f"status {r.get('status')}"
+        console.print(f"{head}: {acc}, {r.get('seconds', 0):.1f}s", markup=False)
+
+    def stop(self) -> None:
+        """Nothing to tear down (the live display's counterpart)."""
+
+
+def report(summary: Any) -> None:
+    run = summary.run
+    h, w = run.config.train_size
+    console.print(
+        f"{len(run.entrants)} layouts at {human(run.budget)} FLOPs ({h}x{w}), "
+        f"{len(run.config.seeds)} seed(s); {run.ran} run(s) trained now, {run.resumed} resumed "
+        f"in {run.seconds:.0f}s",
+        markup=False,
+    )
+    for regime in run.config.regimes:
+        rows = summary.regime_rows(regime.name)
+        if rows:
+            console.print(table(summary, regime, rows))
+    if len(run.config.seeds) == 1:
+        console.print(
+            "rankings, best first (one seed: no spread measured; rankings are by the single run):",
+            markup=False,
+        )
+    else:
+        console.print("rankings, best first (> better beyond seed spread, ≈ tie):", markup=False)
+    for name, ranking in summary.rankings.items():
+        metric = "val accuracy" if name == "generalization" else "clean train loss"
+        check = summary.paper[name]
+        console.print(f"[bold]{name}[/] ({metric}, regime {ranking.regime})", highlight=False)
+        console.print(f"  measured: {ranking.text()}", markup=False)
+        console.print(f"  paper:    {check.paper}", markup=False)
+        console.print(f"  {check.sentence()}", markup=False)
+    for note in summary.notes:
+        console.print(f"note: {note}", markup=False)
+    for error in run.errors:
+        console.print(f"failed: {error}", markup=False)
+    console.print(f"outputs in {run.out_dir}/: {', '.join(summary.files)}", markup=False)
+
+
+def table(summary: Any, regime: Any, rows: list[Any]) -> Table:
+    ratios = {e.name: e.flops_ratio for e in summary.run.entrants}
+    n = rows[0].train_images
+    table = Table(
+        title=f"{regime.name}: {regime.fraction * 100:g}% of the training data ({n:,} images)"
+    )
+    for col in ("layout", "params", "FLOPs", "train loss", "train acc %", "val acc %",
+                "gap (pts)", "runs"):  # fmt: skip
+        table.add_column(col, justify="left" if col == "layout" else "right")
+    for r in rows:
+        table.add_row(
+            r.layout, human(r.params), f"{human(r.flops)} ({ratios.get(r.layout, 0):.0%})",
+            r.train_loss.fmt(3), r.train_accuracy.fmt(1, 100), r.val_accuracy.fmt(1, 100),
+            r.gap.fmt(1, 100), f"{r.runs}" + (f" ({r.diverged} div.)" if r.diverged else ""),
+        )  # fmt: skip
+    return table

@@ -1,0 +1,98 @@
+"""What ``coatnet search``/``report`` show: the live progress panel, the leaderboard, the
+export summary. Rendering only; the commands in :mod:`coatnet_nas.cli.search` call these."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from coatnet_nas.cli.app import console, print_json
+from coatnet_nas.units import human
+
+
+def progress_view(p, title: str) -> Table:
+    table = Table.grid(padding=(0, 2))
+    bar_width = 30
+    filled = int(bar_width * min(1.0, p.done / max(p.target, 1)))
+    best = f"{p.best_value:.4f} (trial {p.best_number})" if p.best_value is not None else "-"
+    table.add_row(
+        f"[bold]{title}[/]",
+        "[green]" + "█" * filled + "[/]" + "░" * (bar_width - filled),
+        f"{p.done}/{p.target} trials",
+    )
+    table.add_row(
+        "",
+        f"complete {p.complete}  pruned {p.pruned}  failed {p.failed}  running {p.running}",
+        f"best {best}  {p.elapsed:.0f}s",
+    )
+    return table
+
+
+def leaderboard(rows: list[dict], top: int = 10, score: str = "accuracy") -> Table:
+    done = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"]]
+    done.sort(key=lambda r: -(r["val_accuracy"] or 0))
+    what = "proxy val accuracy" if score == "accuracy" else f"training-free score {score}"
+    table = Table(title=f"leaderboard ({what}; FLOPs/params at target size)")
+    for col in (
+        "#",
+        "trial",
+        "layout",
+        "depths",
+        "widths",
+        "params",
+        "FLOPs",
+        score,
+        "seconds",
+    ):
+        table.add_column(
+            col, justify="right" if col not in ("layout", "depths", "widths") else "left"
+        )
+    for rank, r in enumerate(done[:top], 1):
+        table.add_row(
+            str(rank),
+            str(r["number"]),
+            r["layout"],
+            r["depths"],
+            r["widths"],
+            human(r["params"]),
+            human(r["flops"]),
+            f"{r['val_accuracy']:.4f}" if score == "accuracy" else f"{r['val_accuracy']:.4g}",
+            f"{r['seconds']:.0f}" if r["seconds"] is not None else "-",
+        )
+    return table
+
+
+def summary(rows: list[dict]) -> str:
+    count: dict[str, int] = {}
+    for r in rows:
+        count[r["status"]] = count.get(r["status"], 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in sorted(count.items()))
+
+
+def show_export(
+    export, json_out: bool, study_name: str, storage: str, score: str = "accuracy"
+) -> None:
+    if json_out:
+        print_json(
+            {
+                "study": study_name,
+                "storage": storage,
+                "out": str(export.out_dir),
+                "best": export.best,
+                "files": {k: str(v) for k, v in export.files.items()},
+                "trials": export.rows,
+                "notes": export.notes,
+            }
+        )
+        return
+    console.print(leaderboard(export.rows, score=score))
+    console.print(f"trials by status: {summary(export.rows)}", markup=False)
+    for note in export.notes:
+        console.print(f"note: {note}", markup=False)
+    if "best.yaml" in export.files:
+        path = export.files["best.yaml"]
+        console.print(f"best spec: {path}  (rebuild: coatnet build {path} --profile)", markup=False)
+    console.print(f"outputs in {export.out_dir}/: {', '.join(export.files)}", markup=False)
+
+
+# The proxy data set of a search (options.ProxyDataset has no short -d; every other command's
+# --dataset has one). Help texts below are shared by search, worker and report.
