@@ -66,16 +66,29 @@ PARAM_FLAGS: dict[str, str] = {
 }
 
 
+_PAREN_PARAM = re.compile(r"\(([a-z_][a-z0-9_.]*)\)")
+
+
 def flag_for(param: str | None) -> str | None:
     return PARAM_FLAGS.get(param) if param else None
 
 
 def user_message(exc: CoatnetError) -> str:
-    """The error's message with its parameter's first mention spelled as the CLI option."""
-    message = str(exc)
-    flag = flag_for(getattr(exc, "param", None))
+    """The error's message, saying which option it is about.
+
+    A message that starts with its parameter's name (``workers must be >= 1``) gets the flag in
+    its place (``--workers must be >= 1``); any other gets the flag in front (``--dataset:
+    unknown dataset 'x'``), so prose that merely contains the word is never rewritten. Another
+    parameter a message points to is written in parentheses, ``start over (fresh)``, and shown
+    as its flag, ``start over (--fresh)``.
+    """
+    message = _PAREN_PARAM.sub(
+        lambda m: f"({PARAM_FLAGS[m[1]]})" if m[1] in PARAM_FLAGS else m[0], str(exc)
+    )
+    param = getattr(exc, "param", None)
+    flag = flag_for(param)
     if flag is None:
         return message
-    pattern = re.compile(rf"(?<![\w.-]){re.escape(exc.param)}(?![\w-])")  # type: ignore[arg-type]
-    replaced, count = pattern.subn(flag, message, count=1)
-    return replaced if count else f"{flag}: {message}"
+    if re.match(rf"{re.escape(param)}(?![\w-])", message):  # type: ignore[arg-type]
+        return flag + message[len(param) :]  # type: ignore[arg-type]
+    return f"{flag}: {message}"
