@@ -3,7 +3,7 @@
 The work file is ``images.npy`` (``numpy.lib.format.open_memmap``, uint8 NCHW: the layout the
 training batches use, so gathering a batch needs no transpose), one row per listed file. Files
 are decoded in chunks; each worker process writes its rows straight into the memory map and
-flushes them, then the parent records the chunk in ``progress.json`` (atomically). A killed
+returns, then the parent records the chunk in ``progress.json`` (atomically). A killed
 prepare therefore restarts at the first unrecorded chunk, and the work is only ever declared
 complete by ``manifest.json``, written last (see :mod:`coatnet_nas.data.cache`).
 """
@@ -51,7 +51,9 @@ def _decode_chunk(
         except UnreadableImage as exc:
             skipped.append((row, str(exc)))
             images[row] = 0
-    images.flush()
+    # No msync: the rows are in the shared page cache the moment they are assigned, so a killed
+    # process (or worker) loses nothing; a per-chunk msync of the whole map halved throughput.
+    # Only an OS crash before writeback could leave a recorded chunk unwritten (then: force).
     del images
     return skipped
 

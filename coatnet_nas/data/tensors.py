@@ -182,10 +182,10 @@ def _stats(images: torch.Tensor | MappedImages) -> tuple[torch.Tensor, torch.Ten
     c = images.shape[1]
     total = torch.zeros(c, dtype=torch.float64, device=images.device)
     squares = torch.zeros_like(total)
-    for start in range(0, len(images), _CHUNK):
-        x = images[start : start + _CHUNK].to(torch.float64)
-        total += x.sum(dim=(0, 2, 3))
-        squares += x.square().sum(dim=(0, 2, 3))
+    for start in range(0, len(images), 1024):  # float32 chunks (exact for 8-bit squares)
+        x = images[start : start + 1024].to(torch.float32)
+        total += x.sum(dim=(0, 2, 3), dtype=torch.float64)
+        squares += x.square_().sum(dim=(0, 2, 3), dtype=torch.float64)
     count = max(1, len(images) * images.shape[2] * images.shape[3])
     mean = total / count
     std = (squares / count - mean.square()).clamp_min(0).sqrt().clamp_min(1.0)
