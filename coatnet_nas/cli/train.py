@@ -33,6 +33,7 @@ _DEFAULT = TrainRecipe()  # the trainer's defaults: options left unset keep thes
 
 @app.command()
 def train(
+    ctx: typer.Context,
     spec_path: Path = typer.Argument(..., help="Model spec YAML."),
     dataset: Dataset = "synthetic",
     data_dir: DataDir = None,
@@ -169,7 +170,13 @@ def train(
     if holdout not in ("split", "test"):
         raise CoatnetError(f"--holdout: expected 'split' or 'test', got {holdout!r}.")
     if nproc > 1 and env_world_size() == 1:  # this process launches the ranks
-        return _launch(nproc, runtime)
+        if recipe.batch_size % nproc:
+            raise CoatnetError(
+                f"batch_size {recipe.batch_size} (the global batch) cannot be split evenly over "
+                f"{nproc} processes; use a multiple of {nproc}.",
+                param="batch_size",
+            )
+        return _launch(ctx, nproc, runtime)
     with distributed_session(runtime.device) as (world, placed):
         try:
             _train_here(
@@ -252,15 +259,12 @@ def _check_sources(resume: Path | None, init: Path | None, nproc: int, save_ever
                            param="save_every")  # fmt: skip
 
 
-def _launch(nproc: int, runtime) -> None:
+def _launch(ctx: typer.Context, nproc: int, runtime) -> None:
     """Run this same command in ``nproc`` ranks (torch's elastic agent) and exit as rank 0."""
     import os
 
-    import click
-
     from coatnet_nas.train.distributed import WorkersFailed, launch_local
 
-    ctx = click.get_current_context()
     params = dict(ctx.params)
     if params["threads"] is None and not runtime.device.startswith("cuda"):
         params["threads"] = max(1, (os.cpu_count() or 1) // nproc)  # ranks share the CPU

@@ -166,7 +166,7 @@ def launch_local(nproc: int, entry: Callable[..., Any], args: Sequence[Any]) -> 
     )  # fmt: skip
     quiet = logging.getLogger("torch.distributed.elastic")
     level = quiet.level
-    quiet.setLevel(logging.ERROR)  # the agent logs every start at INFO/WARNING
+    quiet.setLevel(logging.CRITICAL)  # the agent logs each start, and a failed rank's traceback
     try:
         return elastic_launch(config, entry)(*args)
     except ChildFailedError as exc:
