@@ -34,7 +34,9 @@ _DEFAULT = TrainRecipe()  # the trainer's defaults: options left unset keep thes
 @app.command()
 def train(
     ctx: typer.Context,
-    spec_path: Path = typer.Argument(..., help="Model spec YAML."),
+    spec_path: str = typer.Argument(
+        ..., metavar="SPEC", help="Model spec YAML, or a bundled preset name such as coatnet0."
+    ),
     dataset: Dataset = "synthetic",
     data_dir: DataDir = None,
     subset: float = typer.Option(
@@ -135,8 +137,9 @@ def train(
     2 for bad input.
     """
     from coatnet_nas._io import check_output_file
+    from coatnet_nas.presets import resolve_spec
     from coatnet_nas.scaling import scale_spec
-    from coatnet_nas.spec import load_spec, validation_reason
+    from coatnet_nas.spec import validation_reason
     from coatnet_nas.train import Runtime, resolve_device
     from coatnet_nas.train.distributed import distributed_session, env_world_size
 
@@ -161,7 +164,7 @@ def train(
     if save is not None:  # a bad target must fail now, not after the training it would lose
         check_output_file(save, param="save")
     _check_sources(resume, init, nproc, save_every)
-    spec = scale_spec(load_spec(spec_path), width_mult, depth_mult)
+    spec = scale_spec(resolve_spec(spec_path), width_mult, depth_mult)
     size = parse_image_size(image_size) or spec.image_size
     try:  # check the size before spending time on the data
         spec.with_image_size(size)

@@ -19,7 +19,7 @@ from coatnet_nas.data.tensors import ProxyData, Split
 from coatnet_nas.train.evaluate import evaluate, recalibrate_batchnorm
 
 if TYPE_CHECKING:
-    from coatnet_nas.train.loop import _Run
+    from coatnet_nas.train.parts import RunParts
 
 __all__ = ["evaluate_run", "val_shard"]
 
@@ -33,7 +33,7 @@ def val_shard(data: ProxyData, rank: int, world: int) -> ProxyData:
     return replace(data, val=Split(data.val.images[lo:hi], data.val.labels[lo:hi]))
 
 
-def _score(run: _Run, model: nn.Module, forward: nn.Module, recalibrate: bool) -> float:
+def _score(run: RunParts, model: nn.Module, forward: nn.Module, recalibrate: bool) -> float:
     if run.recipe.precise_bn and recalibrate:
         recalibrate_batchnorm(
             model, run.data, run.recipe.precise_bn, run.batch_size // run.world.size,
@@ -52,7 +52,7 @@ def _score(run: _Run, model: nn.Module, forward: nn.Module, recalibrate: bool) -
     return correct / max(1, total)
 
 
-def evaluate_run(run: _Run, recalibrate: bool) -> tuple[float, float | None]:
+def evaluate_run(run: RunParts, recalibrate: bool) -> tuple[float, float | None]:
     """Validation accuracy of the weights, and of their EMA when the recipe keeps one."""
     accuracy = _score(run, run.model, run.forward, recalibrate)
     if run.ema is None:

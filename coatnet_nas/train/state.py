@@ -23,7 +23,7 @@ from coatnet_nas.train.checkpoint import FORMAT, read_payload
 from coatnet_nas.train.result import EvalReport, TrainResult
 
 if TYPE_CHECKING:
-    from coatnet_nas.train.loop import _Run
+    from coatnet_nas.train.parts import RunParts
 
 __all__ = ["Checkpoints", "load_resume_state", "restore_run"]
 
@@ -50,7 +50,7 @@ class Checkpoints:
     def due(self) -> bool:
         return self.every is not None and time.perf_counter() - self._last >= self.every
 
-    def save(self, run: _Run, result: TrainResult | None = None) -> None:
+    def save(self, run: RunParts, result: TrainResult | None = None) -> None:
         """Write the run's state now; a failure is recorded, not raised."""
         self._last = time.perf_counter()
         payload = _payload(run, result)
@@ -61,7 +61,7 @@ class Checkpoints:
             self.error = str(exc)
 
 
-def _payload(run: _Run, result: TrainResult | None) -> dict[str, Any]:
+def _payload(run: RunParts, result: TrainResult | None) -> dict[str, Any]:
     spec = getattr(run.model, "spec", None)
     cuda = torch.cuda.get_rng_state_all() if run.device.type == "cuda" else []
     return {
@@ -123,7 +123,7 @@ def load_resume_state(path: str | Path, spec: Any, recipe: Any, seed: int) -> di
     return {**state, "state_dict": payload["state_dict"], "optimizer": payload["optimizer"]}
 
 
-def restore_run(run: _Run, state: dict[str, Any]) -> None:
+def restore_run(run: RunParts, state: dict[str, Any]) -> None:
     """Put a freshly set-up run where the checkpoint's left off."""
     run.model.load_state_dict(state["state_dict"])
     run.optimizer.load_state_dict(state["optimizer"])
