@@ -79,3 +79,8 @@ def user_message(exc: CoatnetError) -> str:
     pattern = re.compile(rf"(?<![\w.-]){re.escape(exc.param)}(?![\w-])")  # type: ignore[arg-type]
     replaced, count = pattern.subn(flag, message, count=1)
     return replaced if count else f"{flag}: {message}"
+
+
+def one_paragraph(message: str) -> str:
+    """Blank lines squeezed out, so a message (a list of problems included) stays one paragraph."""
+    return "\n".join(line for line in message.splitlines() if line.strip())
