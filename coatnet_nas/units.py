@@ -40,6 +40,10 @@ def parse_count(text: str | float | int, kind: str = "flops", what: str | None =
             f"{what}: must be a positive number, got {short_repr(text)}; "
             f"accepted forms: {FORMS[kind]}."
         )
+    if round(value) < 1:  # 0.4 would round to a budget of nothing
+        raise BudgetError(
+            f"{what}: must be at least 1, got {short_repr(text)}; accepted forms: {FORMS[kind]}."
+        )
     return round(value)
 
 

@@ -54,11 +54,13 @@ def test_layout_pattern_lengths():
         ({"widths": [[16], [32], [48]]}, "not divisible by head_dim 32"),
         (
             {"widths": [[16], [32], [48]]},
-            "field 'widths[2]': choice 48 does not suit stage 2 as a T stage (transformer default options)",
+            "field 'widths[2]': choice 48 does not suit stage 2 as a T stage "
+            "(transformer default options)",
         ),
         (
             {"transformer": {"head_dim": [32, 64]}},
-            "field 'widths[1]': choice 32 does not suit stage 1 as a T stage (transformer head_dim=64)",
+            "field 'widths[1]': choice 32 does not suit stage 1 as a T stage "
+            "(transformer head_dim=64)",
         ),
         ({"mbconv": {"kernel_size": [3, 4]}}, "C stage (mbconv kernel_size=4): kernel_size must"),
         ({"depths": [[1, 2]]}, "layouts must have 1 stages"),

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from coatnet_nas.limits import MAX_LISTED, short_repr
+from coatnet_nas.limits import MAX_LISTED, MAX_MESSAGE_CHARS, short_repr
 from coatnet_nas.registry import block_types
 
 Loc = tuple[str | int, ...]
@@ -84,6 +84,8 @@ def loc_str(loc: Loc) -> str:
 def _short_key(part: object) -> str:
     """A key as written, cut short: a location must not echo a 1 MB key back."""
     text = str(part)
+    if not text.strip() or not text.isprintable():  # '' or control characters: show them quoted
+        text = repr(text)
     return text if len(text) <= 40 else f"{text[:39]}…"
 
 
@@ -111,8 +113,16 @@ def format_problems(
     lines = list(seen)
     head = f"{source}: invalid {what}"
     if len(lines) == 1:
-        return f"{head}: {lines[0]}."
-    shown = [f"  - {line}" for line in lines[:MAX_LISTED]]
-    if len(lines) > MAX_LISTED:
-        shown.append(f"  … and {len(lines) - MAX_LISTED} more problems")
+        return f"{head}: {lines[0][: MAX_MESSAGE_CHARS - len(head) - 3]}."
+    # At most MAX_LISTED lines and MAX_MESSAGE_CHARS in all: the rest is counted, not shown.
+    room = MAX_MESSAGE_CHARS - len(head) - 60
+    shown: list[str] = []
+    for line in lines[:MAX_LISTED]:
+        line = f"  - {line}"
+        if len(line) > room:
+            break
+        shown.append(line)
+        room -= len(line) + 1
+    if len(shown) < len(lines):
+        shown.append(f"  … and {len(lines) - len(shown)} more problems")
     return head + f" ({len(lines)} problems):\n" + "\n".join(shown)
