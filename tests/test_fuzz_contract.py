@@ -8,6 +8,7 @@ outputs. Seeds are fixed (``derandomize``) and examples bounded so the suite sta
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def listing(root: Path) -> dict[str, float]:
 
 
 def check_contract(capsys, args: list[str], root: Path, allowed: set[str] = frozenset()) -> int:
-    before = listing(root)
+    before, cwd_before = listing(root), set(os.listdir("."))
     code = run(args)
     out, err = capsys.readouterr()
     assert code in (0, 2), (args, code, err[-500:])
@@ -73,6 +74,7 @@ def check_contract(capsys, args: list[str], root: Path, allowed: set[str] = froz
     after = listing(root)
     changed = {k for k in after.keys() | before.keys() if before.get(k) != after.get(k)}
     assert changed <= set(allowed), changed
+    assert set(os.listdir(".")) == cwd_before  # nothing lands in the working directory either
     return code
 
 
@@ -129,8 +131,9 @@ OPTION_VALUES = st.one_of(
 def test_build_validate_scale_options(tmp_path_factory, capsys, flag, value):
     root = tmp_path_factory.mktemp("opts")
     out = root / "out.yaml"
-    value = str(out) if flag == "--write" and not value.strip() else value
-    wrote = {"out.yaml"} if flag != "--write" else {str(Path(value).name)}
+    if flag == "--write":  # any name, but always inside root (never the working directory)
+        value = str(root / ("w_" + value.replace("/", "_")))
+    wrote = {Path(value).name} if flag == "--write" else set()
     if flag in ("--image-size", "--write"):
         args = ["build", "coatnet0", "--estimate", flag, value]
         check_contract(capsys, args, root, allowed=wrote)
