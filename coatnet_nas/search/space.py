@@ -323,7 +323,12 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
 
 def space_from_dict(data: Mapping[str, Any], source: str = "<space>") -> SearchSpace:
     """Validate a parsed search space; every problem located, in one bounded message."""
-    problems = space_checks.key_problems(data, tuple(SearchSpace.model_fields))
+    fields = {
+        "target": tuple(Target.model_fields),
+        "budget": tuple(Budget.model_fields),
+        "layouts": tuple(LayoutPattern.model_fields),
+    }
+    problems = space_checks.key_problems(data, tuple(SearchSpace.model_fields), fields)
     try:
         space = SearchSpace.model_validate(data)
     except ValidationError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 
@@ -22,8 +22,7 @@ from coatnet_nas.spec import ModelSpec, StageSpec, StemSpec
 from coatnet_nas.spec.problems import Loc, problems_from_validation, unknown_key
 from coatnet_nas.train.recipe import TrainRecipe
 
-if TYPE_CHECKING:
-    from coatnet_nas.search.space import SearchSpace
+SearchSpace = Any  # coatnet_nas.search.space.SearchSpace (not imported: space imports this)
 
 Problems = list[tuple[Loc, str]]
 
@@ -47,22 +46,25 @@ class Layouts(Protocol):
 # --- keys, before validation -------------------------------------------------------------------
 
 
-def key_problems(data: Mapping[str, Any], top_keys: tuple[str, ...]) -> Problems:
-    """Unknown keys anywhere a space has fixed keys, each with a did-you-mean."""
-    from coatnet_nas.search.space import Budget, LayoutPattern, Target
+def key_problems(
+    data: Mapping[str, Any], top_keys: tuple[str, ...], fields: dict[str, tuple[str, ...]]
+) -> Problems:
+    """Unknown keys anywhere a space has fixed keys, each with a did-you-mean.
 
+    ``fields`` gives the keys of ``target``, ``budget`` and a ``layouts`` pattern mapping.
+    """
     bts = {bt.key: bt for bt in block_types().values()}
     allowed = (*top_keys, *bts)
     problems: Problems = [((k,), unknown_key(k, allowed)) for k in data if k not in allowed]
     nested: dict[str, tuple[str, ...]] = {
-        "target": tuple(Target.model_fields),
-        "budget": tuple(Budget.model_fields),
+        "target": fields["target"],
+        "budget": fields["budget"],
         "proxy": (*ProxyRecipe.model_fields, *TrainRecipe.model_fields),
         "options": tuple(bts),
         **{key: tuple(bt.options.model_fields) for key, bt in bts.items()},
     }
     if isinstance(data.get("layouts"), Mapping):
-        nested["layouts"] = tuple(LayoutPattern.model_fields)
+        nested["layouts"] = fields["layouts"]
     for key, keys in nested.items():
         value = data.get(key)
         if isinstance(value, Mapping):
