@@ -66,8 +66,12 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(capsys) -> None:
         resolve_device("tpu")
     assert info.value.param == "device" and "--" not in str(info.value)
     assert user_message(info.value).startswith("--device 'tpu': expected auto")
-    plain = CoatnetError("something about workers", param="workers")
-    assert user_message(plain) == "something about --workers"
+    assert user_message(CoatnetError("workers must be >= 1", param="workers")) == (
+        "--workers must be >= 1"
+    )
+    inside = CoatnetError("unknown dataset 'x'; available: synthetic", param="dataset")
+    assert user_message(inside) == "--dataset: unknown dataset 'x'; available: synthetic"
+    assert user_message(CoatnetError("workersX", param="workers")) == "--workers: workersX"
     assert user_message(CoatnetError("no mention", param="seeds")) == "--seeds: no mention"
     assert user_message(CoatnetError("untagged")) == "untagged"
     assert all(flag.startswith("--") for flag in PARAM_FLAGS.values())
@@ -87,3 +91,9 @@ def test_train_save_target_is_checked_before_training(tmp_path: Path, capsys) ->
     captured = capsys.readouterr()
     assert code == 2 and "--save" in captured.err and "is a directory" in captured.err
     assert "training" not in captured.out  # refused before any work
+
+
+def test_a_parameter_in_parentheses_is_spelled_as_its_flag() -> None:
+    exc = CoatnetError("runs from other settings are here; start over (fresh): /x", param="out_dir")
+    assert user_message(exc) == "--out: runs from other settings are here; start over (--fresh): /x"
+    assert user_message(CoatnetError("keep (recipe) as is")) == "keep (recipe) as is"

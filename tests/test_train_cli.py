@@ -103,3 +103,11 @@ def test_missing_dataset_lists_the_searched_places(spec_path: Path, tmp_path: Pa
     assert code == 2
     assert str(tmp_path / "mine") in err and str(locate.cache_root()) in err
     assert "coatnet data fetch fashion-mnist" in err
+
+
+def test_a_preset_name_trains_from_any_directory(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = run(["train", "coatnet0", "-d", "synthetic:200", "--image-size", "32",
+                "--width-mult", "0.125", "--depth-mult", "0.5", "--steps", "1", "--json",
+                "--threads", "1"])  # fmt: skip
+    assert code == 0 and json.loads(capsys.readouterr().out)["spec"]["layout"] == "C-C-T-T"

@@ -21,18 +21,21 @@ PARAM_FLAGS: dict[str, str] = {
     "depth_mult": "--depth-mult",
     "device": "--device",
     "drop_path_rate": "--drop-path",
+    "ema": "--ema",
     "epochs": "--epochs",
     "flops": "--budget",
     "fresh": "--fresh",
     "heartbeat_interval": "--heartbeat",
     "holdout": "--holdout",
     "image_size": "--image-size",
+    "init": "--init",
     "label_smoothing": "--label-smoothing",
     "layouts": "--layouts",
     "lr": "--lr",
     "max_params": "--max-params",
     "mirror": "--mirror",
     "n": "--n",
+    "nproc": "--nproc",
     "objectives": "--objective",
     "out": "--out",
     "out_dir": "--out",
@@ -44,14 +47,17 @@ PARAM_FLAGS: dict[str, str] = {
     "pruner": "--pruner",
     "reference": "--reference",
     "regimes": "--regimes",
+    "resume": "--resume",
     "sampler": "--sampler",
     "save": "--save",
+    "save_every": "--save-every",
     "seeds": "--seeds",
     "steps": "--steps",
     "storage": "--storage",
     "storage_url": "--storage",
     "study": "--study",
     "study_name": "--study",
+    "sync_batchnorm": "--sync-batchnorm",
     "threads": "--threads",
     "timeout": "--timeout",
     "top_k": "--top-k",
@@ -66,19 +72,32 @@ PARAM_FLAGS: dict[str, str] = {
 }
 
 
+_PAREN_PARAM = re.compile(r"\(([a-z_][a-z0-9_.]*)\)")
+
+
 def flag_for(param: str | None) -> str | None:
     return PARAM_FLAGS.get(param) if param else None
 
 
 def user_message(exc: CoatnetError) -> str:
-    """The error's message with its parameter's first mention spelled as the CLI option."""
-    message = str(exc)
-    flag = flag_for(getattr(exc, "param", None))
+    """The error's message, saying which option it is about.
+
+    A message that starts with its parameter's name (``workers must be >= 1``) gets the flag in
+    its place (``--workers must be >= 1``); any other gets the flag in front (``--dataset:
+    unknown dataset 'x'``), so prose that merely contains the word is never rewritten. Another
+    parameter a message points to is written in parentheses, ``start over (fresh)``, and shown
+    as its flag, ``start over (--fresh)``.
+    """
+    message = _PAREN_PARAM.sub(
+        lambda m: f"({PARAM_FLAGS[m[1]]})" if m[1] in PARAM_FLAGS else m[0], str(exc)
+    )
+    param = getattr(exc, "param", None)
+    flag = flag_for(param)
     if flag is None:
         return message
-    pattern = re.compile(rf"(?<![\w.-]){re.escape(exc.param)}(?![\w-])")  # type: ignore[arg-type]
-    replaced, count = pattern.subn(flag, message, count=1)
-    return replaced if count else f"{flag}: {message}"
+    if re.match(rf"{re.escape(param)}(?![\w-])", message):  # type: ignore[arg-type]
+        return flag + message[len(param) :]  # type: ignore[arg-type]
+    return f"{flag}: {message}"
 
 
 def one_paragraph(message: str) -> str:

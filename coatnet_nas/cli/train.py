@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 
@@ -33,7 +33,10 @@ _DEFAULT = TrainRecipe()  # the trainer's defaults: options left unset keep thes
 
 @app.command()
 def train(
-    spec_path: Path = typer.Argument(..., help="Model spec YAML."),
+    ctx: typer.Context,
+    spec_path: str = typer.Argument(
+        ..., metavar="SPEC", help="Model spec YAML, or a bundled preset name such as coatnet0."
+    ),
     dataset: Dataset = "synthetic",
     data_dir: DataDir = None,
     subset: float = typer.Option(
@@ -99,32 +102,52 @@ def train(
         f"(default {_DEFAULT.precise_bn}).",
     ),
     save: Path | None = typer.Option(
-        None, "--save", metavar="PATH", help="Write a checkpoint (weights, spec, result)."
+        None,
+        "--save",
+        metavar="PATH",
+        help="Checkpoint the run (each epoch, every --save-every minutes and at the end).",
+    ),
+    save_every: float = typer.Option(
+        10.0, "--save-every", metavar="MIN", help="Minutes between checkpoints (0: every step)."
+    ),
+    resume: Path | None = typer.Option(
+        None, "--resume", metavar="PATH", help="Continue the run saved there (same options)."
+    ),
+    init: Path | None = typer.Option(
+        None,
+        "--init",
+        metavar="PATH",
+        help="Start from these weights (e.g. a 224 model fine-tuned with --image-size 384).",
+    ),
+    ema: float | None = typer.Option(
+        None, "--ema", metavar="DECAY", help="Also keep and evaluate an EMA of the weights."
+    ),
+    nproc: int = typer.Option(
+        1, "--nproc", metavar="N", help="Data-parallel processes on this machine (one per GPU)."
+    ),
+    sync_batchnorm: bool = typer.Option(
+        False, "--sync-batchnorm", help="BatchNorm statistics over the global batch (CUDA)."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object, no progress bar."),
 ) -> None:
     """Train a proxy of SPEC on a dataset within a budget and report its accuracy.
 
+    --batch-size is the global batch: --nproc N (or torchrun) gives each process 1/N of it.
     Exit status: 0 when the run finished (ok, budget or stopped), 1 when it diverged,
     2 for bad input.
     """
     from coatnet_nas._io import check_output_file
-    from coatnet_nas.data import prepare_data
+    from coatnet_nas.presets import resolve_spec
     from coatnet_nas.scaling import scale_spec
-    from coatnet_nas.spec import load_spec, validation_reason
-    from coatnet_nas.train import (
-        Runtime,
-        build_for_data,
-        resolve_device,
-        save_checkpoint,
-        train_model,
-    )
+    from coatnet_nas.spec import validation_reason
+    from coatnet_nas.train import Runtime, resolve_device
+    from coatnet_nas.train.distributed import distributed_session, env_world_size
 
     given = {
         "epochs": epochs, "steps": steps, "seconds": seconds, "batch_size": batch_size, "lr": lr,
         "weight_decay": weight_decay, "warmup": warmup, "label_smoothing": label_smoothing,
         "grad_clip": grad_clip, "drop_path_rate": drop_path, "eval_every": eval_every,
-        "augment": augment, "precise_bn": precise_bn,
+        "augment": augment, "precise_bn": precise_bn, "ema": ema,
     }  # fmt: skip
     changes = {k: v for k, v in given.items() if v is not None}
     if grad_clip == 0:
@@ -134,12 +157,14 @@ def train(
     recipe = _DEFAULT.evolve(**changes)
     runtime = Runtime(
         device=device, amp=amp, channels_last=channels_last, compile=compile_model,
-        threads=threads,
+        threads=threads, sync_batchnorm=sync_batchnorm,
     )  # fmt: skip
     resolve_device(runtime.device)  # options first: a bad device fails before any loading
+    save = save if save is not None else resume  # a resumed run goes on saving where it was
     if save is not None:  # a bad target must fail now, not after the training it would lose
         check_output_file(save, param="save")
-    spec = scale_spec(load_spec(spec_path), width_mult, depth_mult)
+    _check_sources(resume, init, nproc, save_every)
+    spec = scale_spec(resolve_spec(spec_path), width_mult, depth_mult)
     size = parse_image_size(image_size) or spec.image_size
     try:  # check the size before spending time on the data
         spec.with_image_size(size)
@@ -147,19 +172,58 @@ def train(
         raise CoatnetError(f"--image-size {size[0]}x{size[1]}: {validation_reason(exc)}") from None
     if holdout not in ("split", "test"):
         raise CoatnetError(f"--holdout: expected 'split' or 'test', got {holdout!r}.")
+    if nproc > 1 and env_world_size() == 1:  # this process launches the ranks
+        if recipe.batch_size % nproc:
+            raise CoatnetError(
+                f"batch_size {recipe.batch_size} (the global batch) cannot be split evenly over "
+                f"{nproc} processes; use a multiple of {nproc}.",
+                param="batch_size",
+            )
+        return _launch(ctx, nproc, runtime)
+    with distributed_session(runtime.device) as (world, placed):
+        try:
+            _train_here(
+                spec, size, world, replace(runtime, device=placed), recipe, dataset=dataset,
+                subset=subset, val_fraction=val_fraction, seed=seed, data_dir=data_dir,
+                holdout=holdout, crop_padding=crop_padding, save=save, save_every=save_every,
+                resume=resume, init=init, json_out=json_out or not world.main,
+                width_mult=width_mult, depth_mult=depth_mult,
+            )  # fmt: skip
+        except CoatnetError as exc:
+            if world.main:
+                raise
+            raise typer.Exit(exc.exit_code) from None  # rank 0 says it once
+
+
+def _train_here(spec, size, world, runtime, recipe, *, dataset, subset, val_fraction, seed,
+                data_dir, holdout, crop_padding, save, save_every, resume, init, json_out,
+                width_mult, depth_mult) -> None:  # fmt: skip
+    """Prepare the data and model on this rank, train, save, and (rank 0) report."""
+    from coatnet_nas.data import prepare_data
+    from coatnet_nas.train import build_for_data, train_model
+    from coatnet_nas.train.state import Checkpoints
+    from coatnet_nas.train.weights import load_weights
+
     data = prepare_data(
-        dataset, size, subset=subset, val_fraction=val_fraction, seed=seed, device=device,
-        data_dir=data_dir, in_chans=spec.in_chans, holdout=holdout,  # type: ignore[arg-type]
-        crop_padding=crop_padding,
+        dataset, size, subset=subset, val_fraction=val_fraction, seed=seed,
+        device=runtime.device, data_dir=data_dir, in_chans=spec.in_chans,
+        holdout=holdout, crop_padding=crop_padding,  # type: ignore[arg-type]
     )  # fmt: skip
     model = build_for_data(spec, data, drop_path_rate=recipe.drop_path_rate, seed=seed)
+    if init is not None:
+        load_weights(model, init)
     adapted = model.spec
-    if not json_out:
-        _header(adapted, data, recipe, model)
-    run = partial(train_model, model, data, recipe, runtime=runtime, seed=seed)
-    result = run() if json_out else _with_progress(run)
-    if save is not None:
-        save = _save_or_fallback(save, model, adapted, result, save_checkpoint)
+    quiet = json_out or not world.main
+    if not quiet:
+        _header(adapted, data, recipe, model, world.size)
+    plan = Checkpoints(save, every=save_every * 60) if save is not None else None
+    run = partial(train_model, model, data, recipe, runtime=runtime, seed=seed,
+                  checkpoints=plan, resume=resume)  # fmt: skip
+    result = run() if quiet else _with_progress(run)
+    if plan is not None:
+        save = _rescue_if_failed(plan, model, adapted, result) if world.main else save
+    if not world.main:
+        raise typer.Exit(EXIT_DIVERGED if result.status == "diverged" else 0)
     if json_out:
         h, w = adapted.image_size
         print_json({
@@ -171,6 +235,8 @@ def train(
             "recipe": recipe.model_dump(mode="json"),
             "runtime": {**asdict(runtime), "amp": runtime.amp.value, "seed": seed},
             "checkpoint": str(save) if save is not None else None,
+            "resumed_from": str(resume) if resume is not None else None,
+            "init": str(init) if init is not None else None,
         })  # fmt: skip
     else:
         _summary(result, save)
@@ -178,7 +244,75 @@ def train(
         raise typer.Exit(EXIT_DIVERGED)
 
 
-def _header(spec, data, recipe, model) -> None:
+def _check_sources(resume: Path | None, init: Path | None, nproc: int, save_every: float) -> None:
+    """Options that need no data: fail before any process starts or data loads."""
+    if resume is not None and init is not None:
+        raise CoatnetError(
+            "resume continues a run with its own weights; init starts a new one from "
+            "weights. Give one of them.",
+            param="init",
+        )
+    for path, param in ((resume, "resume"), (init, "init")):
+        if path is not None and not path.is_file():
+            raise CoatnetError(f"{param} {path}: no such checkpoint file.", param=param)
+    if nproc < 1:
+        raise CoatnetError(f"nproc must be >= 1, got {nproc}.", param="nproc")
+    if save_every < 0:
+        raise CoatnetError(f"save_every must be >= 0 minutes, got {save_every:g}.",
+                           param="save_every")  # fmt: skip
+
+
+def _launch(ctx: typer.Context, nproc: int, runtime) -> None:
+    """Run this same command in ``nproc`` ranks (torch's elastic agent) and exit as rank 0."""
+    import os
+
+    from coatnet_nas.train.distributed import WorkersFailed, launch_local
+
+    params = dict(ctx.params)
+    if params["threads"] is None and not runtime.device.startswith("cuda"):
+        params["threads"] = max(1, (os.cpu_count() or 1) // nproc)  # ranks share the CPU
+    argv = _argv(ctx.command, params)
+    try:
+        launch_local(nproc, _rank_main, [argv])
+    except WorkersFailed as exc:
+        codes = set(exc.exit_codes.values())
+        if len(codes) == 1 and codes <= {EXIT_DIVERGED, 2}:
+            raise typer.Exit(codes.pop()) from None  # rank 0 has said why
+        raise
+
+
+def _argv(command, params: dict) -> list[str]:
+    """The command line that means ``params`` (for the ranks), ``--nproc`` left out."""
+    argv: list[str] = []
+    for param in command.params:
+        value = params.get(param.name)
+        if param.name == "nproc" or value is None:
+            continue
+        if param.param_type_name == "argument":
+            argv.append(str(value))
+        elif getattr(param, "is_flag", False) and param.secondary_opts:
+            argv.append(param.opts[0] if value else param.secondary_opts[0])
+        elif getattr(param, "is_flag", False):
+            if value:
+                argv.append(param.opts[0])
+        else:
+            argv += [param.opts[0], str(value)]
+    return argv
+
+
+def _rank_main(argv: list[str]) -> int:
+    """One rank of ``--nproc``: the train command under the agent's environment."""
+    import sys
+
+    from coatnet_nas.cli import run
+
+    code = run(["train", *argv])
+    if code:
+        sys.exit(code)  # the agent sees a failed rank and stops the others
+    return code
+
+
+def _header(spec, data, recipe, model, world_size: int = 1) -> None:
     h, w = spec.image_size
     params = sum(p.numel() for p in model.parameters())
     from coatnet_nas.cost import estimate_cost
@@ -192,19 +326,21 @@ def _header(spec, data, recipe, model) -> None:
         f"training {spec.name} {spec.layout} depths={list(spec.depths)} widths={list(spec.widths)} "
         f"({human(params)} params, {human(flops)} FLOPs @ {h}x{w})\n"
         f"on {data.name}: {len(data.train)} train / {len(data.val)} val images, "
-        f"{data.num_classes} classes, device {data.device}; budget {budget}",
+        f"{data.num_classes} classes, device {data.device}"
+        f"{f' x {world_size} processes' if world_size > 1 else ''}; budget {budget}",
         markup=False,
     )
 
 
-def _save_or_fallback(path: Path, model, spec, result, save_checkpoint) -> Path:
-    """Write the checkpoint; if the target fails mid-run, keep the trained model beside it."""
-    try:
-        return save_checkpoint(path, model, spec=spec, result=result)
-    except CoatnetError as exc:
-        fallback = Path.cwd() / f"coatnet-rescued-{path.name or 'model.pt'}"
-        save_checkpoint(fallback, model, spec=spec, result=result)
-        raise CoatnetError(f"{exc} The trained model was saved to {fallback} instead.") from None
+def _rescue_if_failed(plan, model, spec, result) -> Path:
+    """The checkpoint written; if the target failed, keep the trained model beside it."""
+    from coatnet_nas.train import save_checkpoint
+
+    if plan.error is None and plan.written is not None:
+        return plan.written
+    fallback = Path.cwd() / f"coatnet-rescued-{plan.path.name or 'model.pt'}"
+    save_checkpoint(fallback, model, spec=spec, result=result)
+    raise CoatnetError(f"{plan.error} The trained model was saved to {fallback} instead.")
 
 
 def _with_progress(run):

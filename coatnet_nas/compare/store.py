@@ -54,11 +54,10 @@ class RunStore:
         if stored != wanted:
             changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
             raise CoatnetError(
-                # The folder goes last: the CLI spells the first "fresh" as its flag.
                 f"a comparison made with other settings ({', '.join(changed)}) is stored here; "
                 "resume it with the same settings, write to another folder, or start over "
                 f"(fresh) to discard its runs: {self.out_dir}",
-                param="fresh",
+                param="out_dir",
             )
         return self.load()
 
@@ -103,6 +102,6 @@ class RunStore:
             raise CoatnetError(
                 f"the stored settings are unreadable; start over (fresh) to discard them: "
                 f"{self.config_path} ({exc})",
-                param="fresh",
+                param="out_dir",
             ) from None
         return data if isinstance(data, dict) else None

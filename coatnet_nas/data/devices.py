@@ -37,3 +37,19 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
             )
         return device
     raise CoatnetError(f"device {name!r}: expected auto, cpu, cuda or cuda:N.", param="device")
+
+
+def worker_device(device: str, worker_index: int, visible: int) -> str:
+    """The device worker ``worker_index`` of several should use: one trial (or rank) per GPU.
+
+    ``cuda`` spreads workers round-robin over the ``visible`` GPUs (worker i on
+    ``cuda:{i % visible}``); ``auto`` does the same when a GPU is visible and is ``cpu``
+    otherwise; an explicit ``cpu`` or ``cuda:N`` is the user's choice and is kept. Pure (no CUDA
+    query), so callers pass ``torch.cuda.device_count()`` and tests need no GPU.
+    """
+    text = str(device).strip().lower()
+    if text == "auto":
+        text = "cuda" if visible > 0 else "cpu"
+    if text == "cuda" and visible > 0:
+        return f"cuda:{worker_index % visible}"
+    return text

@@ -1,18 +1,43 @@
-"""Image folders: one sub-folder per class (or train/ + val/ or test/ splits), read with Pillow."""
+"""Image folders: one sub-folder per class (or train/ + val/ or test/ splits), as a file list.
+
+A folder is never decoded here: :func:`scan_folder` lists its files (sorted, so the list and its
+digests are reproducible) and :mod:`coatnet_nas.data.cache` decodes them once into a prepared,
+memory-mapped cache that every later run reads.
+"""
 
 from __future__ import annotations
 
-import functools
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from coatnet_nas.data.raw import RawData, readonly
 from coatnet_nas.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "load_folder"]
+__all__ = ["IMAGE_SUFFIXES", "FolderPlan", "scan_folder"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm")
+
+
+@dataclass(frozen=True)
+class FolderPlan:
+    """Every image of a folder: relative paths, labels, and how many rows are training rows.
+
+    Training files come first (``n_train`` of them), then the held-out split's, each sorted by
+    class then path. ``files_digest`` names the list (paths and labels); ``mtimes_digest`` also
+    covers each file's size and modification time, so an edited image invalidates a cache.
+    """
+
+    root: Path
+    classes: tuple[str, ...]
+    files: tuple[str, ...]
+    labels: tuple[int, ...]
+    n_train: int
+    files_digest: str
+    mtimes_digest: str
+
+    @property
+    def n_test(self) -> int:
+        return len(self.files) - self.n_train
 
 
 def _class_dirs(root: Path) -> list[Path]:
@@ -25,55 +50,57 @@ def _images_in(folder: Path) -> list[Path]:
     )
 
 
-def _read_tree(
-    root: Path, classes: list[str], size: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    h, w = size
-    arrays, labels = [], []
-    for label, cls in enumerate(classes):
-        folder = root / cls
-        if not folder.is_dir():
-            continue
-        for path in _images_in(folder):
-            try:
-                with Image.open(path) as img:
-                    # Crop to the target aspect, then resize (no distortion), once at load time.
-                    fitted = ImageOps.fit(img.convert("RGB"), (w, h), Image.Resampling.BILINEAR)
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
-                raise DataError(f"{path}: cannot read image ({exc}).") from None
-            arrays.append(np.asarray(fitted, dtype=np.uint8).transpose(2, 0, 1))
-            labels.append(label)
-    if not arrays:
-        return np.zeros((0, 3, h, w), np.uint8), np.zeros((0,), np.int64)
-    return np.stack(arrays), np.asarray(labels, dtype=np.int64)
-
-
-@functools.lru_cache(maxsize=2)
-def load_folder(root_text: str, size: tuple[int, int], stamp: float) -> RawData:
-    root = Path(root_text)
+def scan_folder(root: Path) -> FolderPlan:
+    """List ``root``'s images (no decoding); raises :class:`DataError` for unusable layouts."""
     if not root.is_dir():
         raise DataError(f"dataset 'folder:{root}': no such directory.")
     split_dirs = {p.name.lower(): p for p in _class_dirs(root)}
     held_out = split_dirs.get("val") or split_dirs.get("test")
     if "train" in split_dirs and held_out is not None:
-        train_root = split_dirs["train"]
+        trees = [split_dirs["train"], held_out]
     else:
-        train_root, held_out = root, None
-    classes = [p.name for p in _class_dirs(train_root)]
+        trees = [root]
+    classes = [p.name for p in _class_dirs(trees[0])]
     if len(classes) < 2:
         raise DataError(
-            f"dataset 'folder:{root}': found {len(classes)} class folder(s) in {train_root}; "
+            f"dataset 'folder:{root}': found {len(classes)} class folder(s) in {trees[0]}; "
             "expected one sub-folder per class (at least 2), each holding images."
         )
-    train = _read_tree(train_root, classes, size)
-    empty = [c for i, c in enumerate(classes) if not (train[1] == i).any()]
-    if empty:
-        raise DataError(
-            f"dataset 'folder:{root}': class folder(s) {', '.join(empty)} hold no images "
-            f"({', '.join(IMAGE_SUFFIXES)})."
-        )
-    test = _read_tree(held_out, classes, size) if held_out is not None else (None, None)
-    readonly(*train, *test)
-    return RawData(f"folder:{root}", *train, *test, tuple(classes), str(root))  # type: ignore[arg-type]
+    files: list[str] = []
+    labels: list[int] = []
+    names = hashlib.sha256()
+    stamps = hashlib.sha256()
+    n_train = 0
+    for tree_index, tree in enumerate(trees):
+        for label, cls in enumerate(classes):
+            if not (tree / cls).is_dir():
+                continue
+            for path in _images_in(tree / cls):
+                rel = path.relative_to(root).as_posix()
+                st = path.stat()
+                files.append(rel)
+                labels.append(label)
+                names.update(f"{tree_index}\t{label}\t{rel}\n".encode())
+                stamps.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        if tree_index == 0:
+            n_train = len(files)
+    return FolderPlan(
+        root, tuple(classes), tuple(files), tuple(labels), n_train,
+        names.hexdigest(), stamps.hexdigest(),
+    )  # fmt: skip
+
+
+def empty_classes_message(plan: FolderPlan, counts: list[int], skipped: list[dict]) -> str | None:
+    """The error for classes left without a training image (None when every class has one)."""
+    empty = [c for c, n in zip(plan.classes, counts, strict=True) if n == 0]
+    if not empty:
+        return None
+    message = (
+        f"dataset 'folder:{plan.root}': class folder(s) {', '.join(empty)} hold no images "
+        f"({', '.join(IMAGE_SUFFIXES)})"
+    )
+    if skipped:
+        shown = "; ".join(f"{s['file']}: {s['reason']}" for s in skipped[:3])
+        more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        message += f"; {len(skipped)} file(s) skipped as unreadable: {shown}{more}"
+    return message + "."

@@ -9,7 +9,7 @@ channel adaptation, splitting and moving to a device happen once, later, in
 * ``cifar10`` / ``cifar100`` — the official python-pickle archives, extracted or as the
   ``.tar.gz`` itself (read in place, no extraction needed);
 * ``folder:<path>`` — one sub-folder per class (or ``train/`` + ``val/``/``test/`` splits, each
-  with a sub-folder per class), read with Pillow.
+  with a sub-folder per class), decoded once into a memory-mapped prepared cache.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
 from coatnet_nas.data import locate, synthetic
+from coatnet_nas.data.cache import load_folder
 from coatnet_nas.data.cifar import CIFAR, load_cifar, load_pickle
-from coatnet_nas.data.folder import IMAGE_SUFFIXES, load_folder
+from coatnet_nas.data.folder import IMAGE_SUFFIXES
 from coatnet_nas.data.idx import FMNIST_CLASSES, fmnist_complete, load_fashion_mnist, read_idx
 from coatnet_nas.data.idx import WANTED as FMNIST_WANTED
 from coatnet_nas.data.raw import RawData, readonly, stamp
@@ -45,6 +47,10 @@ __all__ = [
 ]
 
 Loader = Callable[[str | None, Path | None, tuple[int, int]], RawData]
+Progress = Callable[[int, int], None]
+# The progress callback of the load_raw call in flight: a loader that decodes (image folders)
+# reports through it without every registered loader's signature having to take it.
+PREPARE_PROGRESS: ContextVar[Progress | None] = ContextVar("prepare_progress", default=None)
 
 
 @dataclass(frozen=True)
@@ -106,12 +112,17 @@ def parse_name(name: str) -> tuple[str, str | None]:
 
 
 def load_raw(
-    name: str, data_dir: str | Path | None = None, image_size: tuple[int, int] = (32, 32)
+    name: str,
+    data_dir: str | Path | None = None,
+    image_size: tuple[int, int] = (32, 32),
+    *,
+    progress: Progress | None = None,
 ) -> RawData:
     """Read (or generate) dataset ``name``; ``image_size`` only matters for image folders.
 
     Results are cached per process (read-only arrays), because a search prepares the same data
-    many times.
+    many times; image folders are memory-mapped from their prepared cache (decoded on first use,
+    reporting ``progress(done, total)`` images while it does).
     """
     kind, arg = parse_name(name)
     source = _SOURCES[kind]
@@ -121,7 +132,11 @@ def load_raw(
         if root is None:
             message = locate.missing_message(kind, source.wanted, searched, hint=source.hint)
             raise DataError(message, param="data_dir")
-    return source.load(arg, root, tuple(image_size))
+    token = PREPARE_PROGRESS.set(progress)
+    try:
+        return source.load(arg, root, tuple(image_size))
+    finally:
+        PREPARE_PROGRESS.reset(token)
 
 
 def find_dataset(name: str, data_dir: str | Path | None = None) -> tuple[Path | None, list[Path]]:
@@ -152,7 +167,7 @@ def _synthetic(n: int) -> RawData:
 
 def _folder(arg: str | None, _root: Path | None, size: tuple[int, int]) -> RawData:
     root = Path(arg or "").expanduser().resolve()
-    return load_folder(str(root), size, stamp(root))
+    return load_folder(root, size, progress=PREPARE_PROGRESS.get())
 
 
 def _on_disk(read: Callable[[str, float], RawData]) -> Loader:

@@ -19,19 +19,27 @@ import torch
 import torch.nn.functional as F
 
 from coatnet_nas.data.devices import resolve_device
-from coatnet_nas.data.sources import RawData, load_raw
+from coatnet_nas.data.mapped import MappedImages, adapt_images, memory_cap_bytes
+from coatnet_nas.data.sources import Progress, RawData, load_raw
 from coatnet_nas.errors import DataError
+
+__all__ = ["ProxyData", "Split", "adapt_images", "prepare_data", "split_indices"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 _CHUNK = 8192
-_LUMA = (0.299, 0.587, 0.114)
+_STATS_SAMPLE = 8192  # images read for the normalization statistics of a memory-mapped split
 
 
 @dataclass(frozen=True, eq=False)  # tensors have no single truth value: compare by identity
 class Split:
-    """uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)`` on one device."""
+    """uint8 images ``(N, C, H, W)`` and int64 labels ``(N,)`` on one device.
 
-    images: torch.Tensor
+    ``images`` is a device tensor, or :class:`~coatnet_nas.data.mapped.MappedImages` (rows of a
+    memory map, read per batch) when the data set is larger than the memory cap; both index the
+    same way (``images[idx]`` is a uint8 tensor on the device).
+    """
+
+    images: torch.Tensor | MappedImages
     labels: torch.Tensor
 
     def __len__(self) -> int:
@@ -69,7 +77,12 @@ class ProxyData:
 
     @property
     def device(self) -> torch.device:
-        return self.train.images.device
+        return self.train.labels.device
+
+    @property
+    def storage(self) -> Literal["memory", "memmap"]:
+        """``memmap`` when batches are gathered from the prepared cache on disk, per batch."""
+        return "memmap" if isinstance(self.train.images, MappedImages) else "memory"
 
     def to(self, device: str | torch.device) -> ProxyData:
         """The same data on another device (a no-op when already there)."""
@@ -143,7 +156,7 @@ class ProxyData:
         return {
             "name": self.name, "num_classes": self.num_classes, "in_chans": self.in_chans,
             "image_size": [h, w], "train": len(self.train), "val": len(self.val),
-            "device": str(self.device), "source": self.source,
+            "device": str(self.device), "source": self.source, "storage": self.storage,
         }  # fmt: skip
 
 
@@ -157,46 +170,23 @@ def _size(image_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return size  # type: ignore[return-value]
 
 
-def adapt_images(
-    images: np.ndarray, in_chans: int, size: tuple[int, int], device: torch.device
-) -> torch.Tensor:
-    """uint8 ``(N, C, H, W)`` -> uint8 on ``device`` at ``size`` with ``in_chans`` channels.
+def _stats(images: torch.Tensor | MappedImages) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (pixel units) over a uint8 split, accumulated in float64.
 
-    Grey images are repeated to 3 channels, colour images reduced to luma for 1 channel; resizing
-    is antialiased bilinear. Runs in chunks on the target device (fast on a GPU).
+    A memory-mapped split is estimated from a seeded sample of ``_STATS_SAMPLE`` images: a full
+    pass would read the whole cache from disk before the first step, for a third-decimal change.
     """
-    n, c = images.shape[:2]
-    if c != in_chans and c != 1 and not (c == 3 and in_chans == 1):
-        raise DataError(f"cannot adapt {c}-channel images to in_chans={in_chans} (only 1 <-> 3).")
-    out = torch.empty((n, in_chans, *size), dtype=torch.uint8, device=device)
-    for start in range(0, n, _CHUNK):
-        x = torch.from_numpy(np.ascontiguousarray(images[start : start + _CHUNK])).to(device)
-        if tuple(x.shape[2:]) != size or (c == 3 and in_chans == 1):
-            xf = x.float()
-            if c == 3 and in_chans == 1:
-                weights = torch.tensor(_LUMA, device=device).view(1, 3, 1, 1)
-                xf = (xf * weights).sum(1, keepdim=True)
-            if tuple(xf.shape[2:]) != size:
-                xf = F.interpolate(
-                    xf, size=size, mode="bilinear", antialias=True, align_corners=False
-                )
-            x = xf.round_().clamp_(0, 255).to(torch.uint8)
-        out[start : start + len(x)] = (
-            x.expand(-1, in_chans, -1, -1) if x.shape[1] != in_chans else x
-        )
-    return out
-
-
-def _stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std (pixel units) over a uint8 split, accumulated in float64."""
+    if isinstance(images, MappedImages) and len(images) > _STATS_SAMPLE:
+        pick = np.sort(np.random.default_rng(0).choice(len(images), _STATS_SAMPLE, replace=False))
+        images = images[pick]
     c = images.shape[1]
     total = torch.zeros(c, dtype=torch.float64, device=images.device)
     squares = torch.zeros_like(total)
-    for start in range(0, len(images), _CHUNK):
-        x = images[start : start + _CHUNK].to(torch.float64)
-        total += x.sum(dim=(0, 2, 3))
-        squares += x.square().sum(dim=(0, 2, 3))
-    count = max(1, images.numel() // c)
+    for start in range(0, len(images), 1024):  # float32 chunks (exact for 8-bit squares)
+        x = images[start : start + 1024].to(torch.float32)
+        total += x.sum(dim=(0, 2, 3), dtype=torch.float64)
+        squares += x.square_().sum(dim=(0, 2, 3), dtype=torch.float64)
+    count = max(1, len(images) * images.shape[2] * images.shape[3])
     mean = total / count
     std = (squares / count - mean.square()).clamp_min(0).sqrt().clamp_min(1.0)
     return mean.float(), std.float()
@@ -226,6 +216,8 @@ def prepare_data(
     holdout: Literal["split", "test"] = "split",
     crop_padding: int | None = 0,
     flip: bool = True,
+    memory_cap: int | str | None = None,
+    progress: Progress | None = None,
 ) -> ProxyData:
     """Load dataset ``name`` (see ``DATASETS``) as a :class:`ProxyData` on ``device``.
 
@@ -238,6 +230,12 @@ def prepare_data(
     3 epochs: 85.9% val with 4-pixel crops + flips, 87.9% with 2-pixel crops, 89.5% with flips
     only, 90.2% with neither. Pass e.g. ``crop_padding=image_size // 8`` for longer runs or
     small-data regimes, where the regularization pays off.
+
+    Image folders are read from their prepared cache (decoded on first use; ``progress(done,
+    total)`` reports that). When the selected images would take more than ``memory_cap`` bytes
+    (default ``$COATNET_DATA_MEMORY_CAP`` or 4 GiB) and the source is memory-mapped, they stay
+    on disk and each batch is read from the map (``storage == "memmap"``); below the cap they are
+    loaded onto the device once, which is fastest.
     """
     if not 0.0 < subset <= 1.0:
         raise DataError(f"subset must be a fraction in (0, 1], got {subset}.")
@@ -251,19 +249,27 @@ def prepare_data(
         raise DataError(f"in_chans must be 1 or 3 for image datasets, got {in_chans}.")
     size = _size(image_size)
     dev = resolve_device(device)
-    raw = load_raw(name, data_dir, size)
+    cap = memory_cap_bytes(memory_cap)
+    raw = load_raw(name, data_dir, size, progress=progress)
     train_idx, val_idx = split_indices(
         len(raw.train_labels), subset, val_fraction, seed, holdout == "test"
     )
     if holdout == "test":
-        val_x, val_y = _test_split(raw, subset, seed)
+        val_src, val_rows = _test_rows(raw, subset, seed)
     else:
-        val_x, val_y = raw.train_images[val_idx], raw.train_labels[val_idx]
-    train = Split(
-        adapt_images(raw.train_images[train_idx], in_chans, size, dev),
-        torch.from_numpy(raw.train_labels[train_idx].copy()).to(dev),
-    )
-    val = Split(adapt_images(val_x, in_chans, size, dev), torch.from_numpy(val_y.copy()).to(dev))
+        val_src, val_rows = raw.train_images, val_idx
+    n_bytes = (len(train_idx) + len(val_rows)) * in_chans * size[0] * size[1]
+    mapped = isinstance(raw.train_images, np.memmap) and n_bytes > cap
+
+    def split(images: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> Split:
+        y = torch.from_numpy(labels[rows].copy()).to(dev)
+        if mapped:
+            return Split(MappedImages(images, rows, in_chans, size, dev), y)
+        return Split(adapt_images(images[rows], in_chans, size, dev), y)
+
+    train = split(raw.train_images, raw.train_labels, train_idx)
+    val_labels = raw.test_labels if holdout == "test" else raw.train_labels
+    val = split(val_src, val_labels, val_rows)  # type: ignore[arg-type]
     mean, std = _stats(train.images)
     pad = 0 if crop_padding is None else int(crop_padding)
     return ProxyData(
@@ -273,7 +279,8 @@ def prepare_data(
     )  # fmt: skip
 
 
-def _test_split(raw: RawData, subset: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _test_rows(raw: RawData, subset: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The test images and the seeded subset of their rows to validate on."""
     if raw.test_images is None or raw.test_labels is None or not len(raw.test_labels):
         raise DataError(
             f"dataset {raw.name!r} at {raw.source} has no test split; use holdout='split' "
@@ -282,4 +289,4 @@ def _test_split(raw: RawData, subset: float, seed: int) -> tuple[np.ndarray, np.
     n = len(raw.test_labels)
     order = np.random.default_rng(seed + 1).permutation(n)[: max(1, round(n * subset))]
     order.sort()
-    return raw.test_images[order], raw.test_labels[order]
+    return raw.test_images, order

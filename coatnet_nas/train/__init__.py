@@ -3,7 +3,10 @@
 ``recipe`` (:class:`TrainRecipe`: what to train; :class:`Runtime`: where), ``schedule``
 (learning rate, optimizer, precision), ``loop`` (the budgeted loop), ``evaluate`` (accuracy and
 precise BN), ``adapt`` (a spec fitted to its data), ``fit`` (the entry points), ``checkpoint``
-and ``result`` (what a run reports, :class:`RunStatus`). Names load on first use.
+and ``state`` (checkpoints that resume a run exactly), ``distributed`` (data-parallel
+training under torchrun), ``ema``, ``weights`` (:func:`load_weights`: initialize from a
+checkpoint at another resolution) and ``result`` (what a run reports, :class:`RunStatus`).
+Names load on first use.
 """
 
 from coatnet_nas._lazy import lazy_exports
@@ -15,6 +18,12 @@ _EXPORTS = {
     "Checkpoint": "coatnet_nas.train.checkpoint",
     "load_checkpoint": "coatnet_nas.train.checkpoint",
     "save_checkpoint": "coatnet_nas.train.checkpoint",
+    "World": "coatnet_nas.train.distributed",
+    "distributed_session": "coatnet_nas.train.distributed",
+    "launch_local": "coatnet_nas.train.distributed",
+    "ModelEma": "coatnet_nas.train.ema",
+    "Checkpoints": "coatnet_nas.train.state",
+    "load_weights": "coatnet_nas.train.weights",
     "evaluate": "coatnet_nas.train.evaluate",
     "recalibrate_batchnorm": "coatnet_nas.train.evaluate",
     "train_model": "coatnet_nas.train.fit",

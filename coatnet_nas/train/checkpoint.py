@@ -14,9 +14,10 @@ from coatnet_nas.errors import CoatnetError
 from coatnet_nas.spec import ModelSpec, spec_from_dict
 from coatnet_nas.train.result import TrainResult
 
-__all__ = ["FORMAT", "Checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = ["FORMAT", "Checkpoint", "load_checkpoint", "read_payload", "save_checkpoint"]
 
-FORMAT = "coatnet-nas/checkpoint-1"
+# 2: adds the run's state under "train" (resume); files of format 1 still load.
+FORMAT = "coatnet-nas/checkpoint-2"
 
 
 def save_checkpoint(
@@ -46,6 +47,8 @@ def save_checkpoint(
 
 @dataclass
 class Checkpoint:
+    """Weights, spec, result and optimizer state of a saved run (see :func:`load_checkpoint`)."""
+
     state_dict: dict[str, torch.Tensor]
     spec: ModelSpec | None
     result: dict[str, Any] | None
@@ -64,17 +67,26 @@ class Checkpoint:
         return model
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Read a checkpoint with ``weights_only=True`` (no arbitrary code runs)."""
+def read_payload(path: str | Path, *, param: str | None = None) -> dict[str, Any]:
+    """The checkpoint's raw dict, read with ``weights_only=True`` (no arbitrary code runs)."""
     path = Path(path)
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise CoatnetError(f"{path}: no such checkpoint.") from None
+        raise CoatnetError(f"{path}: no such checkpoint.", param=param) from None
+    except IsADirectoryError:
+        raise CoatnetError(f"{path}: is a directory, not a checkpoint.", param=param) from None
     except Exception as exc:  # corrupt file or disallowed content: a user-facing problem
         reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        raise CoatnetError(f"{path}: not a loadable checkpoint ({reason}).") from None
+        raise CoatnetError(f"{path}: not a loadable checkpoint ({reason}).", param=param) from None
     if not isinstance(payload, dict) or "state_dict" not in payload:
-        raise CoatnetError(f"{path}: not a coatnet-nas checkpoint.")
+        raise CoatnetError(f"{path}: not a coatnet-nas checkpoint.", param=param)
+    return payload
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a checkpoint with ``weights_only=True`` (no arbitrary code runs)."""
+    payload = read_payload(path)
+    state = {k: v.to(map_location) for k, v in payload["state_dict"].items()}
     spec = spec_from_dict(payload["spec"], source=str(path)) if payload.get("spec") else None
-    return Checkpoint(payload["state_dict"], spec, payload.get("result"), payload.get("optimizer"))
+    return Checkpoint(state, spec, payload.get("result"), payload.get("optimizer"))

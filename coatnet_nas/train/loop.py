@@ -5,13 +5,17 @@ device, loss/accuracy accumulate on the device), every budget (epochs, steps, se
 between steps, and a diverging candidate ends with ``RunStatus.DIVERGED`` instead of an
 exception: one bad architecture must never take a study down. Exceptions raised by the caller's
 callback (``optuna.TrialPruned``) do propagate.
+
+Under ``torch.distributed`` (see :mod:`distributed`) the same loop runs on every rank: the
+recipe's ``batch_size`` is the *global* batch, split evenly over the ranks, gradients are
+averaged by ``DistributedDataParallel``, every decision that ends the run is agreed by all ranks
+and only rank 0 reports progress and writes checkpoints. With one process none of that runs.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,98 +23,22 @@ from torch import nn
 
 from coatnet_nas.data.devices import resolve_device
 from coatnet_nas.data.tensors import ProxyData
+from coatnet_nas.errors import CoatnetError
 from coatnet_nas.spec import ModelSpec
-from coatnet_nas.train.evaluate import evaluate, recalibrate_batchnorm
+from coatnet_nas.train.distributed import World
+from coatnet_nas.train.ema import ModelEma
+from coatnet_nas.train.measure import evaluate_run
+from coatnet_nas.train.meters import _Budget, _MetricWindow, _StepClock
 from coatnet_nas.train.recipe import Runtime, TrainRecipe
 from coatnet_nas.train.result import EvalReport, ProgressInfo, RunStatus, TrainResult
+from coatnet_nas.train.sampler import EpochSampler
 from coatnet_nas.train.schedule import amp_dtype, autocast, lr_at, make_optimizer
+from coatnet_nas.train.state import Checkpoints, restore_run
 
-__all__ = ["Callback", "Progress", "run_training"]
+__all__ = ["Callback", "Progress", "_Budget", "_MetricWindow", "_StepClock", "run_training"]
 
 Callback = Callable[[EvalReport], bool | None]
 Progress = Callable[[ProgressInfo], None]
-
-
-class _Budget:
-    """Planned steps and the wall-time budget: where the schedule is and whether to go on."""
-
-    def __init__(self, recipe: TrainRecipe, steps_per_epoch: int, start: float):
-        self.seconds, self.start = recipe.seconds, start
-        planned = []
-        if recipe.epochs is not None:
-            planned.append(max(1, math.ceil(recipe.epochs * steps_per_epoch)))
-        if recipe.steps is not None:
-            planned.append(recipe.steps)
-        self.total_steps = min(planned) if planned else None
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.start
-
-    def done(self, step: int) -> bool:
-        return self.total_steps is not None and step >= self.total_steps
-
-    def schedule_position(self, step: int) -> float:
-        """By steps when a step budget exists (reproducible), else by time."""
-        if self.total_steps:
-            return (step + 1) / self.total_steps
-        return self.elapsed() / self.seconds  # type: ignore[operator]
-
-    def fraction(self, step: int) -> float:
-        parts = [step / self.total_steps] if self.total_steps else []
-        if self.seconds:
-            parts.append(self.elapsed() / self.seconds)
-        return min(1.0, max(parts, default=0.0))
-
-    def would_overrun(self, next_step: float, final_eval: float) -> bool:
-        return self.seconds is not None and self.elapsed() + next_step + final_eval > self.seconds
-
-
-class _MetricWindow:
-    """Training loss/accuracy since the last evaluation, summed on the device (no syncs)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.reset()
-
-    def reset(self) -> None:
-        self.loss = torch.zeros((), device=self.device)
-        self.correct = torch.zeros((), dtype=torch.long, device=self.device)
-        self.images = 0
-        self.steps = 0
-
-    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
-        self.loss += loss
-        self.correct += (logits.argmax(dim=1) == labels).sum()
-        self.images += len(labels)
-        self.steps += 1
-
-    def means(self, fallback: EvalReport | None) -> tuple[float, float]:
-        """Mean loss and accuracy (or the last evaluation's, when nothing ran since)."""
-        if self.steps == 0:
-            return (fallback.train_loss, fallback.train_accuracy) if fallback else (math.nan, 0.0)
-        return self.loss.item() / self.steps, self.correct.item() / max(1, self.images)
-
-
-class _StepClock:
-    """Time per training step, from the end of the previous step (or evaluation), so that it
-    includes drawing and augmenting the batch: throughput and budget checks see the real cost."""
-
-    def __init__(self) -> None:
-        self.train_seconds = self.estimate = 0.0
-        self.restart()
-
-    def restart(self) -> None:
-        """Start timing afresh (after an evaluation or a callback, which are not a step's)."""
-        self._tick = time.perf_counter()
-
-    def lap(self, first: bool) -> None:
-        now = time.perf_counter()
-        duration, self._tick = now - self._tick, now
-        self.train_seconds += duration
-        self.estimate = duration if first else 0.7 * self.estimate + 0.3 * duration
-
-    def rate(self, images: int) -> float:
-        return images / max(self.train_seconds, 1e-9)
 
 
 class _Run:
@@ -118,30 +46,36 @@ class _Run:
 
     def __init__(self, model: nn.Module, data: ProxyData, recipe: TrainRecipe,
                  runtime: Runtime, seed: int, callback: Callback | None,
-                 progress: Progress | None):  # fmt: skip
+                 progress: Progress | None, checkpoints: Checkpoints | None = None,
+                 resume: dict | None = None):  # fmt: skip
         start = time.perf_counter()  # the seconds budget covers the whole call, setup included
         self.recipe, self.seed, self.callback, self.progress = recipe, seed, callback, progress
+        self.world = World.current()
         self.device = resolve_device(runtime.device)
         self.data = data.to(self.device)
-        self.model = model.to(self.device)
+        self.batch_size = _global_batch(recipe.batch_size, len(self.data.train), self.world)
+        self.model = _placed(model, runtime, self.world, self.device)
         self.channels_last = runtime.channels_last
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
         self.amp_dtype = amp_dtype(runtime.amp, self.device)
         self.scaler = torch.amp.GradScaler(
             self.device.type, enabled=self.amp_dtype == torch.float16
         )
         self.forward = torch.compile(self.model) if runtime.compile else self.model
+        self.train_forward = self.forward
+        if self.world.size > 1:  # gradients averaged over ranks; buckets overlap the backward
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_forward = nn.parallel.DistributedDataParallel(self.forward, ids)
+        self.ema = ModelEma(self.model, recipe.ema) if recipe.ema is not None else None
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(self.model, recipe, self.device)
-        self.batch_size = min(recipe.batch_size, len(self.data.train))
         self.steps_per_epoch = self.data.steps_per_epoch(self.batch_size)
         self.budget = _Budget(recipe, self.steps_per_epoch, start)
         self.window = _MetricWindow(self.device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
-        # A non-finite check syncs the device; on CPU that is free, on a GPU do it every 25 steps.
-        self.check_every = 1 if self.device.type == "cpu" else 25
+        self.sampler = EpochSampler(self.data, self.batch_size, self.world.rank, self.world.size,
+                                    seed, recipe.augment)  # fmt: skip
+        # A non-finite check syncs the device; on CPU that is free, on a GPU do it every 25 steps
+        # (and with several ranks, where the check is a collective, too).
+        self.check_every = 1 if self.device.type == "cpu" and self.world.size == 1 else 25
         self.clock = _StepClock()
         self.step = self.images_seen = 0
         self.lr = 0.0
@@ -150,6 +84,11 @@ class _Run:
         self.status: RunStatus | None = None
         self.reason: str | None = None
         self._last_progress = 0.0
+        self.checkpoints = checkpoints if self.world.main else None
+        if self.checkpoints is not None:
+            self.checkpoints.start()
+        if resume is not None:
+            restore_run(self, resume)
 
     # -- one step ---------------------------------------------------------------------------
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
@@ -159,7 +98,7 @@ class _Run:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.amp_dtype):
-            logits = self.forward(images)
+            logits = self.train_forward(images)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.recipe.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -168,56 +107,57 @@ class _Run:
             nn.utils.clip_grad_norm_(self.params, self.recipe.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.ema is not None:
+            self.ema.update()
         self.window.add(loss.detach(), logits.detach(), labels)
         self.step += 1
-        self.images_seen += len(labels)
-        if self.step % self.check_every == 0 and not torch.isfinite(self.window.loss):
-            self._end(RunStatus.DIVERGED, f"non-finite training loss ({loss.item()}) by step "
-                      f"{self.step} (lr {self.lr:.3g})")  # fmt: skip
+        self.images_seen += len(labels) * self.world.size
+        if self.step % self.check_every == 0:
+            bad = self.world.any(not bool(torch.isfinite(self.window.loss)), self.device)
+            if bad:
+                self._end(RunStatus.DIVERGED, f"non-finite training loss ({loss.item()}) by step "
+                          f"{self.step} (lr {self.lr:.3g})")  # fmt: skip
         self.clock.lap(first=self.step == 1)
 
     def _out_of_time(self) -> bool:
         """Would the next step (plus the final evaluation) overrun the seconds budget?"""
-        if self.step == 0:
+        if self.step == 0 or self.budget.seconds is None:
             return False  # at least one step always runs
         reserve = self.eval_estimate
         if reserve is None:  # no evaluation yet: forward-only costs ~1/3 of a training step
             images = len(self.data.val) + self.recipe.precise_bn * self.batch_size
             reserve = images / max(1.0, self.clock.rate(self.images_seen)) / 3
-        return self.budget.would_overrun(self.clock.estimate, reserve)
+        return self.world.any(self.budget.would_overrun(self.clock.estimate, reserve), self.device)
 
     # -- evaluation -------------------------------------------------------------------------
     def _evaluate(self, final: bool = False) -> None:
         t0 = time.perf_counter()
         last = self.history[-1] if self.history else None
-        if self.recipe.precise_bn and (last is None or self.step > last.step):
-            recalibrate_batchnorm(
-                self.model, self.data, self.recipe.precise_bn, self.batch_size,
-                amp_dtype=self.amp_dtype, channels_last=self.channels_last, seed=self.seed,
-            )  # fmt: skip
-        accuracy = evaluate(
-            self.forward, self.data, self.recipe.eval_batch_size,
-            amp_dtype=self.amp_dtype, channels_last=self.channels_last,
-        )  # fmt: skip
+        accuracy, ema_accuracy = evaluate_run(
+            self, recalibrate=last is None or self.step > last.step
+        )
         self.eval_estimate = time.perf_counter() - t0
-        train_loss, train_acc = self.window.means(last)
+        train_loss, train_acc = self.window.means(last, self.world)
         report = EvalReport(
             step=self.step, epoch=self.step / self.steps_per_epoch, images_seen=self.images_seen,
             val_accuracy=accuracy, train_loss=train_loss, seconds=self.budget.elapsed(),
-            train_accuracy=train_acc, lr=self.lr,
+            train_accuracy=train_acc, lr=self.lr, ema_val_accuracy=ema_accuracy,
         )  # fmt: skip
         self.history.append(report)
         self.window.reset()
-        if self.callback is not None and self.callback(report) and not final:
+        stop = self.callback is not None and bool(self.callback(report))
+        if self.world.any(stop, self.device) and not final:
             self._end(RunStatus.STOPPED, f"stopped by the callback at step {self.step}")
         self.clock.restart()
 
     def _report_progress(self, force: bool = False) -> None:
         now = time.perf_counter()
-        if self.progress is None or (not force and now - self._last_progress < 0.25):
+        if self.progress is None or not self.world.main:
+            return
+        if not force and now - self._last_progress < 0.25:
             return
         self._last_progress = now
-        loss, acc = self.window.means(self.history[-1] if self.history else None)
+        loss, acc = self.window.means(self.history[-1] if self.history else None)  # this rank's
         self.progress(ProgressInfo(
             step=self.step, total_steps=self.budget.total_steps,
             fraction=self.budget.fraction(self.step), epoch=self.step / self.steps_per_epoch,
@@ -230,20 +170,14 @@ class _Run:
     def _end(self, status: RunStatus, reason: str | None = None) -> None:
         self.status, self.reason = status, reason
 
-    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor] | None]:
-        """Training batches, epoch after epoch; ``None`` marks the end of each epoch."""
-        while True:
-            yield from self.data.train_batches(
-                self.batch_size, generator=self.generator, augment=self.recipe.augment
-            )
-            yield None
-
     def _advance(self, batch: tuple[torch.Tensor, torch.Tensor] | None) -> None:
         """Consume one batch (or an epoch end); sets ``status`` when the run is over."""
         every = self.recipe.eval_every
         if batch is None:
             if every is None:
                 self._evaluate()
+            if self.checkpoints is not None and self.status is None:
+                self.checkpoints.save(self)  # at least once per epoch
             return
         if self._out_of_time():
             return self._end(RunStatus.BUDGET, f"time budget of {self.budget.seconds:g}s reached")
@@ -256,20 +190,52 @@ class _Run:
             self._evaluate()
             if self.status is not None:
                 return
+        if self.checkpoints is not None and self.checkpoints.due():
+            self.checkpoints.save(self)
         self._report_progress()
 
     def run(self) -> TrainResult:
         self.model.train()
         self.clock.restart()
-        for batch in self._batches():
-            self._advance(batch)
-            if self.status is not None:
-                break
+        while self.status is None and not self.budget.done(self.step):
+            self._advance(self.sampler.next_batch())
+        if self.status is None:
+            self._end(RunStatus.OK)
         last = self.history[-1] if self.history else None
         if self.status is not RunStatus.DIVERGED and (last is None or last.step != self.step):
             self._evaluate(final=True)
         self._report_progress(force=True)
-        return _result(self)
+        result = _result(self)
+        if self.checkpoints is not None:
+            self.checkpoints.save(self, result)
+        return result
+
+
+def _global_batch(batch_size: int, train_images: int, world: World) -> int:
+    """The global batch (capped by the data), which the ranks must split evenly."""
+    size = min(batch_size, train_images)
+    if size % world.size:
+        raise CoatnetError(
+            f"batch_size {size} (the global batch) cannot be split evenly over {world.size} "
+            f"processes; use a multiple of {world.size}.",
+            param="batch_size",
+        )
+    return size
+
+
+def _placed(model: nn.Module, runtime: Runtime, world: World, device: torch.device) -> nn.Module:
+    if runtime.sync_batchnorm and world.size > 1:
+        if device.type != "cuda":
+            raise CoatnetError(
+                "sync_batchnorm needs CUDA devices (torch's SyncBatchNorm has no CPU kernel); "
+                "train without it on CPU.",
+                param="sync_batchnorm",
+            )
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model = model.to(device)
+    if runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 def _closed_form_flops(spec: object) -> int | None:
@@ -287,7 +253,7 @@ def _result(run: _Run) -> TrainResult:
     if last is not None and last.step == run.step:
         loss, acc = last.train_loss, last.train_accuracy
     else:
-        loss, acc = run.window.means(last)
+        loss, acc = run.window.means(last, run.world)
     spec = getattr(run.model, "spec", None)
     return TrainResult(
         status=run.status or RunStatus.OK,
@@ -305,12 +271,15 @@ def _result(run: _Run) -> TrainResult:
         reason=run.reason,
         images_seen=run.images_seen,
         device=str(run.device),
+        ema_val_accuracy=last.ema_val_accuracy if last else None,
+        world_size=run.world.size,
     )
 
 
 def run_training(
     model: nn.Module, data: ProxyData, recipe: TrainRecipe, runtime: Runtime, seed: int,
     callback: Callback | None = None, progress: Progress | None = None,
+    checkpoints: Checkpoints | None = None, resume: dict | None = None,
 ) -> TrainResult:  # fmt: skip
     """Run the loop (the caller has seeded torch and capped threads)."""
-    return _Run(model, data, recipe, runtime, seed, callback, progress).run()
+    return _Run(model, data, recipe, runtime, seed, callback, progress, checkpoints, resume).run()

@@ -42,7 +42,11 @@ class TrainRecipe(BaseModel):
     stochastic depth (None: keep the spec's). ``precise_bn`` is the number of training batches
     over which BatchNorm statistics are recomputed before each evaluation (0: use the running
     averages, which after a short run still mix in the early weights and can scramble a proxy's
-    ranking). ``eval_every`` evaluates every N steps (None: once per epoch).
+    ranking). ``eval_every`` evaluates every N steps (None: once per epoch). ``ema`` keeps an
+    exponential moving average of the weights with that decay (e.g. 0.9999) and evaluates it
+    beside the raw weights (None: no average). ``batch_size`` is the global batch: a run on N
+    processes gives each ``batch_size / N`` images per step, so the same recipe learns the same
+    thing on any number of devices.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -62,6 +66,7 @@ class TrainRecipe(BaseModel):
     precise_bn: int = Field(8, ge=0)
     eval_every: int | None = Field(None, ge=1)
     eval_batch_size: int = Field(512, ge=1)
+    ema: float | None = Field(None, gt=0, lt=1)
 
     @field_validator("lr", "seconds", "epochs")
     @classmethod
@@ -101,6 +106,9 @@ class Runtime:
     1.1-2x faster for proxy models, on CUDA it is the layout tensor-core convolutions favour.
     ``threads`` caps CPU threads for the run (None: torch's default); several trainings sharing a
     CPU need it, since oversubscribed threads slow small-op workloads down many times over.
+    ``sync_batchnorm`` (several CUDA processes only) computes BatchNorm statistics over the
+    global batch instead of each rank's slice, for per-device batches too small for stable
+    statistics.
     """
 
     device: str = "auto"
@@ -108,6 +116,7 @@ class Runtime:
     channels_last: bool = True
     compile: bool = False
     threads: int | None = None
+    sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
         try:

@@ -33,6 +33,7 @@ class EvalReport:
     seconds: float
     train_accuracy: float = 0.0
     lr: float = 0.0
+    ema_val_accuracy: float | None = None  # of the weights' moving average, when kept
 
 
 @dataclass
@@ -72,6 +73,8 @@ class TrainResult:
     reason: str | None = None
     images_seen: int = 0
     device: str = "cpu"
+    ema_val_accuracy: float | None = None  # the last evaluation of the EMA weights, when kept
+    world_size: int = 1  # processes that trained it (images_seen counts all of them)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (non-finite floats become None: JSON has no NaN)."""

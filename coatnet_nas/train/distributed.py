@@ -1,0 +1,177 @@
+"""Data-parallel training on PyTorch's own engine: process group, collectives, local launch.
+
+A run is one process per device. ``torchrun`` (or :func:`launch_local`, which drives the same
+elastic agent from Python) starts the processes and sets ``RANK``, ``LOCAL_RANK``,
+``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`distributed_session` joins the group
+(NCCL on CUDA, gloo on CPU) and leaves it on exit. With one process nothing here runs a
+collective: :class:`World` of size 1 answers every reduction locally, so the single-process path
+costs exactly what it did before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from coatnet_nas.data.devices import worker_device
+from coatnet_nas.errors import CoatnetError
+
+__all__ = [
+    "WorkersFailed", "World", "distributed_session", "env_world_size", "free_port", "launch_local",
+]  # fmt: skip
+
+
+class WorkersFailed(CoatnetError):
+    """Some ranks of a local launch exited with an error; ``exit_codes`` maps rank -> code."""
+
+    def __init__(self, message: str, exit_codes: dict[int, int]):
+        super().__init__(message, param="nproc")
+        self.exit_codes = exit_codes
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the run: ``rank`` of ``size`` (``local_rank`` on its machine)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Rank 0 writes checkpoints and reports progress; the others stay quiet."""
+        return self.rank == 0
+
+    @classmethod
+    def current(cls) -> World:
+        """The initialized process group's world, or a single process when there is none."""
+        if not (dist.is_available() and dist.is_initialized()):
+            return cls()
+        local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+        return cls(dist.get_rank(), dist.get_world_size(), local)
+
+    def sum_window(self, loss: torch.Tensor, correct: torch.Tensor, images: int,
+                   steps: int) -> tuple[float, int, int, int]:  # fmt: skip
+        """All-reduced training sums (float64: loss sums stay exact enough to compare runs)."""
+        packed = torch.stack([
+            loss.detach().double(), correct.double(),
+            torch.tensor(float(images), dtype=torch.float64, device=loss.device),
+            torch.tensor(float(steps), dtype=torch.float64, device=loss.device),
+        ])  # fmt: skip
+        dist.all_reduce(packed)
+        total = packed.tolist()
+        return total[0], round(total[1]), round(total[2]), round(total[3])
+
+    def sum_ints(self, *values: int, device: torch.device) -> list[int]:
+        """Integer counts summed over ranks (identity with one process)."""
+        if self.size == 1:
+            return list(values)
+        packed = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(packed)
+        return [round(v) for v in packed.tolist()]
+
+    def any(self, flag: bool, device: torch.device) -> bool:
+        """True on every rank when it is true on one (decisions that end a run must agree)."""
+        if self.size == 1:
+            return flag
+        value = torch.tensor([1.0 if flag else 0.0], device=device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item() > 0)
+
+    def broadcast_buffers(self, module: torch.nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm statistics) on every rank, so all ranks evaluate alike."""
+        if self.size == 1:
+            return
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+
+def env_world_size() -> int:
+    """``WORLD_SIZE`` as torchrun sets it (1 when unset)."""
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        raise CoatnetError(
+            f"WORLD_SIZE must be an integer, got {os.environ['WORLD_SIZE']!r}.", param="nproc"
+        ) from None
+
+
+@contextlib.contextmanager
+def distributed_session(device: str, timeout_s: float = 600.0) -> Iterator[tuple[World, str]]:
+    """Join the process group the environment describes; yield the world and this rank's device.
+
+    Under torchrun (``WORLD_SIZE`` > 1) this initializes ``torch.distributed`` from the
+    environment (``env://``: ``MASTER_ADDR``/``MASTER_PORT``), NCCL when the device is CUDA and
+    gloo otherwise, pins rank ``LOCAL_RANK`` to ``cuda:LOCAL_RANK`` (modulo the visible
+    devices), and destroys the group on exit, error or not. With one process it yields
+    ``World()`` and ``device`` unchanged. A group the caller initialized is used as is.
+    """
+    if dist.is_available() and dist.is_initialized():
+        world = World.current()
+        yield world, worker_device(device, world.local_rank, torch.cuda.device_count())
+        return
+    size = env_world_size()
+    if size == 1:
+        yield World(), device
+        return
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    placed = worker_device(device, local, torch.cuda.device_count())
+    cuda = placed.startswith("cuda")
+    if cuda:
+        torch.cuda.set_device(torch.device(placed))
+    dist.init_process_group(
+        "nccl" if cuda else "gloo", init_method="env://", timeout=timedelta(seconds=timeout_s),
+        device_id=torch.device(placed) if cuda else None,
+    )  # fmt: skip
+    try:
+        yield World.current(), placed
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    """A TCP port free right now on this machine (bind port 0 and let the OS choose)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def launch_local(nproc: int, entry: Callable[..., Any], args: Sequence[Any]) -> dict[int, Any]:
+    """Run ``entry(*args)`` in ``nproc`` processes on this machine with torch's elastic agent.
+
+    The same agent torchrun uses (``torch.distributed.launcher.api.elastic_launch``, c10d
+    rendezvous on a free local port, no restarts): it sets the ranks and the master address for
+    the workers and stops them all when one fails. Returns each rank's return value. ``entry``
+    must be importable by name (workers are spawned, not forked).
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if nproc < 1:
+        raise CoatnetError(f"nproc must be >= 1, got {nproc}.", param="nproc")
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"coatnet-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
+        monitor_interval=0.1, start_method="spawn",
+    )  # fmt: skip
+    quiet = logging.getLogger("torch.distributed.elastic")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # the agent logs each start, and a failed rank's traceback
+    try:
+        return elastic_launch(config, entry)(*args)
+    except ChildFailedError as exc:
+        codes = {rank: failure.exitcode for rank, failure in exc.failures.items()}
+        listed = "; ".join(f"rank {rank}: exit {code}" for rank, code in sorted(codes.items()))
+        raise WorkersFailed(f"a training process failed ({listed}).", codes) from None
+    finally:
+        quiet.setLevel(level)
