@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from coatnet_nas.errors import BudgetError
+from coatnet_nas.limits import short_repr
 
 _SCALE = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
 _PATTERN = re.compile(
@@ -22,19 +23,26 @@ def parse_count(text: str | float | int, kind: str = "flops", what: str | None =
     what = what or ("budget" if kind == "flops" else "max params")
     if isinstance(text, bool):
         raise BudgetError(
-            f"{what}: expected a number, got {text!r}; accepted forms: {FORMS[kind]}."
+            f"{what}: expected a number, got {short_repr(text)}; accepted forms: {FORMS[kind]}."
         )
     if isinstance(text, (int, float)):
         value = float(text)
     else:
-        match = _PATTERN.match(str(text))
+        match = _PATTERN.match(str(text)) if len(str(text)) <= 64 else None
         unit = match.group("unit").lower() if match else ""
         if not match or unit not in _UNITS[kind]:
-            raise BudgetError(f"{what}: cannot parse {text!r}; accepted forms: {FORMS[kind]}.")
+            raise BudgetError(
+                f"{what}: cannot parse {short_repr(text)}; accepted forms: {FORMS[kind]}."
+            )
         value = float(match.group("num")) * _SCALE[match.group("scale").upper()]
     if not value > 0 or value != value or value == float("inf"):
         raise BudgetError(
-            f"{what}: must be a positive number, got {text!r}; accepted forms: {FORMS[kind]}."
+            f"{what}: must be a positive number, got {short_repr(text)}; "
+            f"accepted forms: {FORMS[kind]}."
+        )
+    if round(value) < 1:  # 0.4 would round to a budget of nothing
+        raise BudgetError(
+            f"{what}: must be at least 1, got {short_repr(text)}; accepted forms: {FORMS[kind]}."
         )
     return round(value)
 

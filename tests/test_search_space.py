@@ -54,20 +54,25 @@ def test_layout_pattern_lengths():
         ({"widths": [[16], [32], [48]]}, "not divisible by head_dim 32"),
         (
             {"widths": [[16], [32], [48]]},
-            "widths[2]: choice 48 does not suit stage 2 as a T stage (transformer default options)",
+            "field 'widths[2]': choice 48 does not suit stage 2 as a T stage "
+            "(transformer default options)",
         ),
         (
             {"transformer": {"head_dim": [32, 64]}},
-            "widths[1]: choice 32 does not suit stage 1 as a T stage (transformer head_dim=64)",
+            "field 'widths[1]': choice 32 does not suit stage 1 as a T stage "
+            "(transformer head_dim=64)",
         ),
         ({"mbconv": {"kernel_size": [3, 4]}}, "C stage (mbconv kernel_size=4): kernel_size must"),
-        ({"depths": [[1, 2]]}, "do not have 1 stages"),
-        ({"depths": [[2, 1], [1, 1]]}, "need 1 <= low <= high"),
+        ({"depths": [[1, 2]]}, "layouts must have 1 stages"),
+        ({"depths": [[2, 1], [1, 1]]}, "field 'depths[0]': need 1 <= low <= high"),
         ({"layouts": ["C-X"]}, "unknown stage type 'X'"),
-        ({"mbconv": {"expand_ration": [4]}}, "unknown option"),
+        (
+            {"mbconv": {"expand_ration": [4]}},
+            "unknown key 'expand_ration' (did you mean 'expand_ratio'?)",
+        ),
         ({"budget": {"flops": "4GB"}}, "accepted forms"),
         ({"bogus": 1}, "bogus"),
-        ({"target": {"image_size": 68}}, "target.image_size: 68 cannot be divided"),
+        ({"target": {"image_size": 68}}, "field 'target.image_size': 68 cannot be divided"),
     ],
 )
 def test_bad_spaces_name_the_field(tmp_path, change, needle):
@@ -115,5 +120,5 @@ def test_width_rules_come_from_each_block_type(monkeypatch):
     with pytest.raises(SpecError) as info:
         space_from_dict(fits | {"widths": [[16], [32], [48, 36]]})
     message = str(info.value)
-    assert "widths[2]: choice 36 does not suit stage 2 as a X stage" in message
+    assert "field 'widths[2]': choice 36 does not suit stage 2 as a X stage" in message
     assert "not a multiple of 24" in message

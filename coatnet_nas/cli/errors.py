@@ -98,3 +98,8 @@ def user_message(exc: CoatnetError) -> str:
     if re.match(rf"{re.escape(param)}(?![\w-])", message):  # type: ignore[arg-type]
         return flag + message[len(param) :]  # type: ignore[arg-type]
     return f"{flag}: {message}"
+
+
+def one_paragraph(message: str) -> str:
+    """Blank lines squeezed out, so a message (a list of problems included) stays one paragraph."""
+    return "\n".join(line for line in message.splitlines() if line.strip())

@@ -4,25 +4,32 @@ the target the budget applies to, and the proxy recipe that scores candidates.
 A space turns an Optuna trial into a :class:`~coatnet_nas.spec.ModelSpec` (``sample``). Parameter
 names are stable strings (``layout``, ``depth_s1``, ``width_s0``, ``mbconv.expand_ratio``) so that
 studies stay comparable and plots readable; layouts are stored as strings like ``C-C-T-T``.
-(A little over ~300 lines: the schema and its cross-checks are read together.)
+
+A layout pattern is counted, never listed, unless it is small (:data:`ENUMERATE_LAYOUTS`): a
+small space samples ``layout`` as a categorical of strings (stored studies stay valid); a large
+one samples ``layout_index`` in ``[0, count)`` and unranks it (uniform over layouts). The checks
+that make problems located and bounded live in :mod:`coatnet_nas.search.space_checks`.
 """
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from coatnet_nas.errors import CoatnetError, SpecError
+from coatnet_nas.limits import ENUMERATE_LAYOUTS, count_text, short_repr
 from coatnet_nas.presets import default_space_path
 from coatnet_nas.proxies.recipe import ProxyRecipe
-from coatnet_nas.registry import BlockOptions, BlockType, block_type, block_types
+from coatnet_nas.registry import block_type, block_types
+from coatnet_nas.search import space_checks
+from coatnet_nas.search.pattern import LayoutLanguage, PatternError
 from coatnet_nas.spec import (
     ModelSpec,
+    SpecProblems,
     format_problems,
     parse_layout,
     problems_from_validation,
@@ -38,7 +45,11 @@ class _Strict(BaseModel):
 
 
 class LayoutPattern(_Strict):
-    """Every string of registered letters of the given lengths that fully matches ``pattern``."""
+    """Every string of registered letters of the given lengths that fully matches ``pattern``.
+
+    The grammar is :mod:`coatnet_nas.search.pattern`'s (letters, classes, groups, ``|`` and
+    quantifiers), not all of Python's ``re``.
+    """
 
     pattern: str = Field(description="regular expression over stage letters, e.g. 'C*T*'")
     lengths: tuple[int, ...] = Field(description="numbers of stages, e.g. [4]")
@@ -46,26 +57,48 @@ class LayoutPattern(_Strict):
     @field_validator("lengths", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, int) else value
+        value = [value] if isinstance(value, int) else value
+        problems = space_checks.length_problems(value) if isinstance(value, list) else []
+        if problems:
+            raise SpecProblems(problems)
+        return value
+
+    def language(self) -> LayoutLanguage:
+        """The counted language (cached per pattern, lengths and registered letters)."""
+        try:
+            return _language(self.pattern, self.lengths, tuple(block_types()))
+        except PatternError as exc:
+            where = ("layouts", "pattern")
+            raise SpecProblems([(where, f"{short_repr(self.pattern)}: {exc}")]) from None
 
     def expand(self) -> list[str]:
-        try:
-            regex = re.compile(self.pattern.replace("-", ""))
-        except re.error as exc:
-            raise ValueError(
-                f"pattern {self.pattern!r} is not a valid regular expression: {exc}"
-            ) from None
-        letters = sorted(block_types())
-        rank = {letter: i for i, letter in enumerate(block_types())}  # registration order: C, T
-        out = [
-            combo
-            for n in self.lengths
-            for combo in itertools.product(letters, repeat=n)
-            if regex.fullmatch("".join(combo))
-        ]
-        # Shorter first, then conv-heavy first (a stored study's choice order must stay put).
-        out.sort(key=lambda c: (len(c), sum(rank[x] for x in c), c))
-        return ["-".join(c) for c in out]
+        """Every layout, in the stored-study order (refused above :data:`ENUMERATE_LAYOUTS`)."""
+        lang = self.language()
+        if lang.count > ENUMERATE_LAYOUTS:
+            raise SpecError(
+                f"layouts: pattern {short_repr(self.pattern)} has {count_text(lang.count)} "
+                f"layouts, too many to list (limit {ENUMERATE_LAYOUTS:,}); it is sampled by index."
+            )
+        return lang.layouts()
+
+
+@lru_cache(maxsize=64)
+def _language(pattern: str, lengths: tuple[int, ...], letters: tuple[str, ...]) -> LayoutLanguage:
+    return LayoutLanguage(pattern, lengths, letters)
+
+
+class _ListedLayouts:
+    """An explicit layout list seen through the same interface as a pattern's language."""
+
+    def __init__(self, layouts: list[list[str]]):
+        self.layouts = layouts
+        self.count = len(layouts)
+        self.by_length: dict[int, int] = {}
+        for x in layouts:
+            self.by_length[len(x)] = self.by_length.get(len(x), 0) + 1
+
+    def letters_at(self, n: int, position: int) -> list[str]:
+        return list(dict.fromkeys(x[position] for x in self.layouts if len(x) == n))
 
 
 class Target(_Strict):
@@ -105,6 +138,38 @@ class SearchSpace(_Strict):
     budget: Budget = Budget()
     proxy: ProxyRecipe = ProxyRecipe()
 
+    @field_validator("layouts", mode="before")
+    @classmethod
+    def _layouts(cls, value: Any) -> Any:
+        if isinstance(value, (LayoutPattern, tuple)):
+            return value
+        if isinstance(value, Mapping):
+            try:
+                return LayoutPattern.model_validate(value)
+            except ValidationError as exc:
+                found = problems_from_validation(exc)
+                raise SpecProblems([(("layouts", *loc), msg) for loc, msg in found]) from None
+        if not isinstance(value, list) or not value:
+            raise ValueError(
+                "must be a list of layouts like ['C-C-T-T', 'C-T-T-T'] or a pattern like "
+                "{pattern: 'C+T*', lengths: [4]}"
+            )
+        problems = []
+        for i, x in enumerate(value):
+            found: list = []
+            letters = parse_layout(x, found)
+            problems += [(("layouts", i), msg) for _, msg in found]
+            if len(letters) > space_checks.MAX_STAGES:
+                problems.append(
+                    (
+                        ("layouts", i),
+                        f"{len(letters)} stages; a spec has at most {space_checks.MAX_STAGES}",
+                    )
+                )
+        if problems:
+            raise SpecProblems(problems)
+        return value
+
     @field_validator("stem_depth", mode="before")
     @classmethod
     def _range(cls, value: Any) -> Any:
@@ -131,23 +196,31 @@ class SearchSpace(_Strict):
         if not isinstance(data, Mapping):
             return data
         data = dict(data)
-        options = dict(data.pop("options", {}) or {})
+        options = data.pop("options", {}) or {}
+        if not isinstance(options, Mapping):
+            raise SpecProblems([(("options",), f"must be a mapping, got {short_repr(options)}")])
+        options = dict(options)
         for bt in block_types().values():
             if bt.key in data:
                 raw = data.pop(bt.key) or {}
                 if not isinstance(raw, Mapping):
-                    raise ValueError(f"{bt.key}: must map option names to lists of choices")
+                    raise SpecProblems(
+                        [
+                            (
+                                (bt.key,),
+                                f"must map option names to lists of choices, got {short_repr(raw)}",
+                            )
+                        ]
+                    )
                 options[bt.key] = {k: (v if isinstance(v, list) else [v]) for k, v in raw.items()}
         data["options"] = options
         return data
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchSpace:
-        layouts = [parse_layout(x) for x in self.layout_choices()]
-        _check_shape(self, layouts)
-        _check_options(self.options)
-        _check_image_sizes(self, layouts)
-        _check_widths(self, layouts)
+        problems = space_checks.space_problems(self, self._layouts_view())
+        if problems:
+            raise SpecProblems(problems)
         return self
 
     # --- use ---------------------------------------------------------------------------------
@@ -163,15 +236,40 @@ class SearchSpace(_Strict):
         recipe = self.proxy.evolve(what=f"proxy override {given}", **changes)
         return self.model_copy(update={"proxy": recipe})
 
+    def _layouts_view(self) -> LayoutLanguage | _ListedLayouts:
+        if isinstance(self.layouts, LayoutPattern):
+            return self.layouts.language()
+        return _ListedLayouts([parse_layout(x) for x in self.layouts])
+
+    def layout_count(self) -> int:
+        """How many layouts the space holds (counted, not listed)."""
+        return self._layouts_view().count
+
+    def describe_layouts(self) -> str:
+        """``4 layouts`` / ``2^40 layouts (pattern '[CT]*')`` for messages and reports."""
+        n = self.layout_count()
+        what = (
+            f" (pattern {self.layouts.pattern!r})"
+            if isinstance(self.layouts, LayoutPattern)
+            else ""
+        )
+        return f"{count_text(n)} layout{'s' if n != 1 else ''}{what}"
+
     def layout_choices(self) -> list[str]:
+        """Every layout as ``C-C-T-T``; a pattern above :data:`ENUMERATE_LAYOUTS` is refused."""
         if isinstance(self.layouts, LayoutPattern):
             return self.layouts.expand()
         return ["-".join(parse_layout(x)) for x in self.layouts]
 
     def sample(self, trial: Any) -> ModelSpec:
         """Draw a spec at the target size with Optuna's ``suggest_*`` API."""
-        layouts = self.layout_choices()
-        layout = trial.suggest_categorical("layout", layouts) if len(layouts) > 1 else layouts[0]
+        view = self._layouts_view()
+        if isinstance(view, LayoutLanguage) and view.count > ENUMERATE_LAYOUTS:
+            layout = view.unrank(trial.suggest_int("layout_index", 0, view.count - 1))
+        else:
+            layouts = self.layout_choices()
+            many = len(layouts) > 1
+            layout = trial.suggest_categorical("layout", layouts) if many else layouts[0]
         letters = parse_layout(layout)
 
         def pick_int(name: str, lo: int, hi: int) -> int:
@@ -224,95 +322,21 @@ def load_space(path: str | Path | None = None) -> SearchSpace:
 
 
 def space_from_dict(data: Mapping[str, Any], source: str = "<space>") -> SearchSpace:
+    """Validate a parsed search space; every problem located, in one bounded message."""
+    fields = {
+        "target": tuple(Target.model_fields),
+        "budget": tuple(Budget.model_fields),
+        "layouts": tuple(LayoutPattern.model_fields),
+    }
+    problems = space_checks.key_problems(data, tuple(SearchSpace.model_fields), fields)
     try:
-        return SearchSpace.model_validate(data)
+        space = SearchSpace.model_validate(data)
     except ValidationError as exc:
-        problems = problems_from_validation(exc)
-        raise SpecError(format_problems(source, problems, what="search space")) from None
+        reported = {loc[:2] for loc, _ in problems}
+        problems += [p for p in problems_from_validation(exc) if p[0][:2] not in reported]
     except CoatnetError as exc:  # a budget string inside the space
-        raise SpecError(f"{source}: {exc}") from None
-
-
-# --- consistency checks (each raises ValueError, which pydantic reports with the file name) ---
-
-
-def _check_shape(space: SearchSpace, layouts: list[list[str]]) -> None:
-    """Layouts, depth ranges and width lists agree on the number of stages."""
-    if not layouts:
-        raise ValueError("layouts: no layout matches; list layouts or loosen the pattern")
-    n = len(space.depths)
-    bad = ["-".join(x) for x in layouts if len(x) != n]
-    if bad:
-        raise ValueError(
-            f"layouts {bad} do not have {n} stages; depths gives one [low, high] per stage"
-        )
-    if len(space.widths) != n + 1:
-        raise ValueError(
-            f"widths: needs {n + 1} choice lists (stem first), got {len(space.widths)}"
-        )
-    for i, (lo, hi) in enumerate((space.stem_depth, *space.depths)):
-        if not 1 <= lo <= hi:
-            raise ValueError(f"depths[{i}]: need 1 <= low <= high, got [{lo}, {hi}]")
-    if any(min(w) < 1 for w in space.widths):
-        raise ValueError("widths: every choice must be a positive integer")
-
-
-def _check_options(options: dict[str, dict[str, tuple[Any, ...]]]) -> None:
-    """Option choices are keyed by a registered block key, and each is valid on its own."""
-    keys = {bt.key: bt for bt in block_types().values()}
-    for key, choices in options.items():
-        if key not in keys:
-            raise ValueError(f"unknown block options {key!r}; allowed: {', '.join(keys)}")
-        fields = keys[key].options.model_fields
-        for name, values in choices.items():
-            if name not in fields:
-                raise ValueError(f"{key}.{name}: unknown option; allowed: {', '.join(fields)}")
-            if not values:
-                raise ValueError(f"{key}.{name}: give at least one choice")
-            for v in values:
-                keys[key].options.model_validate({name: v})
-
-
-def _check_image_sizes(space: SearchSpace, layouts: list[list[str]]) -> None:
-    """The target and proxy resolutions survive every layout's downsampling."""
-    for where, size in (
-        ("target.image_size", space.target.image_size),
-        ("proxy.image_size", space.proxy.image_size),
-    ):
-        for x in layouts:
-            stride = 2 ** (len(x) + 1)
-            if size % stride:
-                raise ValueError(
-                    f"{where}: {size} cannot be divided by layout {'-'.join(x)} (stem and "
-                    f"{len(x)} stages need a multiple of {stride})"
-                )
-
-
-def _check_widths(space: SearchSpace, layouts: list[list[str]]) -> None:
-    """Every width a stage can draw suits every block type that position can be.
-
-    The block type's options decide (:meth:`BlockOptions.width_problem`), for every option
-    combination the space can sample, so a new block type brings its own width rule.
-    """
-    for i in range(len(space.depths)):
-        for letter in dict.fromkeys(x[i] for x in layouts):
-            bt = block_type(letter)
-            for opts in _option_combinations(bt, space.options.get(bt.key, {})):
-                for width in space.widths[i + 1]:
-                    problem = opts.width_problem(width)
-                    if problem:
-                        given = opts.model_dump(exclude_defaults=True)
-                        where = ", ".join(f"{k}={v}" for k, v in given.items())
-                        raise ValueError(
-                            f"widths[{i + 1}]: choice {width} does not suit stage {i + 1} as a "
-                            f"{letter} stage ({bt.key} {where or 'default options'}): {problem}"
-                        )
-
-
-def _option_combinations(bt: BlockType, choices: dict[str, tuple[Any, ...]]) -> list[BlockOptions]:
-    """Every option set a trial can draw for ``bt`` (unlisted options at their defaults)."""
-    names = list(choices)
-    return [
-        bt.options.model_validate(dict(zip(names, combo, strict=True)))
-        for combo in itertools.product(*(choices[name] for name in names))
-    ]
+        raise SpecError(f"{source}: {exc}", param=exc.param) from None
+    else:
+        if not problems:
+            return space
+    raise SpecError(format_problems(source, problems, what="search space"))

@@ -8,36 +8,54 @@ that :data:`DEFAULT_STORAGE` costs nothing to import.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import re
+import sqlite3
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from coatnet_nas._io import ensure_dir
 from coatnet_nas.errors import CoatnetError
+from coatnet_nas.limits import short_repr
 
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-__all__ = ["DEFAULT_STORAGE", "make_storage"]
+__all__ = ["DEFAULT_STORAGE", "make_storage", "safe_dir_name"]
 
 DEFAULT_STORAGE = "sqlite:///coatnet-search.db"
 MAX_RETRY = 2  # a trial that killed its worker twice is a candidate's fault, not the machine's
+# Tables Optuna's RDB schema creates; a database holding other tables and none of these is
+# someone else's, and Optuna would add its tables to it.
+OPTUNA_TABLES = frozenset({"studies", "version_info", "alembic_version", "trials"})
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def make_storage(storage_url: str, heartbeat_interval: int | None = 30) -> RDBStorage:
-    """An RDB storage for ``storage_url``; ``heartbeat_interval=None`` for read-only use."""
+def make_storage(
+    storage_url: str, heartbeat_interval: int | None = 30, *, create: bool = True
+) -> RDBStorage:
+    """An RDB storage for ``storage_url``; ``heartbeat_interval=None`` for read-only use.
+
+    ``create=False`` (report, worker: commands that read an existing study) refuses an SQLite
+    file that does not exist instead of creating an empty database. A file that is not an
+    SQLite database, or an SQLite database of another program (other tables, no Optuna schema),
+    is refused before anything is written to it.
+    """
     import optuna
     from optuna.storages import RDBStorage
 
-    if "://" not in storage_url:
+    if not isinstance(storage_url, str) or "://" not in storage_url:
         raise CoatnetError(
             f"storage_url: expected an SQLAlchemy URL like sqlite:///coatnet-search.db or "
-            f"postgresql://user@host/db, got {storage_url!r}.",
+            f"postgresql://user@host/db, got {short_repr(storage_url)}.",
             param="storage_url",
         )
     sqlite = storage_url.startswith("sqlite")
     engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {}
-    if storage_url.startswith("sqlite:///") and storage_url != "sqlite:///:memory:":
-        Path(storage_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if sqlite:
+        _check_sqlite_target(storage_url, create)
     kwargs: dict = {}
     if heartbeat_interval:
         kwargs = {
@@ -54,15 +72,125 @@ def make_storage(storage_url: str, heartbeat_interval: int | None = 30) -> RDBSt
         return storage
     except ImportError as exc:
         raise CoatnetError(
-            f"storage_url {storage_url!r}: the database driver is not installed ({exc}); for "
-            "PostgreSQL install psycopg2-binary (pip install 'coatnet-nas[postgres]').",
+            f"storage_url {short_repr(storage_url)}: the database driver is not installed "
+            f"({exc}); for PostgreSQL install psycopg2-binary "
+            "(pip install 'coatnet-nas[postgres]').",
             param="storage_url",
         ) from None
     except Exception as exc:  # sqlalchemy.exc.* — bad URL, unreachable server, bad file path
         raise CoatnetError(
-            f"storage_url {storage_url!r}: cannot open the storage ({type(exc).__name__}: {exc}).",
+            f"storage_url {short_repr(storage_url)}: cannot open the storage "
+            f"({type(exc).__name__}: {str(exc)[:300]}).",
             param="storage_url",
         ) from None
+
+
+def _sqlite_path(storage_url: str) -> Path | None:
+    """The file an ``sqlite://`` URL names, or None for an in-memory database."""
+    rest = storage_url.split("://", 1)[1]
+    rest = rest.split("?", 1)[0]
+    if rest in ("", "/", "/:memory:") or rest.startswith("/file::memory:"):
+        return None
+    return Path(rest.removeprefix("/"))
+
+
+def _check_sqlite_target(storage_url: str, create: bool) -> None:
+    """Refuse an SQLite target that would lose a search or damage someone else's file."""
+    path = _sqlite_path(storage_url)
+    if path is None:
+        raise CoatnetError(
+            "storage_url: an in-memory SQLite database cannot hold a search: every worker and "
+            "the later report need the same, persistent study; use a file such as "
+            "sqlite:///coatnet-search.db.",
+            param="storage_url",
+        )
+    if path.exists():
+        _check_existing_sqlite(path)
+    elif not create:
+        raise CoatnetError(
+            f"storage_url: {path}: no such study storage (nothing was created); give the storage "
+            "the search was run with.",
+            param="storage_url",
+        )
+    else:
+        for parent in path.parents:  # a missing folder under a regular file cannot be created
+            if parent.exists():
+                if not parent.is_dir():
+                    raise CoatnetError(
+                        f"storage_url: {path}: {parent} is a file, not a folder.",
+                        param="storage_url",
+                    )
+                break
+        ensure_dir(path.parent, param="storage_url")
+    folder = path.parent if str(path.parent) else Path(".")
+    if create and not os.access(folder, os.W_OK | os.X_OK):
+        raise CoatnetError(
+            f"storage_url: {folder}: folder is not writable (SQLite keeps its journal next to "
+            f"the database); choose a writable place for {path.name}.",
+            param="storage_url",
+        )
+
+
+def _check_existing_sqlite(path: Path) -> None:
+    """An existing file must be empty, or an SQLite database with Optuna's tables or none."""
+    if not path.is_file():
+        raise CoatnetError(
+            f"storage_url: {path}: exists and is not a regular file.", param="storage_url"
+        )
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise CoatnetError(
+            f"storage_url: {path}: cannot read ({exc.strerror or exc}).", param="storage_url"
+        ) from None
+    if not head:
+        return  # an empty file: Optuna creates its schema in it
+    if head != _SQLITE_MAGIC:
+        raise CoatnetError(
+            f"storage_url: {path}: exists and is not an SQLite database; refusing to touch it "
+            "(give a new file or an existing study storage).",
+            param="storage_url",
+        )
+    tables = _sqlite_tables(path)
+    if tables and not tables & OPTUNA_TABLES:
+        raise CoatnetError(
+            f"storage_url: {path}: is another program's SQLite database (tables: "
+            f"{', '.join(sorted(tables)[:8])}); refusing to add a study to it (left unchanged).",
+            param="storage_url",
+        )
+
+
+def _sqlite_tables(path: Path) -> set[str]:
+    """Table names, read through a read-only connection (the file is not modified)."""
+    try:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            rows = con.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        raise CoatnetError(
+            f"storage_url: {path}: cannot read the SQLite database ({exc}); refusing to use it.",
+            param="storage_url",
+        ) from None
+    return {str(r[0]) for r in rows}
+
+
+def safe_dir_name(study_name: str) -> str:
+    """A folder name for ``study_name`` that stays inside its parent (``runs/<name>``).
+
+    Names that are already safe (letters, digits, ``.``, ``_``, ``-``, not starting with a dot)
+    are kept, so existing ``runs/`` folders stay where they are; anything else (``../../x``,
+    ``/abs``, ``a/b``, control characters) is mapped to a safe name plus a short hash of the
+    original, so two different names never share a folder.
+    """
+    name = str(study_name)
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}", name):
+        return name
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:80] or "study"
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{safe}-{digest}"
 
 
 def _fast_sqlite(storage: RDBStorage) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from coatnet_nas.errors import SpecError
+from coatnet_nas.limits import short_repr
 from coatnet_nas.registry import block_type, block_types
 from coatnet_nas.spec.models import (
     COMMON_KEYS,
@@ -46,6 +47,12 @@ def spec_from_dict(data: Any, source: str = "<spec>") -> ModelSpec:
     except ValidationError as exc:
         # Report field problems too, except where a key problem already names the place.
         reported = {loc[:2] for loc, _ in problems}
+        if compact and any(
+            loc[:1] in (("layout",), ("depths",), ("widths",)) for loc, _ in problems
+        ):
+            # The stage list was never built from a broken layout/depths/widths; pydantic's
+            # "stages: at least 1 item" would be a second, internal-looking report of it.
+            reported.add(("stages",))
         problems += [p for p in problems_from_validation(exc) if p[0][:2] not in reported]
     else:
         if not problems:
@@ -76,7 +83,7 @@ def _to_explicit(data: Mapping[str, Any], compact: bool, problems: list) -> dict
     for key, letter in option_keys.items():
         raw = data.get(key) or {}
         if not isinstance(raw, Mapping):
-            problems.append(((key,), f"must be a mapping of {key} options, got {raw!r}"))
+            problems.append(((key,), f"must be a mapping of {key} options, got {short_repr(raw)}"))
             raw = {}
         fields = block_type(letter).options.model_fields
         for k in raw:
@@ -98,12 +105,16 @@ def _to_explicit(data: Mapping[str, Any], compact: bool, problems: list) -> dict
             )
             stages = []
         elif not isinstance(stages, list) or not stages:
-            problems.append((("stages",), f"must be a non-empty list of stages, got {stages!r}"))
+            problems.append(
+                (("stages",), f"must be a non-empty list of stages, got {short_repr(stages)}")
+            )
             stages = []
         if stem is None:
             stem = {}
         if not isinstance(stem, Mapping):
-            problems.append((("stem",), f"must be a mapping {{depth, width}}, got {stem!r}"))
+            problems.append(
+                (("stem",), f"must be a mapping {{depth, width}}, got {short_repr(stem)}")
+            )
             stem = {}
         for k in stem:
             if k not in StemSpec.model_fields:
@@ -113,7 +124,10 @@ def _to_explicit(data: Mapping[str, Any], compact: bool, problems: list) -> dict
     for i, stage in enumerate(stages):
         if not isinstance(stage, Mapping):
             problems.append(
-                (("stages", i), f"must be a mapping {{type, depth, width}}, got {stage!r}")
+                (
+                    ("stages", i),
+                    f"must be a mapping {{type, depth, width}}, got {short_repr(stage)}",
+                )
             )
             continue
         letter = str(stage.get("type", "")).upper()
@@ -169,13 +183,15 @@ def _compact_stages(data: Mapping[str, Any], problems: list) -> tuple[dict, list
             )
             continue
         if not isinstance(values, list):
-            problems.append(((key,), f"must be a list of {n + 1} integers, got {values!r}"))
+            problems.append(
+                ((key,), f"must be a list of {n + 1} integers, got {short_repr(values)}")
+            )
             continue
         if n and len(values) != n + 1:
             problems.append(
                 (
                     (key,),
-                    f"layout {layout!r} has {n} stage(s), so {key} needs {n + 1} entries "
+                    f"layout {short_repr(layout)} has {n} stage(s), so {key} needs {n + 1} entries "
                     f"(stem first), got {len(values)}",
                 )
             )
@@ -197,7 +213,7 @@ def parse_layout(layout: Any, problems: list | None = None) -> list[str]:
     elif isinstance(layout, list) and all(isinstance(x, str) for x in layout):
         letters = [x.upper() for x in layout]
     else:
-        problems.append((("layout",), f"must be a string like 'C-C-T-T', got {layout!r}"))
+        problems.append((("layout",), f"must be a string like 'C-C-T-T', got {short_repr(layout)}"))
     if not letters and not problems:
         problems.append((("layout",), "must name at least one stage, e.g. 'C-C-T-T'"))
     bad = [c for c in letters if c not in block_types()]

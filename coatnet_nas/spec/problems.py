@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from coatnet_nas.limits import MAX_LISTED, MAX_MESSAGE_CHARS, short_repr
 from coatnet_nas.registry import block_types
 
 Loc = tuple[str | int, ...]
@@ -25,15 +26,16 @@ def letters_text() -> str:
 
 
 def unknown_letter_message(letter: Any, layout: Any = None) -> str:
-    where = f" in layout {layout!r}" if layout is not None else ""
-    return f"unknown stage type {str(letter)!r}{where}; registered letters: {letters_text()}"
+    where = f" in layout {short_repr(layout)}" if layout is not None else ""
+    letters = letters_text()
+    return f"unknown stage type {short_repr(str(letter))}{where}; registered letters: {letters}"
 
 
 def unknown_key(key: Any, allowed: Any) -> str:
     allowed = list(allowed)
     close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown key {key!r}{hint}; allowed: {', '.join(allowed)}"
+    return f"unknown key {short_repr(key)}{hint}; allowed: {', '.join(map(str, allowed))}"
 
 
 def problems_from_validation(exc: ValidationError) -> list[tuple[Loc, str]]:
@@ -45,8 +47,10 @@ def problems_from_validation(exc: ValidationError) -> list[tuple[Loc, str]]:
             continue
         loc = tuple(x for x in err["loc"] if x != "options")
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] not in ("missing", "model_attributes_type") and "input" in err:
-            msg = f"{msg} (got {err['input']!r})"
+        # Quote the user's value back, briefly; a whole-model error (no location) would echo
+        # the entire input, so it gets no quote.
+        if loc and err["type"] not in ("missing", "model_attributes_type") and "input" in err:
+            msg = f"{msg} (got {short_repr(err['input'])})"
         problems.append((loc, msg))
     return problems
 
@@ -72,8 +76,17 @@ def settings_problems(exc: ValidationError, prefix: str = "") -> str:
 def loc_str(loc: Loc) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        part = part if isinstance(part, int) else _short_key(part)
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out or "spec"
+
+
+def _short_key(part: object) -> str:
+    """A key as written, cut short: a location must not echo a 1 MB key back."""
+    text = str(part)
+    if not text.strip() or not text.isprintable():  # '' or control characters: show them quoted
+        text = repr(text)
+    return text if len(text) <= 40 else f"{text[:39]}…"
 
 
 def _compact_loc(loc: Loc) -> str:
@@ -100,5 +113,16 @@ def format_problems(
     lines = list(seen)
     head = f"{source}: invalid {what}"
     if len(lines) == 1:
-        return f"{head}: {lines[0]}."
-    return head + f" ({len(lines)} problems):\n" + "\n".join(f"  - {line}" for line in lines)
+        return f"{head}: {lines[0][: MAX_MESSAGE_CHARS - len(head) - 3]}."
+    # At most MAX_LISTED lines and MAX_MESSAGE_CHARS in all: the rest is counted, not shown.
+    room = MAX_MESSAGE_CHARS - len(head) - 60
+    shown: list[str] = []
+    for line in lines[:MAX_LISTED]:
+        line = f"  - {line}"
+        if len(line) > room:
+            break
+        shown.append(line)
+        room -= len(line) + 1
+    if len(shown) < len(lines):
+        shown.append(f"  … and {len(lines) - len(shown)} more problems")
+    return head + f" ({len(lines)} problems):\n" + "\n".join(shown)
