@@ -11,8 +11,9 @@ from rich.table import Table
 
 from coatnet_nas._io import atomic_write_text, check_output_file
 from coatnet_nas.cli.app import app, console, parse_image_size, print_json
-from coatnet_nas.cli.errors import user_message
+from coatnet_nas.cli.errors import one_paragraph, user_message
 from coatnet_nas.errors import CoatnetError
+from coatnet_nas.limits import bounded
 from coatnet_nas.presets import resolve_spec
 from coatnet_nas.spec import ModelSpec, SpecProblems, validation_reason
 from coatnet_nas.units import human
@@ -58,7 +59,7 @@ def validate(
             spec = resolve_spec(arg)
         except CoatnetError as exc:
             failed += 1
-            _stderr(f"error: {user_message(exc)}")
+            _stderr(f"error: {bounded(one_paragraph(user_message(exc)))}")
             continue
         console.print(
             f"ok  {arg}: {spec.name} {spec.layout} depths={list(spec.depths)} "

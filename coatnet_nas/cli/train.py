@@ -304,9 +304,11 @@ def _rank_main(argv: list[str]) -> int:
     """One rank of ``--nproc``: the train command under the agent's environment."""
     import sys
 
-    from coatnet_nas.cli import run
+    # Unpickling this function in the spawned rank imported the package, which registered
+    # every command on the app.
+    from coatnet_nas.cli.contract import run_app
 
-    code = run(["train", *argv])
+    code = run_app(["train", *argv])
     if code:
         sys.exit(code)  # the agent sees a failed rank and stops the others
     return code
