@@ -1,7 +1,8 @@
 """``python -m coatnet_nas.train SPEC ...``: the ``coatnet train`` command, for torchrun.
 
-``torchrun --nnodes 2 --nproc-per-node 8 ... -m coatnet_nas.train SPEC --save ck.pt`` starts one
-such process per GPU; each joins the process group from the environment torchrun sets.
+torchrun, given its node and process counts, starts one such process per GPU (``torchrun ... -m
+coatnet_nas.train SPEC ...``, with the options of ``coatnet train``); each joins the process group
+from the environment torchrun sets. The README shows the full command.
 """
 
 import sys
