@@ -33,6 +33,8 @@ CSV_COLUMNS = (
     "train_loss",
     "seconds",
     "feasible",
+    "duplicate_of",
+    "yardstick",
     "reason",
 )
 
@@ -74,6 +76,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "train_loss": a.get("train_loss"),
                 "seconds": a.get("seconds"),
                 "feasible": _feasible(t),
+                "duplicate_of": a.get("duplicate_of"),
+                "yardstick": a.get("yardstick"),
                 "reason": a.get("reason", ""),
             }
         )

@@ -1,0 +1,134 @@
+"""One worker's trial loop (ask, score, tell), and when a run has done what it was asked.
+
+``study.optimize(n_trials=N)`` counts every trial it starts: over-budget rejections (milliseconds
+each), repeats, and trials other processes add to a shared study, so ``N`` meant neither "N
+trainings" nor "N from this run". Here a run has an id stored on each of its trials, and it stops
+when ``trials`` of them were evaluated (a failed training counts, as an attempt; rejections,
+duplicates and re-queued ones do not), or when the study holds ``study_trials`` evaluated ones.
+Before each trial, dead trials are reaped (:mod:`~coatnet_nas.search.liveness`) and queued ones
+run first, so a worker never leaves a re-queued trial behind because its own count was reached.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import warnings
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from coatnet_nas.errors import CoatnetError
+from coatnet_nas.search.config import COUNTED, TrialStatus
+from coatnet_nas.search.liveness import claim, end_trial, heartbeat, reap, requeue
+from coatnet_nas.search.objective import Objective
+
+__all__ = ["RunLimits", "counted", "drive"]
+
+_WAIT_SECONDS = 0.5
+MAX_DRAWS_PER_TRIAL = 1000  # consecutive uncounted draws allowed per requested trial
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """When one run stops: its own evaluated trials, the study's, and wall time."""
+
+    run_id: str
+    trials: int | None = None
+    study_trials: int | None = None
+    timeout: float | None = None
+
+
+def counted(t: FrozenTrial) -> bool:
+    """Whether ``t`` counts as an evaluated trial (see the module docstring)."""
+    return t.state.is_finished() and t.user_attrs.get("status") in COUNTED
+
+
+def drive(study: optuna.Study, objective: Objective, limits: RunLimits) -> int:
+    """Run trials until ``limits`` are met; return how many this process evaluated.
+
+    Raises :class:`CoatnetError` after :data:`MAX_DRAWS_PER_TRIAL` x trials consecutive draws
+    that were all over budget or duplicates (the space has nothing new under the budget), and
+    ``KeyboardInterrupt`` after ending the current trial as ``interrupted`` and re-queuing it.
+    """
+    start = time.monotonic()
+    asked = limits.trials or limits.study_trials or 1
+    max_skips = MAX_DRAWS_PER_TRIAL * asked
+    skips = evaluated = 0
+    while True:
+        reap(study)
+        trials = study.get_trials(deepcopy=False)
+        waiting = any(t.state == TrialState.WAITING for t in trials)
+        if not waiting:
+            state = _tally(trials, limits.run_id)
+            if _reached(limits, state[0], state[2]):
+                return evaluated
+            if limits.timeout is not None and time.monotonic() - start > limits.timeout:
+                return evaluated
+            if _reached(limits, state[0] + state[1], state[2] + state[3]):
+                time.sleep(_WAIT_SECONDS)  # others' trials in flight may still reach it
+                continue
+        if skips >= max_skips:
+            raise CoatnetError(
+                f"{skips} consecutive candidates were over budget or already evaluated; the "
+                "space has no new architecture under the budget (loosen the budget or widen the "
+                "space).",
+                param="trials",
+            )
+        done = run_trial(study, objective, limits.run_id)
+        evaluated += done
+        skips = 0 if done else skips + 1
+
+
+def _tally(trials: list[FrozenTrial], run_id: str) -> tuple[int, int, int, int]:
+    """(counted by this run, running in this run, counted in the study, running in the study)."""
+    mine = [t for t in trials if t.user_attrs.get("run") == run_id]
+    return (
+        sum(map(counted, mine)),
+        sum(t.state == TrialState.RUNNING for t in mine),
+        sum(map(counted, trials)),
+        sum(t.state == TrialState.RUNNING for t in trials),
+    )
+
+
+def _reached(limits: RunLimits, run_count: int, study_count: int) -> bool:
+    if limits.study_trials is not None and study_count >= limits.study_trials:
+        return True
+    if limits.trials is not None and run_count >= limits.trials:
+        return True
+    return limits.trials is None and limits.study_trials is None
+
+
+def run_trial(study: optuna.Study, objective: Objective, run_id: str) -> bool:
+    """Ask, score and tell one trial; ``True`` when it counts as evaluated."""
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats are meant for study.optimize; this loop runs Optuna's
+        # heartbeat thread itself (liveness.heartbeat), the way optimize does
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        trial = study.ask()
+    claim(trial, run_id)
+    state, values = TrialState.FAIL, None
+    try:
+        with heartbeat(study, trial):
+            result = objective(trial)
+        state, values = TrialState.COMPLETE, result
+    except optuna.TrialPruned:
+        state = TrialState.PRUNED
+    except KeyboardInterrupt:
+        _interrupted(study, trial)
+        raise
+    except Exception:  # the objective recorded status=error and the reason
+        state = TrialState.FAIL
+    frozen = study.tell(trial, values, state=state, skip_if_finished=True)
+    return counted(frozen)
+
+
+def _interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Ctrl-C: end the trial as ``interrupted`` and queue it for the next run; a second Ctrl-C
+    during this bookkeeping exits at once (the next run reaps the trial by its process id)."""
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    frozen = study._storage.get_trial(trial._trial_id)
+    if end_trial(study, frozen, TrialStatus.INTERRUPTED, "interrupted"):
+        requeue(study, frozen, count_retry=False)
