@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -128,7 +129,12 @@ def run_trial(study: optuna.Study, objective: Objective, run_id: str) -> bool:
 def _interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
     """Ctrl-C: end the trial as ``interrupted`` and queue it for the next run; a second Ctrl-C
     during this bookkeeping exits at once (the next run reaps the trial by its process id)."""
-    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
-    frozen = study._storage.get_trial(trial._trial_id)
-    if end_trial(study, frozen, TrialStatus.INTERRUPTED, "interrupted"):
-        requeue(study, frozen, count_retry=False)
+    main = threading.current_thread() is threading.main_thread()  # signals: main thread only
+    previous = signal.signal(signal.SIGINT, lambda *_: os._exit(130)) if main else None
+    try:
+        frozen = study._storage.get_trial(trial._trial_id)
+        if end_trial(study, frozen, TrialStatus.INTERRUPTED, "interrupted"):
+            requeue(study, frozen, count_retry=False)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
