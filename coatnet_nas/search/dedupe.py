@@ -21,6 +21,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from coatnet_nas.search.config import EVALUATED, SearchConfig, TrialStatus
+from coatnet_nas.search.liveness import reap
 
 __all__ = ["DUPLICATE_ATTR", "KEY_ATTR", "arch_key", "copy_result", "earlier_result"]
 
@@ -65,6 +66,7 @@ def earlier_result(
         if not ahead or time.monotonic() > deadline:
             return None
         time.sleep(_POLL_SECONDS)
+        reap(study)  # the trial awaited may belong to a dead process: end it rather than wait
 
 
 def _evaluated(t: FrozenTrial) -> bool:
