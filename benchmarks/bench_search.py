@@ -1,6 +1,8 @@
 """Search benchmarks: over-budget rejection cost, trials/hour, TPE vs random, acceptance run.
 
 Run: .venv/bin/python benchmarks/bench_search.py [--trials 6] [--compare-trials 10] [--skip ...]
+[--throughput-trials 10 --rounds 2] (throughput: 1 worker x 1 thread, 1 worker x all cores and
+``--workers 2`` alternated in one process, evaluated trials/hour; ~7 min on 2 cores).
 Prints a markdown section for benchmarks/RESULTS.md. Uses the default search space and proxy
 recipe on Fashion-MNIST (Debian's dataset-fashion-mnist).
 """

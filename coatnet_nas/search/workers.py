@@ -64,12 +64,13 @@ def run_worker(
     sampler = Sampler.parse(sampler or stored.get("sampler", Sampler.TPE.value), "sampler")
     pruner = Pruner.parse(pruner or stored.get("pruner", Pruner.HYPERBAND.value), "pruner")
     if heartbeat_interval is None:
-        heartbeat_interval = stored.get("heartbeat_interval")
+        heartbeat_interval = stored.get("heartbeat_interval", 30)  # older studies: the old default
     check_heartbeat(heartbeat_interval)
     storage = open_storage(storage_url, heartbeat_interval)
     probe, config = open_study(storage, study_name)
     if trials is None and study_trials is None:
         study_trials = int(probe.user_attrs.get(TARGET_ATTR, 0)) or None
+        trials = 1 if study_trials is None else None  # a study without a target: one trial
     run_id = run_id or new_run_id()
     sampler_seed = derive_seed(
         config.seed if seed is None else seed, len(probe.get_trials(deepcopy=False)), worker_index
