@@ -11,11 +11,14 @@ run first, so a worker never leaves a re-queued trial behind because its own cou
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import optuna
@@ -26,7 +29,7 @@ from coatnet_nas.search.config import COUNTED, TrialStatus
 from coatnet_nas.search.liveness import claim, end_trial, heartbeat, reap, requeue
 from coatnet_nas.search.objective import Objective
 
-__all__ = ["RunLimits", "counted", "drive"]
+__all__ = ["RunLimits", "counted", "drive", "run_lock_path"]
 
 _WAIT_SECONDS = 0.5
 MAX_DRAWS_PER_TRIAL = 1000  # consecutive uncounted draws allowed per requested trial
@@ -59,18 +62,6 @@ def drive(study: optuna.Study, objective: Objective, limits: RunLimits) -> int:
     max_skips = MAX_DRAWS_PER_TRIAL * asked
     skips = evaluated = 0
     while True:
-        reap(study)
-        trials = study.get_trials(deepcopy=False)
-        waiting = any(t.state == TrialState.WAITING for t in trials)
-        if not waiting:
-            state = _tally(trials, limits.run_id)
-            if _reached(limits, state[0], state[2]):
-                return evaluated
-            if limits.timeout is not None and time.monotonic() - start > limits.timeout:
-                return evaluated
-            if _reached(limits, state[0] + state[1], state[2] + state[3]):
-                time.sleep(_WAIT_SECONDS)  # others' trials in flight may still reach it
-                continue
         if skips >= max_skips:
             raise CoatnetError(
                 f"{skips} consecutive candidates were over budget or already evaluated; the "
@@ -78,9 +69,48 @@ def drive(study: optuna.Study, objective: Objective, limits: RunLimits) -> int:
                 "space).",
                 param="trials",
             )
-        done = run_trial(study, objective, limits.run_id)
+        reap(study)
+        with _run_lock(limits.run_id):  # decide and claim atomically among this run's workers
+            decision = _decide(study, limits, start)
+            trial = _ask(study, limits.run_id) if decision == "go" else None
+        if decision == "stop":
+            return evaluated
+        if trial is None:
+            time.sleep(_WAIT_SECONDS)  # others' trials in flight may still reach the limit
+            continue
+        done = run_trial(study, objective, trial)
         evaluated += done
         skips = 0 if done else skips + 1
+
+
+def _decide(study: optuna.Study, limits: RunLimits, start: float) -> str:
+    """``go`` (a queued trial, or the limits are not reached even counting trials in flight),
+    ``wait`` (they would be if the trials in flight count) or ``stop``."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return "go"  # a re-queued trial is never left behind
+    state = _tally(trials, limits.run_id)
+    if _reached(limits, state[0], state[2]):
+        return "stop"
+    if limits.timeout is not None and time.monotonic() - start > limits.timeout:
+        return "stop"
+    if _reached(limits, state[0] + state[1], state[2] + state[3]):
+        return "wait"
+    return "go"
+
+
+def run_lock_path(run_id: str) -> str:
+    return os.path.join(tempfile.gettempdir(), f"coatnet-run-{run_id}.lock")
+
+
+@contextlib.contextmanager
+def _run_lock(run_id: str) -> Iterator[None]:
+    """A file lock shared by the local workers of one run (they all run on this host), so two
+    of them never both start the last trial the run needs."""
+    from filelock import FileLock
+
+    with FileLock(run_lock_path(run_id)):
+        yield
 
 
 def _tally(trials: list[FrozenTrial], run_id: str) -> tuple[int, int, int, int]:
@@ -102,14 +132,18 @@ def _reached(limits: RunLimits, run_count: int, study_count: int) -> bool:
     return limits.trials is None and limits.study_trials is None
 
 
-def run_trial(study: optuna.Study, objective: Objective, run_id: str) -> bool:
-    """Ask, score and tell one trial; ``True`` when it counts as evaluated."""
+def _ask(study: optuna.Study, run_id: str) -> optuna.Trial:
     with warnings.catch_warnings():
         # Optuna warns that heartbeats are meant for study.optimize; this loop runs Optuna's
         # heartbeat thread itself (liveness.heartbeat), the way optimize does
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
         trial = study.ask()
     claim(trial, run_id)
+    return trial
+
+
+def run_trial(study: optuna.Study, objective: Objective, trial: optuna.Trial) -> bool:
+    """Score and tell one asked trial; ``True`` when it counts as evaluated."""
     state, values = TrialState.FAIL, None
     try:
         with heartbeat(study, trial):

@@ -6,6 +6,8 @@ processes in :mod:`~coatnet_nas.search.workers`; this module puts them together.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +22,7 @@ from coatnet_nas.search.config import SearchConfig
 from coatnet_nas.search.liveness import reap
 from coatnet_nas.search.objective import Objective
 from coatnet_nas.search.opening import TARGET_ATTR, open_storage, open_study
-from coatnet_nas.search.runner import counted
+from coatnet_nas.search.runner import counted, run_lock_path
 from coatnet_nas.search.storage import DEFAULT_STORAGE
 from coatnet_nas.search.strategies import Pruner, Sampler
 from coatnet_nas.search.warmstart import yardstick_params
@@ -179,6 +181,8 @@ def run_search(
             notes = run_local_workers(workers, **kwargs)
             reap(study)  # the last worker to die leaves its trial queued, not RUNNING
     finally:
+        with contextlib.suppress(OSError):
+            os.remove(run_lock_path(run_id))
         stop.set()
         if poller is not None:
             poller.join(timeout=5)

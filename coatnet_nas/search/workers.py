@@ -9,6 +9,7 @@ then re-queues the trial they were running, at once: see :mod:`~coatnet_nas.sear
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import socket
@@ -28,7 +29,7 @@ from coatnet_nas.search.opening import (
     open_study,
     strategy_of,
 )
-from coatnet_nas.search.runner import RunLimits, drive
+from coatnet_nas.search.runner import RunLimits, drive, run_lock_path
 from coatnet_nas.search.strategies import Pruner, Sampler, make_pruner, make_sampler
 
 __all__ = ["check_heartbeat", "derive_seed", "new_run_id", "run_local_workers", "run_worker"]
@@ -71,6 +72,7 @@ def run_worker(
     if trials is None and study_trials is None:
         study_trials = int(probe.user_attrs.get(TARGET_ATTR, 0)) or None
         trials = 1 if study_trials is None else None  # a study without a target: one trial
+    own_run = run_id is None
     run_id = run_id or new_run_id()
     sampler_seed = derive_seed(
         config.seed if seed is None else seed, len(probe.get_trials(deepcopy=False)), worker_index
@@ -88,7 +90,12 @@ def run_worker(
     if objective is None:
         objective = Objective(config, device=device)
         objective.data()  # a missing or unreadable data set stops this worker, not every trial
-    return drive(study, objective, limits)
+    try:
+        return drive(study, objective, limits)
+    finally:
+        if own_run:
+            with contextlib.suppress(OSError):
+                os.remove(run_lock_path(run_id))
 
 
 def run_local_workers(workers: int, **kwargs: Any) -> list[str]:
