@@ -20,13 +20,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from coatnet_nas.search.config import TrialStatus
+from coatnet_nas.search.storage import MAX_RETRY  # the heartbeat retries' bound, shared
 
 __all__ = ["HOST_ATTR", "PID_ATTR", "claim", "heartbeat", "reap", "requeue"]
 
 HOST_ATTR = "host"
 PID_ATTR = "pid"
 RETRIES_ATTR = "retries"
-MAX_RETRY = 2  # a trial that killed its worker twice is the candidate's fault, not the machine's
 _HOST = socket.gethostname()
 
 
