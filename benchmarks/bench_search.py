@@ -1,6 +1,8 @@
 """Search benchmarks: over-budget rejection cost, trials/hour, TPE vs random, acceptance run.
 
 Run: .venv/bin/python benchmarks/bench_search.py [--trials 6] [--compare-trials 10] [--skip ...]
+[--throughput-trials 10 --rounds 2] (throughput: 1 worker x 1 thread, 1 worker x all cores and
+``--workers 2`` alternated in one process, evaluated trials/hour; ~7 min on 2 cores).
 Prints a markdown section for benchmarks/RESULTS.md. Uses the default search space and proxy
 recipe on Fashion-MNIST (Debian's dataset-fashion-mnist).
 """
@@ -8,6 +10,7 @@ recipe on Fashion-MNIST (Debian's dataset-fashion-mnist).
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import subprocess
 import sys
@@ -62,6 +65,51 @@ def timed_search(
         device="cpu",
     )
     return time.perf_counter() - start, study
+
+
+def throughput(tmp: Path, trials: int, rounds: int) -> None:
+    """Evaluated trials/hour of three set-ups, alternated round by round in this one process.
+
+    Alternating spreads the machine's background load over all three instead of favouring the
+    set-up that happened to run while it was quiet. Every search is a fresh study on SQLite with
+    the default space and proxy recipe; the wall time includes worker start-up (spawn, imports,
+    data loading), which a real search pays too.
+    """
+    import torch
+
+    from coatnet_nas.search.runner import counted
+
+    setups = [
+        ("1 worker, 1 thread", 1, 1),
+        ("1 worker, all cores (default)", 1, None),
+        ("2 workers x 1 thread (`--workers 2`)", 2, None),
+    ]
+    totals = {name: [0, 0.0, 0.0] for name, _, _ in setups}
+    default_threads = torch.get_num_threads()
+    for r in range(rounds):
+        for name, workers, threads in setups:
+            torch.set_num_threads(threads or default_threads)
+            config = SearchConfig(space=load_space(), flops=4_000_000_000, seed=r)
+            start, started_at = time.perf_counter(), datetime.datetime.now()
+            study = run_search(
+                config, f"sqlite:///{tmp}/tp-{r}-{workers}-{threads}.db", "tp", trials=trials,
+                workers=workers, sampler="random", device="cpu",
+            )  # fmt: skip
+            wall = time.perf_counter() - start
+            totals[name][0] += sum(map(counted, study.get_trials()))
+            totals[name][1] += wall
+            first = min(t.datetime_start for t in study.get_trials() if t.datetime_start)
+            totals[name][2] += (first - started_at).total_seconds()  # start-up to first trial
+            print(f"  round {r} {name}: {wall:.0f} s", file=sys.stderr, flush=True)
+    torch.set_num_threads(default_threads)
+    base = totals[setups[0][0]]
+    for name, (n, wall, startup) in totals.items():
+        rate = n / wall * 3600
+        print(
+            f"- {name}: {n} evaluated trials in {wall:.0f} s = {rate:.0f}/hour "
+            f"({rate / (base[0] / base[1] * 3600):.2f}x the 1-thread worker); start-up to the "
+            f"first trial {startup / rounds:.1f} s per search."
+        )
 
 
 def best_curve(study: optuna.Study) -> list[float | None]:
@@ -125,8 +173,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--compare-trials", type=int, default=10)
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["reject", "accept", "workers", "samplers"]
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["reject", "accept", "workers", "samplers", "throughput"],
     )
+    parser.add_argument("--throughput-trials", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     print("## Search (issue 5)\n")
     print(
@@ -156,6 +209,12 @@ def main() -> None:
                     f"{wall:.0f} s = {n / wall * 3600:.0f} trials/hour "
                     f"({trained / wall * 3600:.0f} trained/hour)."
                 )
+        if "throughput" not in args.skip:
+            print(
+                f"\nThroughput ({args.rounds} rounds x {args.throughput_trials} evaluated trials "
+                "per set-up, alternating):\n"
+            )
+            throughput(tmp, args.throughput_trials, args.rounds)
         if "samplers" not in args.skip:
             print(
                 f"\nBest proxy accuracy after each trial ({args.compare_trials} trials, seed 0):\n"

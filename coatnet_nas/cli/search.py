@@ -30,7 +30,11 @@ def parse_duration(text: str | None) -> float | None:
 STORAGE_HELP = "SQLAlchemy URL of the study storage, e.g. postgresql://user@host/db."
 OUT_HELP = "Output folder for best.yaml, trials.csv and plots (default: runs/<study>)."
 TIMEOUT_HELP = "Stop starting trials after this long, e.g. 90s, 30m or 1.5h."
-HEARTBEAT_HELP = "Heartbeat interval in seconds; a silent trial is retried after 2x (0: off)."
+HEARTBEAT_HELP = (
+    "Heartbeat interval in seconds (>= 1); a trial silent for 2x is retried by another machine's "
+    "worker (on this machine a dead process's trial is retried at once)."
+)
+WORKER_STRATEGY = " (default: the one the study was created with)"
 SAMPLER_HELP = "How candidates are proposed (tpe becomes nsga2 with several objectives)."
 PRUNER_HELP = "How proxy trainings are stopped early (multi-objective studies never prune)."
 
@@ -54,8 +58,24 @@ def search(
     ),
     dataset: ProxyDataset = None,
     data_dir: DataDir = None,
-    trials: int = typer.Option(
-        10, "--trials", metavar="N", help="Trials to add to the study in this run."
+    trials: int | None = typer.Option(
+        None,
+        "--trials",
+        metavar="N",
+        help="New architectures this run evaluates (default 10; over-budget draws and repeats "
+        "of an evaluated architecture do not count).",
+    ),
+    study_trials: int | None = typer.Option(
+        None,
+        "--study-trials",
+        metavar="N",
+        help="Stop once the study holds N evaluated architectures (from any process).",
+    ),
+    enqueue: list[Path] = typer.Option(
+        [],
+        "--enqueue",
+        metavar="SPEC",
+        help="Evaluate this spec first as a yardstick, e.g. specs/coatnet0.yaml (repeatable).",
     ),
     timeout: str | None = typer.Option(None, "--timeout", metavar="DURATION", help=TIMEOUT_HELP),
     storage: str = typer.Option(DEFAULT_STORAGE, "--storage", metavar="URL", help=STORAGE_HELP),
@@ -81,8 +101,9 @@ def search(
         0,
         "--seed",
         metavar="N",
-        help="One integer seeding the sampler, the data split and model init "
-        "(local worker i samples with N + i).",
+        help="One integer seeding the data split, model init and the sampler (each run and "
+        "worker draws its own sampler seed from it and the study's size, so a resumed run "
+        "proposes new points).",
     ),
     device: Device = "auto",
     proxy_epochs: float | None = typer.Option(
@@ -147,6 +168,7 @@ def search(
         name += "-" + re.sub(r"[^A-Za-z0-9._]+", "-", config.proxy).strip("-")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     live = Live(console=console, refresh_per_second=4, transient=False) if not json_out else None
+    notes: list[str] = []
 
     def show(progress) -> None:
         if live is not None:
@@ -159,7 +181,8 @@ def search(
             config,
             storage_url=storage,
             study_name=name,
-            trials=trials,
+            trials=trials if trials is not None or study_trials is not None else 10,
+            study_trials=study_trials,
             timeout=parse_duration(timeout),
             workers=workers,
             sampler=sampler,
@@ -168,13 +191,23 @@ def search(
             device=device,
             on_progress=show,
             poll_seconds=0.5,
+            on_note=notes.append,
+            enqueue=[str(p) for p in enqueue],
         )
+    except KeyboardInterrupt:
+        if live is not None:
+            live.stop()
+        search_view.interrupted(name)
+        raise typer.Exit(130) from None
     finally:
         if live is not None:
             live.stop()
     export = export_study(result, out or Path("runs") / name, budget_flops=flops)
+    export.notes.extend(notes)
     score = config.proxy if config.training_free else "accuracy"
     search_view.show_export(export, json_out, name, storage, score)
+    if notes:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -188,39 +221,43 @@ def worker(
         help="Add this many trials (default: until the study's target is reached).",
     ),
     timeout: str | None = typer.Option(None, "--timeout", metavar="DURATION", help=TIMEOUT_HELP),
-    sampler: Sampler = typer.Option(Sampler.TPE, "--sampler", help=SAMPLER_HELP),
-    pruner: Pruner = typer.Option(Pruner.HYPERBAND, "--pruner", help=PRUNER_HELP),
+    sampler: Sampler | None = typer.Option(None, "--sampler", help=SAMPLER_HELP + WORKER_STRATEGY),
+    pruner: Pruner | None = typer.Option(None, "--pruner", help=PRUNER_HELP + WORKER_STRATEGY),
     seed: int | None = typer.Option(
         None,
         "--seed",
         metavar="N",
         help="One integer seeding this worker's sampler only; data split and model init keep "
-        "the study's seed (default: study seed + 1000 + process id).",
+        "the study's seed (default: the study's seed; the process id keeps workers apart).",
     ),
     device: Device = "auto",
-    heartbeat: int = typer.Option(30, "--heartbeat", metavar="SECONDS", help=HEARTBEAT_HELP),
+    heartbeat: int | None = typer.Option(
+        None, "--heartbeat", metavar="SECONDS", help=HEARTBEAT_HELP + WORKER_STRATEGY
+    ),
 ) -> None:
     """Join an existing study from this machine and run trials until its target is reached."""
-    import os
-
     import optuna
 
     from coatnet_nas.search import run_worker
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    run_worker(
-        storage,
-        study,
-        trials=trials,
-        timeout=parse_duration(timeout),
-        sampler=sampler,
-        pruner=pruner,
-        seed=seed,
-        heartbeat_interval=heartbeat,
-        device=device,
-        worker_index=1000 + os.getpid() if seed is None else 0,
-    )
-    console.print(f"worker done: study {study}", markup=False)
+    try:
+        done = run_worker(
+            storage,
+            study,
+            trials=trials,
+            timeout=parse_duration(timeout),
+            sampler=sampler,
+            pruner=pruner,
+            seed=seed,
+            heartbeat_interval=heartbeat,
+            device=device,
+            worker_index=1000,
+        )
+    except KeyboardInterrupt:
+        search_view.interrupted(study)
+        raise typer.Exit(130) from None
+    console.print(f"worker done: study {study}, {done} architectures evaluated", markup=False)
 
 
 @app.command()

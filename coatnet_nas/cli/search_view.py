@@ -27,8 +27,23 @@ def progress_view(p, title: str) -> Table:
     return table
 
 
+def interrupted(study_name: str) -> None:
+    """The one line after Ctrl-C (the trial in flight is already re-queued)."""
+    console.file.flush()
+    import sys
+
+    sys.stderr.write(
+        f"interrupted: the trial in progress is re-queued in study {study_name}; run the same "
+        "command to continue.\n"
+    )
+
+
 def leaderboard(rows: list[dict], top: int = 10, score: str = "accuracy") -> Table:
-    done = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"]]
+    done = [
+        r
+        for r in rows
+        if r["state"] == "COMPLETE" and r["feasible"] and r.get("duplicate_of") is None
+    ]
     done.sort(key=lambda r: -(r["val_accuracy"] or 0))
     what = "proxy val accuracy" if score == "accuracy" else f"training-free score {score}"
     table = Table(title=f"leaderboard ({what}; FLOPs/params at target size)")
@@ -49,7 +64,7 @@ def leaderboard(rows: list[dict], top: int = 10, score: str = "accuracy") -> Tab
     for rank, r in enumerate(done[:top], 1):
         table.add_row(
             str(rank),
-            str(r["number"]),
+            str(r["number"]) + (" (yardstick)" if r.get("yardstick") else ""),
             r["layout"],
             r["depths"],
             r["widths"],

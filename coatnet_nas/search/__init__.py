@@ -3,7 +3,9 @@
 ``space`` (what to sample), ``config`` (a study's stored settings, trial statuses), ``objective``
 (how one trial is scored), ``strategies`` (samplers, pruners), ``storage`` (SQLAlchemy storages,
 heartbeats), ``opening`` (create/resume by config), ``workers`` (processes pulling trials),
-``study`` (``run_search``) and ``report`` (exports).
+``study`` (``run_search``) and ``report`` (exports); ``dedupe`` (one evaluation per
+architecture), ``liveness`` (reaping dead trials), ``runner`` (the trial loop), ``warmstart``
+(known specs as first trials) and ``plots``.
 
 Names load on first use: the command line reads :class:`Sampler` and :class:`Pruner` at start-up,
 and importing Optuna and the model code for them would add seconds to every command.
@@ -17,6 +19,7 @@ from coatnet_nas._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from coatnet_nas.search.config import SearchConfig, TrialStatus
+    from coatnet_nas.search.dedupe import arch_key
     from coatnet_nas.search.objective import Objective
     from coatnet_nas.search.opening import open_study
     from coatnet_nas.search.report import (
@@ -30,6 +33,7 @@ if TYPE_CHECKING:
     from coatnet_nas.search.storage import DEFAULT_STORAGE, make_storage
     from coatnet_nas.search.strategies import Pruner, Sampler, make_pruner, make_sampler
     from coatnet_nas.search.study import SearchProgress, default_study_name, run_search
+    from coatnet_nas.search.warmstart import yardstick_params
     from coatnet_nas.search.workers import run_worker
 
 __all__ = [
@@ -42,6 +46,7 @@ __all__ = [
     "SearchProgress",
     "SearchSpace",
     "TrialStatus",
+    "arch_key",
     "best_spec",
     "best_trial",
     "default_study_name",
@@ -55,6 +60,7 @@ __all__ = [
     "run_worker",
     "space_from_dict",
     "trial_rows",
+    "yardstick_params",
 ]
 
 # Which submodule each public name lives in (the TYPE_CHECKING imports above, for loading).
@@ -62,6 +68,8 @@ _EXPORTS = {
     name: f"{__name__}.{module}"
     for module, names in (
         ("config", ("SearchConfig", "TrialStatus")),
+        ("dedupe", ("arch_key",)),
+        ("warmstart", ("yardstick_params",)),
         ("objective", ("Objective",)),
         ("report", ("Export", "best_spec", "best_trial", "export_study", "trial_rows")),
         ("space", ("SearchSpace", "load_space", "space_from_dict")),

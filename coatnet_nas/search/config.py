@@ -18,7 +18,7 @@ from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.space import SearchSpace
 from coatnet_nas.spec import settings_problems
 
-__all__ = ["OBJECTIVES", "SearchConfig", "TrialStatus"]
+__all__ = ["COUNTED", "EVALUATED", "OBJECTIVES", "SearchConfig", "TrialStatus"]
 
 OBJECTIVES = {"accuracy": "maximize", "flops": "minimize", "params": "minimize"}
 
@@ -29,6 +29,8 @@ class TrialStatus(str, Enum):
     ``ok``, ``budget`` and ``stopped`` are scored trials (the last two: the training's seconds
     budget or a callback ended the run, as the trainer's own run status says); the others end
     PRUNED (``over_budget``, ``pruned``, ``diverged``, ``invalid_score``) or FAIL (``error``).
+    ``duplicate`` trials were told an earlier trial's result (same architecture, not trained);
+    ``interrupted`` (Ctrl-C) and ``worker_died`` trials end FAIL and are re-queued.
     """
 
     OK = "ok"
@@ -39,6 +41,25 @@ class TrialStatus(str, Enum):
     DIVERGED = "diverged"
     INVALID_SCORE = "invalid_score"
     ERROR = "error"
+    DUPLICATE = "duplicate"
+    INTERRUPTED = "interrupted"
+    WORKER_DIED = "worker_died"
+
+
+# Trials whose architecture was evaluated (trained or scored): a later same-key trial reuses them.
+EVALUATED = frozenset(
+    s.value
+    for s in (
+        TrialStatus.OK,
+        TrialStatus.BUDGET,
+        TrialStatus.STOPPED,
+        TrialStatus.PRUNED,
+        TrialStatus.DIVERGED,
+        TrialStatus.INVALID_SCORE,
+    )
+)
+# What a run's trial count counts: an evaluation, or a failed attempt at one (it cost the time).
+COUNTED = EVALUATED | {TrialStatus.ERROR.value}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ better); a non-finite score ends PRUNED with ``status=invalid_score``.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ import optuna
 from coatnet_nas.cost import estimate_cost
 from coatnet_nas.scaling import scale_spec
 from coatnet_nas.search.config import SearchConfig, TrialStatus
+from coatnet_nas.search.dedupe import KEY_ATTR, arch_key, copy_result, earlier_result
 
 __all__ = ["Objective", "SearchConfig", "TrialStatus"]
 
@@ -69,20 +71,33 @@ class Objective:
         trial.set_user_attr("widths", list(spec.widths))
         trial.set_user_attr("params", cost.params)
         trial.set_user_attr("flops", cost.flops)
+        key = arch_key(spec, cfg)
+        trial.set_user_attr(KEY_ATTR, key)
         over = []
-        for key, used, budget in (
+        for name, used, budget in (
             ("flops", cost.flops, cfg.flops),
             ("params", cost.params, cfg.params),
         ):
             if budget is not None:
                 violation = (used - budget) / budget
-                trial.set_constraint(key, violation)
+                with warnings.catch_warnings():
+                    # a re-queued trial carries its constraint already: the same value, since the
+                    # parameters (and so the cost) are the same
+                    warnings.filterwarnings("ignore", message="The constraint value is ignored")
+                    trial.set_constraint(name, violation)
                 if violation > 0:
-                    over.append(f"{key} {used:,} > budget {budget:,}")
+                    over.append(f"{name} {used:,} > budget {budget:,}")
         if over:
             _finish(trial, TrialStatus.OVER_BUDGET, "; ".join(over))
             raise optuna.TrialPruned("over budget: " + "; ".join(over))
         extra = {"flops": cost.flops / 1e9, "params": cost.params / 1e6}
+        study = getattr(trial, "study", None)  # a FixedTrial has none: nothing to reuse
+        earlier = earlier_result(study, trial.number, key) if study is not None else None
+        if earlier is not None:  # evaluated before in this study: reuse, do not train again
+            copy_result(trial, earlier)
+            if earlier.state == optuna.trial.TrialState.PRUNED:
+                raise optuna.TrialPruned(f"same architecture as trial {earlier.number}")
+            return earlier.values[0] if not cfg.multi_objective else tuple(earlier.values)
         if cfg.training_free:
             score = self._score(trial, spec)
             if not cfg.multi_objective:

@@ -3,21 +3,70 @@
 A study is self-describing: its :class:`SearchConfig` is stored as a user attribute, so a worker
 on another machine scores trials exactly like the process that created it, and a resumed run with
 other settings is refused with the differences named (compared by value, so an older stored form
-of the same settings still resumes).
+of the same settings still resumes). The sampler, pruner and heartbeat it was created with are
+stored too (:data:`STRATEGY_ATTR`), so a joining worker uses them unless told otherwise.
+
+:func:`open_storage` wraps ``make_storage`` in a file lock next to an SQLite file: two processes
+creating one fresh file at once raced on Optuna's schema (``UNIQUE constraint failed:
+alembic_version.version_num``).
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
 
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.config import SearchConfig
+from coatnet_nas.search.storage import make_storage
 
-__all__ = ["CONFIG_ATTR", "TARGET_ATTR", "open_study"]
+__all__ = [
+    "CONFIG_ATTR",
+    "RUN_ATTR_PREFIX",
+    "STRATEGY_ATTR",
+    "TARGET_ATTR",
+    "open_storage",
+    "open_study",
+    "strategy_of",
+]
 
 CONFIG_ATTR = "coatnet_config"
 TARGET_ATTR = "coatnet_target_trials"
+STRATEGY_ATTR = "coatnet_strategy"
+RUN_ATTR_PREFIX = "coatnet_run:"
+_LOCK_SECONDS = 120
+
+
+def open_storage(storage_url: str, heartbeat_interval: int | None = None) -> RDBStorage:
+    """``make_storage``, serialized per SQLite file so that concurrent creators do not race."""
+    prefix = "sqlite:///"
+    if not storage_url.startswith(prefix) or storage_url == prefix + ":memory:":
+        return make_storage(storage_url, heartbeat_interval)
+    from filelock import FileLock, Timeout
+
+    path = Path(storage_url.removeprefix(prefix))
+    if not path.parent.is_dir():  # make_storage creates it, or names the problem
+        return make_storage(storage_url, heartbeat_interval)
+    try:
+        with FileLock(str(path) + ".lock", timeout=_LOCK_SECONDS):
+            return make_storage(storage_url, heartbeat_interval)
+    except Timeout:
+        raise CoatnetError(
+            f"storage_url {storage_url!r}: another process held {path}.lock for "
+            f"{_LOCK_SECONDS} s while opening the study file.",
+            param="storage_url",
+        ) from None
+
+
+def strategy_of(study: optuna.Study) -> dict[str, Any]:
+    """The sampler, pruner and heartbeat the study was created with (empty for older studies)."""
+    stored = study.user_attrs.get(STRATEGY_ATTR)
+    return stored if isinstance(stored, dict) else {}
+
+
 _MAX_DIFFS = 5  # differences named in one error, so that it stays one paragraph
 
 
@@ -27,8 +76,12 @@ def open_study(
     config: SearchConfig | None = None,
     sampler: optuna.samplers.BaseSampler | None = None,
     pruner: optuna.pruners.BasePruner | None = None,
+    strategy: dict[str, Any] | None = None,
 ) -> tuple[optuna.Study, SearchConfig]:
-    """Create or resume ``study_name``; with ``config=None`` it must exist (worker, report)."""
+    """Create or resume ``study_name``; with ``config=None`` it must exist (worker, report).
+
+    ``strategy`` (sampler/pruner/heartbeat names) is stored when the study gets its config.
+    """
     if config is None:
         try:
             study = optuna.load_study(
@@ -58,6 +111,8 @@ def open_study(
         )
     if study.user_attrs.get(CONFIG_ATTR) is None:
         study.set_user_attr(CONFIG_ATTR, config.to_json())
+        if strategy is not None:
+            study.set_user_attr(STRATEGY_ATTR, strategy)
         return study, config
     diff = _stored_config(study).differences(config)
     if diff:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import io
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from coatnet_nas._io import atomic_write_text, ensure_dir, pyplot, save_figure
+from coatnet_nas._io import atomic_write_text, ensure_dir
+from coatnet_nas.search.plots import plots
 from coatnet_nas.spec import ModelSpec, spec_from_dict
 
 CSV_COLUMNS = (
@@ -33,6 +33,8 @@ CSV_COLUMNS = (
     "train_loss",
     "seconds",
     "feasible",
+    "duplicate_of",
+    "yardstick",
     "reason",
 )
 
@@ -74,6 +76,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "train_loss": a.get("train_loss"),
                 "seconds": a.get("seconds"),
                 "feasible": _feasible(t),
+                "duplicate_of": a.get("duplicate_of"),
+                "yardstick": a.get("yardstick"),
                 "reason": a.get("reason", ""),
             }
         )
@@ -121,7 +125,7 @@ def export_study(
         export.best = next(r for r in rows if r["number"] == trial.number)
     else:
         export.notes.append("no feasible COMPLETE trial yet: best.yaml not written")
-    export.files.update(_plots(study, rows, out, budget_flops, export.notes))
+    export.files.update(plots(study, rows, out, budget_flops, export.notes))
     return export
 
 
@@ -131,95 +135,3 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buf.getvalue()
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points not dominated in (low cost, high accuracy), sorted by cost."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], float("-inf")
-    for i in order:
-        if points[i][1] > best:
-            front.append(i)
-            best = points[i][1]
-    return front
-
-
-def _plots(
-    study: optuna.Study,
-    rows: list[dict[str, Any]],
-    out: Path,
-    budget_flops: int | None,
-    notes: list[str],
-) -> dict[str, Path]:
-    plt = pyplot()
-    files: dict[str, Path] = {}
-    done = [
-        r
-        for r in rows
-        if r["state"] == "COMPLETE" and r["feasible"] and r["val_accuracy"] is not None
-    ]
-
-    # 1. optimization history: accuracy per trial and best so far
-    fig, ax = plt.subplots(figsize=(6, 4))
-    best, xs, ys, best_line = float("-inf"), [], [], []
-    for r in done:
-        best = max(best, r["val_accuracy"])
-        xs.append(r["number"])
-        ys.append(r["val_accuracy"])
-        best_line.append(best)
-    ax.scatter(xs, ys, s=18, label="trial (feasible, complete)")
-    ax.step(xs, best_line, where="post", color="C3", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel("proxy val accuracy")
-    ax.set_title(f"{study.study_name}: optimization history")
-    ax.legend(loc="lower right")
-    files["history.png"] = _save(fig, out / "history.png")
-
-    # 2. accuracy vs FLOPs with the Pareto front and the budget
-    fig, ax = plt.subplots(figsize=(6, 4))
-    layouts = sorted({r["layout"] for r in done})
-    for k, layout in enumerate(layouts):
-        pts = [r for r in done if r["layout"] == layout]
-        ax.scatter(
-            [r["flops"] / 1e9 for r in pts],
-            [r["val_accuracy"] for r in pts],
-            s=22,
-            color=f"C{k % 10}",
-            label=layout,
-        )
-    points = [(r["flops"] / 1e9, r["val_accuracy"]) for r in done]
-    front = [points[i] for i in pareto_front(points)]
-    if front:
-        ax.step(
-            [p[0] for p in front],
-            [p[1] for p in front],
-            where="post",
-            color="k",
-            lw=1,
-            label="Pareto front",
-        )
-    if budget_flops:
-        ax.axvline(budget_flops / 1e9, color="C3", ls="--", lw=1, label="budget")
-    ax.set_xlabel("GFLOPs (MACs) at target resolution")
-    ax.set_ylabel("proxy val accuracy")
-    ax.set_title("accuracy vs FLOPs")
-    if layouts or front:
-        ax.legend(fontsize=7, loc="lower right")
-    files["accuracy_vs_flops.png"] = _save(fig, out / "accuracy_vs_flops.png")
-
-    # 3. parameter importances (fANOVA, Optuna's default evaluator)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from optuna.visualization.matplotlib import plot_param_importances
-
-            ax = plot_param_importances(study, target=lambda t: t.values[0], target_name="accuracy")
-        files["importances.png"] = _save(ax.figure, out / "importances.png")
-    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
-        notes.append(f"importances.png skipped: {exc}")
-    return files
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    return save_figure(fig, path, dpi=120, param="out_dir")

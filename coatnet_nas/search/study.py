@@ -6,21 +6,32 @@ processes in :mod:`~coatnet_nas.search.workers`; this module puts them together.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.config import SearchConfig
+from coatnet_nas.search.liveness import reap
 from coatnet_nas.search.objective import Objective
-from coatnet_nas.search.opening import TARGET_ATTR, open_study
-from coatnet_nas.search.storage import DEFAULT_STORAGE, make_storage
+from coatnet_nas.search.opening import TARGET_ATTR, open_storage, open_study
+from coatnet_nas.search.runner import counted, run_lock_path
+from coatnet_nas.search.storage import DEFAULT_STORAGE
 from coatnet_nas.search.strategies import Pruner, Sampler
-from coatnet_nas.search.workers import run_local_workers, run_worker
+from coatnet_nas.search.warmstart import yardstick_params
+from coatnet_nas.search.workers import (
+    check_heartbeat,
+    new_run_id,
+    run_local_workers,
+    run_worker,
+)
 
 __all__ = ["SearchProgress", "default_study_name", "open_study", "run_search", "snapshot"]
 
@@ -43,11 +54,21 @@ class SearchProgress:
         return self.complete + self.pruned + self.failed
 
 
-def snapshot(study: optuna.Study, target: int, start: float) -> SearchProgress:
-    """Trial counts by state and the best feasible value (first objective) so far."""
+def snapshot(
+    study: optuna.Study, target: int, start: float, run_id: str | None = None
+) -> SearchProgress:
+    """Trial counts by state (of one run, with ``run_id``) and the study's best feasible value.
+
+    ``complete`` and ``pruned`` count evaluated trials only (not over-budget rejections or
+    repeats), so that ``done`` moves towards ``target`` the way the run counts.
+    """
     trials = study.get_trials(deepcopy=False)
     count = {s: 0 for s in TrialState}
     for t in trials:
+        if run_id is not None and t.user_attrs.get("run") != run_id:
+            continue
+        if t.state.is_finished() and not counted(t):
+            continue
         count[t.state] += 1
     best = None
     for t in trials:
@@ -74,7 +95,7 @@ def run_search(
     config: SearchConfig,
     storage_url: str = DEFAULT_STORAGE,
     study_name: str | None = None,
-    trials: int = 10,
+    trials: int | None = 10,
     timeout: float | None = None,
     workers: int = 1,
     sampler: Sampler | str = Sampler.TPE,
@@ -83,56 +104,93 @@ def run_search(
     device: str = "auto",
     on_progress: Callable[[SearchProgress], None] | None = None,
     poll_seconds: float = 1.0,
+    study_trials: int | None = None,
+    on_note: Callable[[str], None] | None = None,
+    enqueue: Sequence[Any] = (),
 ) -> optuna.Study:
-    """Add ``trials`` trials to the study (created or resumed) using ``workers`` processes.
+    """Evaluate ``trials`` new architectures in the study (created or resumed), ``workers``
+    processes at once; stop early if the study holds ``study_trials`` evaluated trials.
 
-    One worker runs in this process; more are spawned (:func:`run_local_workers`).
-    ``on_progress`` gets a :class:`SearchProgress` every ``poll_seconds`` and once at the end.
+    Over-budget rejections and repeats of an evaluated architecture do not count, whatever other
+    processes add to the study meanwhile. One worker runs in this process; more are spawned
+    (:func:`run_local_workers`). ``on_progress`` gets a :class:`SearchProgress` every
+    ``poll_seconds`` and once at the end. A local worker that dies does not stop the search:
+    ``on_note`` gets a line about it (without ``on_note``, a :class:`CoatnetError` is raised after
+    the others finished). ``enqueue`` holds specs (or YAML paths) evaluated first, as yardsticks.
     """
-    if trials < 1:
-        raise CoatnetError(f"trials must be >= 1, got {trials}.", param="trials")
-    if workers < 1:
-        raise CoatnetError(f"workers must be >= 1, got {workers}.", param="workers")
+    if trials is None and study_trials is None:
+        raise CoatnetError("trials: give trials and/or study_trials.", param="trials")
+    for value, param in ((trials, "trials"), (study_trials, "study_trials"), (workers, "workers")):
+        if value is not None and value < 1:
+            raise CoatnetError(f"{param} must be >= 1, got {value}.", param=param)
     sampler = Sampler.parse(sampler, "sampler")
     pruner = Pruner.parse(pruner, "pruner")
+    check_heartbeat(heartbeat_interval)
     name = study_name or default_study_name(config)
-    storage = make_storage(storage_url, heartbeat_interval)
+    yardsticks = [yardstick_params(config.space, s) for s in enqueue]
+    storage = open_storage(storage_url, heartbeat_interval)
     objective = Objective(config, device=device)
     objective.data()  # fail fast (clear error, exit 2) before the study is touched
-    study, config = open_study(storage, name, config)
-    target = len(study.get_trials(deepcopy=False)) + trials
-    study.set_user_attr(TARGET_ATTR, target)
+    strategy = {
+        "sampler": sampler.value,
+        "pruner": pruner.value,
+        "heartbeat_interval": heartbeat_interval,
+    }
+    study, config = open_study(storage, name, config, strategy=strategy)
+    reap(study)  # a trial of a process killed just now is re-queued before anything else
+    evaluated = sum(map(counted, study.get_trials(deepcopy=False)))
+    target = study_trials or evaluated + (trials or 0)
+    study.set_user_attr(TARGET_ATTR, max(target, int(study.user_attrs.get(TARGET_ATTR, 0))))
+    for label, params in yardsticks:
+        study.enqueue_trial(params, user_attrs={"yardstick": label}, skip_if_exists=True)
+    run_id = new_run_id()
     kwargs = dict(
         storage_url=storage_url,
         study_name=name,
-        target=target,
+        trials=trials,
+        study_trials=study_trials,
         timeout=timeout,
         sampler=sampler,
         pruner=pruner,
         heartbeat_interval=heartbeat_interval,
         device=device,
+        seed=config.seed,
+        run_id=run_id,
     )
     start = time.monotonic()
+    goal = study_trials if trials is None else trials
     stop = threading.Event()
     poller = None
+
+    def progress() -> SearchProgress:
+        return snapshot(study, goal, start, run_id if trials is not None else None)
+
     if on_progress is not None:
 
         def poll() -> None:
             while not stop.wait(poll_seconds):
-                on_progress(snapshot(study, target, start))
+                on_progress(progress())
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
+    notes: list[str] = []
     try:
         if workers == 1:
             run_worker(**kwargs, objective=objective)
         else:
-            run_local_workers(workers, **kwargs)
+            notes = run_local_workers(workers, **kwargs)
+            reap(study)  # the last worker to die leaves its trial queued, not RUNNING
     finally:
+        with contextlib.suppress(OSError):
+            os.remove(run_lock_path(run_id))
         stop.set()
         if poller is not None:
             poller.join(timeout=5)
-            on_progress(snapshot(study, target, start))
+            on_progress(progress())
+    for note in notes:
+        if on_note is None:
+            raise CoatnetError(" ".join(notes))
+        on_note(note)
     return study
 
 

@@ -3,90 +3,107 @@
 Any process that can reach the storage can be a worker (another machine included): the study
 stores its :class:`~coatnet_nas.search.config.SearchConfig`, so every worker scores trials the
 same way. ``run_search`` starts local ones with :func:`run_local_workers`: spawned processes that
-split the CPU cores between them and exit when their parent does (heartbeats then recover the
-trial they were running).
+split the CPU cores between them and exit when their parent does (the next worker on this host
+then re-queues the trial they were running, at once: see :mod:`~coatnet_nas.search.liveness`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
+import socket
 import threading
 import time
+import uuid
 from typing import Any
 
 import optuna
-from optuna.study import MaxTrialsCallback
-from optuna.trial import TrialState
 
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.objective import Objective
-from coatnet_nas.search.opening import TARGET_ATTR, open_study
-from coatnet_nas.search.storage import make_storage
+from coatnet_nas.search.opening import (
+    RUN_ATTR_PREFIX,
+    TARGET_ATTR,
+    open_storage,
+    open_study,
+    strategy_of,
+)
+from coatnet_nas.search.runner import RunLimits, drive, run_lock_path
 from coatnet_nas.search.strategies import Pruner, Sampler, make_pruner, make_sampler
 
-__all__ = ["run_local_workers", "run_worker"]
+__all__ = ["check_heartbeat", "derive_seed", "new_run_id", "run_local_workers", "run_worker"]
 
 
 def run_worker(
     storage_url: str,
     study_name: str,
-    target: int | None = None,
+    trials: int | None = None,
+    study_trials: int | None = None,
     timeout: float | None = None,
-    sampler: Sampler | str = Sampler.TPE,
-    pruner: Pruner | str = Pruner.HYPERBAND,
+    sampler: Sampler | str | None = None,
+    pruner: Pruner | str | None = None,
     seed: int | None = None,
-    heartbeat_interval: int | None = 30,
+    heartbeat_interval: int | None = None,
     device: str = "auto",
     worker_index: int = 0,
     watch_parent: int | None = None,
     objective: Objective | None = None,
-    trials: int | None = None,
-) -> None:
-    """Run trials of an existing study until it holds ``target`` trials (or ``timeout`` ends).
+    run_id: str | None = None,
+) -> int:
+    """Run trials of an existing study; return how many this process evaluated.
 
-    ``target`` defaults to the one ``run_search`` stored, or (with ``trials``) to this many more
-    than the study holds now. The sampler is seeded ``seed`` (default: the study's seed) plus
-    ``worker_index``, so that workers sharing a study do not propose the same candidates.
+    Stops when its run (``run_id``, default: a new one) has ``trials`` evaluated trials or the
+    study holds ``study_trials``; with neither, the study's stored target. ``sampler``, ``pruner``
+    and ``heartbeat_interval`` default to those the study was created with. The sampler's seed
+    derives from ``seed`` (default: the study's), the study's size, ``worker_index`` and the
+    process id, so a resumed or concurrent run proposes new points rather than replaying.
     """
-
-    sampler = Sampler.parse(sampler, "sampler")
-    pruner = Pruner.parse(pruner, "pruner")
     if trials is not None and trials < 1:
         raise CoatnetError(f"trials must be >= 1, got {trials}.", param="trials")
-    storage = make_storage(storage_url, heartbeat_interval)
+    stored = strategy_of(open_study(open_storage(storage_url, None), study_name)[0])
+    sampler = Sampler.parse(sampler or stored.get("sampler", Sampler.TPE.value), "sampler")
+    pruner = Pruner.parse(pruner or stored.get("pruner", Pruner.HYPERBAND.value), "pruner")
+    if heartbeat_interval is None:
+        heartbeat_interval = stored.get("heartbeat_interval", 30)  # older studies: the old default
+    check_heartbeat(heartbeat_interval)
+    storage = open_storage(storage_url, heartbeat_interval)
     probe, config = open_study(storage, study_name)
-    if trials is not None:
-        target = len(probe.get_trials(deepcopy=False)) + trials
-    elif target is None:
-        target = int(probe.user_attrs.get(TARGET_ATTR, len(probe.trials) + 1))
-    base_seed = config.seed if seed is None else seed
+    if trials is None and study_trials is None:
+        study_trials = int(probe.user_attrs.get(TARGET_ATTR, 0)) or None
+        trials = 1 if study_trials is None else None  # a study without a target: one trial
+    own_run = run_id is None
+    run_id = run_id or new_run_id()
+    sampler_seed = derive_seed(
+        config.seed if seed is None else seed, len(probe.get_trials(deepcopy=False)), worker_index
+    )
     study, _ = open_study(
         storage,
         study_name,
-        sampler=make_sampler(sampler, base_seed + worker_index, config.multi_objective),
+        sampler=make_sampler(sampler, sampler_seed, config.multi_objective),
         pruner=make_pruner(pruner, config.multi_objective),
     )
+    record_run(study, run_id, worker_index, seed, sampler_seed, (sampler, pruner), trials)
     if watch_parent is not None:
         _exit_with_parent(watch_parent)
-    remaining = max(0, target - len(study.get_trials(deepcopy=False)))
-    if remaining == 0 and not _waiting(study):
-        return
+    limits = RunLimits(run_id, trials=trials, study_trials=study_trials, timeout=timeout)
     if objective is None:
         objective = Objective(config, device=device)
         objective.data()  # a missing or unreadable data set stops this worker, not every trial
-    study.optimize(
-        objective,
-        n_trials=max(remaining, 1) + len(_waiting(study)),
-        timeout=timeout,
-        callbacks=[MaxTrialsCallback(target, states=None)],
-        catch=(Exception,),
-        gc_after_trial=True,
-    )
+    try:
+        return drive(study, objective, limits)
+    finally:
+        if own_run:
+            with contextlib.suppress(OSError):
+                os.remove(run_lock_path(run_id))
 
 
-def run_local_workers(workers: int, **kwargs: Any) -> None:
-    """Run ``workers`` spawned :func:`run_worker` processes on this machine and wait for them."""
+def run_local_workers(workers: int, **kwargs: Any) -> list[str]:
+    """Run ``workers`` spawned :func:`run_worker` processes here; return notes on dead ones.
+
+    One dead worker does not stop the others (they reap and re-run its trial); the notes name
+    each worker that exited with an error, so the caller can still report the study.
+    """
     ctx = mp.get_context("spawn")  # fork would copy torch's thread pools and open connections
     threads = max(1, (os.cpu_count() or 1) // workers)
     procs = [
@@ -102,13 +119,21 @@ def run_local_workers(workers: int, **kwargs: Any) -> None:
     try:
         for p in procs:
             p.join()
+    except KeyboardInterrupt:  # the children got the same Ctrl-C: let them end their trials
+        for p in procs:
+            p.join(timeout=10)
+        raise
     finally:
         for p in procs:
             if p.is_alive():
                 p.terminate()
-    bad = [p.exitcode for p in procs if p.exitcode]
-    if bad:
-        raise CoatnetError(f"{len(bad)} worker process(es) exited with codes {bad}.")
+    return [
+        f"local worker {i} exited with code {p.exitcode}"
+        + (f" (killed by signal {-p.exitcode})" if p.exitcode < 0 else "")
+        + "; its trial was re-queued and the other workers went on."
+        for i, p in enumerate(procs)
+        if p.exitcode
+    ]
 
 
 def _worker_process(kwargs: dict[str, Any], threads: int) -> None:
@@ -118,12 +143,63 @@ def _worker_process(kwargs: dict[str, Any], threads: int) -> None:
     # 2 workers 4x slower than 1 on a 2-core machine. Split the cores instead.
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    run_worker(**kwargs)
+    try:
+        run_worker(**kwargs)
+    except KeyboardInterrupt:
+        os._exit(130)  # the trial is already re-queued; the parent reports
 
 
-def _waiting(study: optuna.Study) -> list:
-    """Trials re-queued by the stale-trial callback: they run before new ones are sampled."""
-    return study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+def new_run_id() -> str:
+    """An id for one run (all its local workers share it), stored on each of its trials."""
+    return uuid.uuid4().hex[:12]
+
+
+def derive_seed(seed: int, trials_so_far: int, worker_index: int) -> int:
+    """A sampler seed from the user's seed, the study's size, the worker and this process.
+
+    The same command twice must not replay the same proposals, and two runs started together
+    (same size) with one seed must not collide: the process id tells them apart.
+    """
+    import numpy as np
+
+    entropy = [seed & 0xFFFFFFFF, trials_so_far, worker_index, os.getpid()]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+
+def record_run(
+    study: optuna.Study,
+    run_id: str,
+    worker_index: int,
+    seed: int | None,
+    sampler_seed: int,
+    strategy: tuple[Sampler, Pruner],
+    trials: int | None,
+) -> None:
+    """One study attribute per run and worker (one key each, so concurrent runs never race)."""
+    study.set_user_attr(
+        f"{RUN_ATTR_PREFIX}{run_id}:{worker_index}",
+        {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "seed": seed,
+            "sampler_seed": sampler_seed,
+            "sampler": strategy[0].value,
+            "pruner": strategy[1].value,
+            "trials": trials,
+        },
+    )
+
+
+def check_heartbeat(heartbeat_interval: int | None) -> None:
+    """``None`` is off (read-only use); an interval must be at least one second."""
+    if heartbeat_interval is not None and heartbeat_interval < 1:
+        raise CoatnetError(
+            f"heartbeat_interval must be >= 1 second, got {heartbeat_interval}; without "
+            "heartbeats a worker killed on another machine would leave its trial RUNNING "
+            "for good.",
+            param="heartbeat_interval",
+        )
 
 
 def _exit_with_parent(parent_pid: int) -> None:

@@ -1,0 +1,110 @@
+"""No trial stays RUNNING for a dead process, and none is lost: reap, re-queue, heartbeat.
+
+Heartbeats find a dead worker only after their grace period (2x the interval), so a search re-run
+at once after ``kill -9`` used to find its killed trial still RUNNING. Every trial therefore
+records the host and process id that runs it; a worker on the same host sees at once that the
+process is gone, fails the trial (``status=worker_died``) and re-queues its parameters. Across
+machines the heartbeat does the same job (:func:`reap` runs Optuna's ``fail_stale_trials`` too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from coatnet_nas.search.config import TrialStatus
+from coatnet_nas.search.storage import MAX_RETRY  # the heartbeat retries' bound, shared
+
+__all__ = ["HOST_ATTR", "PID_ATTR", "claim", "heartbeat", "reap", "requeue"]
+
+HOST_ATTR = "host"
+PID_ATTR = "pid"
+RETRIES_ATTR = "retries"
+_HOST = socket.gethostname()
+
+
+def claim(trial: optuna.Trial, run_id: str) -> None:
+    """Record who runs ``trial`` (overwrites what a re-queued copy inherited)."""
+    trial.set_user_attr(HOST_ATTR, _HOST)
+    trial.set_user_attr(PID_ATTR, os.getpid())
+    trial.set_user_attr("run", run_id)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs on this host (a zombie, killed but not yet waited for, is dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: trust kill(0)
+
+
+def reap(study: optuna.Study) -> int:
+    """Fail and re-queue RUNNING trials of dead processes on this host; then stale ones anywhere.
+
+    Returns how many this call reaped on this host. Safe to run from many workers at once: only
+    the one whose ``tell`` succeeds re-queues the trial.
+    """
+    reaped = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = t.user_attrs.get(PID_ATTR)
+        if t.user_attrs.get(HOST_ATTR) != _HOST or not isinstance(pid, int):
+            continue
+        if pid == os.getpid() or alive(pid):
+            continue
+        if end_trial(study, t, TrialStatus.WORKER_DIED, f"worker died (process {pid})"):
+            requeue(study, t, count_retry=True)
+            reaped += 1
+    storage = study._storage  # Optuna's own fail_stale_trials reads it the same way
+    if getattr(storage, "get_heartbeat_interval", lambda: None)() is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+    return reaped
+
+
+def end_trial(study: optuna.Study, t: FrozenTrial, status: TrialStatus, reason: str) -> bool:
+    """Mark a RUNNING trial FAIL with ``status``/``reason``; ``False`` if it had already ended."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(t._trial_id, "status", status.value)
+        storage.set_trial_user_attr(t._trial_id, "reason", reason)
+        study.tell(t.number, state=TrialState.FAIL)
+    except Exception:  # ended meanwhile (another reaper, or the trial's own tell): leave it
+        return False
+    return True
+
+
+def requeue(study: optuna.Study, t: FrozenTrial, count_retry: bool) -> bool:
+    """Enqueue ``t``'s parameters again (at most :data:`MAX_RETRY` times if it killed a worker)."""
+    retries = int(t.user_attrs.get(RETRIES_ATTR, 0)) + (1 if count_retry else 0)
+    if retries > MAX_RETRY:
+        return False
+    attrs: dict[str, Any] = {"retry_of": t.number, RETRIES_ATTR: retries}
+    for key in ("yardstick",):
+        if key in t.user_attrs:
+            attrs[key] = t.user_attrs[key]
+    study.enqueue_trial(dict(t.params), user_attrs=attrs, skip_if_exists=False)
+    return True
+
+
+@contextlib.contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Optuna's heartbeat thread for ``trial`` while it runs (a no-op without heartbeats)."""
+    from optuna.storages._heartbeat import get_heartbeat_thread  # what study.optimize uses
+
+    with get_heartbeat_thread(trial._trial_id, study._storage):
+        yield

@@ -1,0 +1,174 @@
+"""One worker's trial loop (ask, score, tell), and when a run has done what it was asked.
+
+``study.optimize(n_trials=N)`` counts every trial it starts: over-budget rejections (milliseconds
+each), repeats, and trials other processes add to a shared study, so ``N`` meant neither "N
+trainings" nor "N from this run". Here a run has an id stored on each of its trials, and it stops
+when ``trials`` of them were evaluated (a failed training counts, as an attempt; rejections,
+duplicates and re-queued ones do not), or when the study holds ``study_trials`` evaluated ones.
+Before each trial, dead trials are reaped (:mod:`~coatnet_nas.search.liveness`) and queued ones
+run first, so a worker never leaves a re-queued trial behind because its own count was reached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import tempfile
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from coatnet_nas.errors import CoatnetError
+from coatnet_nas.search.config import COUNTED, TrialStatus
+from coatnet_nas.search.liveness import claim, end_trial, heartbeat, reap, requeue
+from coatnet_nas.search.objective import Objective
+
+__all__ = ["RunLimits", "counted", "drive", "run_lock_path"]
+
+_WAIT_SECONDS = 0.5
+MAX_DRAWS_PER_TRIAL = 1000  # consecutive uncounted draws allowed per requested trial
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """When one run stops: its own evaluated trials, the study's, and wall time."""
+
+    run_id: str
+    trials: int | None = None
+    study_trials: int | None = None
+    timeout: float | None = None
+
+
+def counted(t: FrozenTrial) -> bool:
+    """Whether ``t`` counts as an evaluated trial (see the module docstring)."""
+    return t.state.is_finished() and t.user_attrs.get("status") in COUNTED
+
+
+def drive(study: optuna.Study, objective: Objective, limits: RunLimits) -> int:
+    """Run trials until ``limits`` are met; return how many this process evaluated.
+
+    Raises :class:`CoatnetError` after :data:`MAX_DRAWS_PER_TRIAL` x trials consecutive draws
+    that were all over budget or duplicates (the space has nothing new under the budget), and
+    ``KeyboardInterrupt`` after ending the current trial as ``interrupted`` and re-queuing it.
+    """
+    start = time.monotonic()
+    asked = limits.trials or limits.study_trials or 1
+    max_skips = MAX_DRAWS_PER_TRIAL * asked
+    skips = evaluated = 0
+    while True:
+        if skips >= max_skips:
+            raise CoatnetError(
+                f"{skips} consecutive candidates were over budget or already evaluated; the "
+                "space has no new architecture under the budget (loosen the budget or widen the "
+                "space).",
+                param="trials",
+            )
+        reap(study)
+        with _run_lock(limits.run_id):  # decide and claim atomically among this run's workers
+            decision = _decide(study, limits, start)
+            trial = _ask(study, limits.run_id) if decision == "go" else None
+        if decision == "stop":
+            return evaluated
+        if trial is None:
+            time.sleep(_WAIT_SECONDS)  # others' trials in flight may still reach the limit
+            continue
+        done = run_trial(study, objective, trial)
+        evaluated += done
+        skips = 0 if done else skips + 1
+
+
+def _decide(study: optuna.Study, limits: RunLimits, start: float) -> str:
+    """``go`` (a queued trial, or the limits are not reached even counting trials in flight),
+    ``wait`` (they would be if the trials in flight count) or ``stop``."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == TrialState.WAITING for t in trials):
+        return "go"  # a re-queued trial is never left behind
+    state = _tally(trials, limits.run_id)
+    if _reached(limits, state[0], state[2]):
+        return "stop"
+    if limits.timeout is not None and time.monotonic() - start > limits.timeout:
+        return "stop"
+    if _reached(limits, state[0] + state[1], state[2] + state[3]):
+        return "wait"
+    return "go"
+
+
+def run_lock_path(run_id: str) -> str:
+    return os.path.join(tempfile.gettempdir(), f"coatnet-run-{run_id}.lock")
+
+
+@contextlib.contextmanager
+def _run_lock(run_id: str) -> Iterator[None]:
+    """A file lock shared by the local workers of one run (they all run on this host), so two
+    of them never both start the last trial the run needs."""
+    from filelock import FileLock
+
+    with FileLock(run_lock_path(run_id)):
+        yield
+
+
+def _tally(trials: list[FrozenTrial], run_id: str) -> tuple[int, int, int, int]:
+    """(counted by this run, running in this run, counted in the study, running in the study)."""
+    mine = [t for t in trials if t.user_attrs.get("run") == run_id]
+    return (
+        sum(map(counted, mine)),
+        sum(t.state == TrialState.RUNNING for t in mine),
+        sum(map(counted, trials)),
+        sum(t.state == TrialState.RUNNING for t in trials),
+    )
+
+
+def _reached(limits: RunLimits, run_count: int, study_count: int) -> bool:
+    if limits.study_trials is not None and study_count >= limits.study_trials:
+        return True
+    if limits.trials is not None and run_count >= limits.trials:
+        return True
+    return limits.trials is None and limits.study_trials is None
+
+
+def _ask(study: optuna.Study, run_id: str) -> optuna.Trial:
+    with warnings.catch_warnings():
+        # Optuna warns that heartbeats are meant for study.optimize; this loop runs Optuna's
+        # heartbeat thread itself (liveness.heartbeat), the way optimize does
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        trial = study.ask()
+    claim(trial, run_id)
+    return trial
+
+
+def run_trial(study: optuna.Study, objective: Objective, trial: optuna.Trial) -> bool:
+    """Score and tell one asked trial; ``True`` when it counts as evaluated."""
+    state, values = TrialState.FAIL, None
+    try:
+        with heartbeat(study, trial):
+            result = objective(trial)
+        state, values = TrialState.COMPLETE, result
+    except optuna.TrialPruned:
+        state = TrialState.PRUNED
+    except KeyboardInterrupt:
+        _interrupted(study, trial)
+        raise
+    except Exception:  # the objective recorded status=error and the reason
+        state = TrialState.FAIL
+    frozen = study.tell(trial, values, state=state, skip_if_finished=True)
+    return counted(frozen)
+
+
+def _interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Ctrl-C: end the trial as ``interrupted`` and queue it for the next run; a second Ctrl-C
+    during this bookkeeping exits at once (the next run reaps the trial by its process id)."""
+    main = threading.current_thread() is threading.main_thread()  # signals: main thread only
+    previous = signal.signal(signal.SIGINT, lambda *_: os._exit(130)) if main else None
+    try:
+        frozen = study._storage.get_trial(trial._trial_id)
+        if end_trial(study, frozen, TrialStatus.INTERRUPTED, "interrupted"):
+            requeue(study, frozen, count_retry=False)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,159 @@
+"""Nothing lost or stuck: Ctrl-C, a killed local worker, and a joining worker's strategy.
+
+Real processes, real signals, real SQLite files (the kill -9 + immediate re-run case is in
+tests/test_search.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from tests.conftest import ROOT, tiny_space, write
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def _coatnet(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from coatnet_nas.cli import main; main()", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+
+
+def _trials(url: str, name: str = "r") -> list:
+    try:
+        return optuna.load_study(study_name=name, storage=url).get_trials()
+    except KeyError:
+        return []
+
+
+def _wait_for(url: str, ready, proc: subprocess.Popen, seconds: float = 120) -> list:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        trials = _trials(url)
+        if ready(trials):
+            return trials
+        if proc.poll() is not None:
+            break
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"never reached the state to interrupt; stderr: {proc.communicate()[1][-2000:]}")
+
+
+def _args(tmp_path, url: str, *extra: str) -> list[str]:
+    space = tiny_space(steps=None, seconds=3.0, epochs=None)
+    space["budget"] = {"flops": "1G"}  # every trial trains
+    path = write(tmp_path, yaml.safe_dump(space), "space.yaml")
+    return [
+        "search", "--space", str(path), "--storage", url, "--study", "r", "--device", "cpu",
+        "--sampler", "random", "--pruner", "none", "--heartbeat", "30",
+        "--out", str(tmp_path / "out"), "--json", *extra,
+    ]  # fmt: skip
+
+
+def _running_after_complete(trials: list) -> bool:
+    states = [t.state for t in trials]
+    return TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING
+
+
+def test_ctrl_c_ends_the_trial_as_interrupted_and_the_next_run_reruns_it(tmp_path):
+    url = f"sqlite:///{tmp_path}/i.db"
+    args = _args(tmp_path, url, "--trials", "5")
+    proc = _coatnet(args)
+    before = _wait_for(url, _running_after_complete, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("interrupted:"), err
+    after = _trials(url)
+    stopped = after[before[-1].number]
+    assert stopped.state == TrialState.FAIL
+    assert stopped.user_attrs["status"] == "interrupted"
+    assert stopped.user_attrs["reason"] == "interrupted"
+    queued = [t for t in after if t.state == TrialState.WAITING]
+    assert len(queued) == 1 and queued[0].system_attrs["fixed_params"] == stopped.params
+
+    args[args.index("--trials") + 1] = "1"
+    rerun = _coatnet(args)
+    _, err = rerun.communicate(timeout=180)
+    assert rerun.returncode == 0, err
+    final = _trials(url)
+    assert not [t for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    again = [t for t in final if t.user_attrs.get("retry_of") == stopped.number]
+    assert len(again) == 1 and again[0].state == TrialState.COMPLETE
+    for t in before:
+        if t.state == TrialState.COMPLETE:
+            assert final[t.number].values == t.values
+
+
+def test_a_killed_local_worker_does_not_stop_the_others_or_the_report(tmp_path):
+    url = f"sqlite:///{tmp_path}/w.db"
+    proc = _coatnet(_args(tmp_path, url, "--trials", "4", "--workers", "2"))
+
+    def child_running(trials: list) -> bool:
+        return any(
+            t.state == TrialState.RUNNING and t.user_attrs.get("pid") not in (None, proc.pid)
+            for t in trials
+        )
+
+    trials = _wait_for(url, child_running, proc)
+    victim = next(
+        t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("pid") != proc.pid
+    )
+    os.kill(victim.user_attrs["pid"], signal.SIGKILL)
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 1, err  # a worker died: not a clean run, but a full report
+    report = json.loads(out)
+    assert any("local worker" in note and "signal 9" in note for note in report["notes"])
+    assert (tmp_path / "out" / "trials.csv").exists()
+    final = _trials(url)
+    assert not [t for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    # the trial that child ran when killed (it may have moved on from ``victim`` meanwhile)
+    died = [t for t in final if t.user_attrs.get("status") == "worker_died"]
+    assert len(died) == 1 and died[0].user_attrs["pid"] == victim.user_attrs["pid"]
+    assert died[0].state == TrialState.FAIL
+    again = [t for t in final if t.user_attrs.get("retry_of") == died[0].number]
+    assert len(again) == 1 and again[0].state == TrialState.COMPLETE
+    trained = [
+        t for t in final if t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs
+    ]
+    statuses = [(t.number, t.state.name, t.user_attrs.get("status")) for t in final]
+    assert len(trained) == 4, statuses  # what the run was asked for (repeats are told)
+
+
+def test_a_joining_worker_uses_the_study_strategy_and_prints_no_warnings(tmp_path):
+    space = tiny_space()
+    space["budget"] = {"flops": "1G"}
+    path = write(tmp_path, yaml.safe_dump(space), "space.yaml")
+    url = f"sqlite:///{tmp_path}/j.db"
+    common = ["--storage", url, "--study", "j", "--device", "cpu"]
+    create = _coatnet(
+        ["search", "--space", str(path), *common, "--trials", "1", "--proxy", "params",
+         "--sampler", "random", "--pruner", "none", "--heartbeat", "7", "--json"]
+    )  # fmt: skip
+    assert create.wait(timeout=120) == 0
+    join = _coatnet(["worker", *common, "--trials", "2"])
+    _, err = join.communicate(timeout=120)
+    assert join.returncode == 0, err
+    assert "Warning" not in err
+    study = optuna.load_study(study_name="j", storage=url)
+    runs = [v for k, v in study.user_attrs.items() if k.startswith("coatnet_run:")]
+    joined = [r for r in runs if r["trials"] == 2]
+    assert len(joined) == 1
+    assert joined[0]["sampler"] == "random" and joined[0]["pruner"] == "none"
+    assert len([t for t in study.get_trials() if t.state == TrialState.COMPLETE]) == 3

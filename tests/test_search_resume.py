@@ -1,0 +1,163 @@
+"""A search you can run again and side by side: new architectures each time, counted as asked.
+
+Real SQLite files and real processes; the tiny space on synthetic data (a trial trains in about a
+second, or is scored by its parameter count with the ``params`` proxy).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from coatnet_nas.cli import run
+from coatnet_nas.search import SearchConfig, run_search, space_from_dict
+from tests.conftest import ROOT, tiny_space, write
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def _arch(t: optuna.trial.FrozenTrial) -> str:
+    """The architecture of a trial, from the spec every trial records (main stores it too)."""
+    spec = dict(t.user_attrs["spec"])
+    spec.pop("name", None)
+    return json.dumps(spec, sort_keys=True)
+
+
+# Statuses of a trained or scored trial (written out: the tests also run against older code).
+EVALUATED = {"ok", "budget", "stopped", "pruned", "diverged", "invalid_score"}
+
+
+def _evaluated(trials: list) -> list:
+    """Trials that were really trained or scored (not over budget, not a told repeat)."""
+    return [
+        t
+        for t in trials
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        and t.user_attrs.get("status") in EVALUATED
+        and "duplicate_of" not in t.user_attrs
+    ]
+
+
+def _space_file(tmp_path, **proxy) -> str:
+    space = tiny_space(**proxy)
+    space["budget"] = {"flops": "1G"}  # all 72 architectures of the tiny space are feasible
+    return str(write(tmp_path, yaml.safe_dump(space), "space.yaml"))
+
+
+def _search(space: str, url: str, *extra: str) -> list[str]:
+    return [
+        "search", "--space", space, "--storage", url, "--study", "s", "--device", "cpu",
+        "--heartbeat", "30", "--json", *extra,
+    ]  # fmt: skip
+
+
+def test_same_command_twice_trains_new_architectures(tmp_path, capsys):
+    space = _space_file(tmp_path, steps=2)
+    url = f"sqlite:///{tmp_path}/r.db"
+    args = _search(space, url, "--trials", "6", "--pruner", "none", "--out", str(tmp_path / "o"))
+    assert run(args) == 0
+    assert run(args) == 0
+    trials = optuna.load_study(study_name="s", storage=url).get_trials()
+    trained = _evaluated(trials)
+    assert len(trained) == 12  # six new ones per run
+    assert len({_arch(t) for t in trained}) == 12  # never one architecture trained twice
+    runs = [k for k in optuna.load_study(study_name="s", storage=url).user_attrs if "run:" in k]
+    assert len(runs) == 2  # each run recorded with the seed it drew
+    capsys.readouterr()
+
+
+def test_random_sampler_three_runs_do_not_replay(tmp_path):
+    url = f"sqlite:///{tmp_path}/p.db"
+    space = _space_file(tmp_path)
+    for _ in range(3):
+        assert (
+            run(_search(space, url, "--trials", "4", "--proxy", "params", "--sampler", "random"))
+            == 0
+        )
+    trials = optuna.load_study(study_name="s", storage=url).get_trials()
+    scored = _evaluated(trials)
+    assert len(scored) == 12 and len({_arch(t) for t in scored}) == 12
+
+
+def test_trials_counts_trained_architectures_not_rejections(tmp_path):
+    # 8 MFLOPs rejects most of the tiny space: rejections are cheap and must not eat the count.
+    space = space_from_dict(tiny_space(steps=1))
+    config = SearchConfig(space=space, flops=8_000_000, seed=0)
+    study = run_search(
+        config, f"sqlite:///{tmp_path}/b.db", "b", trials=4, sampler="random",
+        pruner="none", heartbeat_interval=None, device="cpu",
+    )  # fmt: skip
+    trials = study.get_trials()
+    assert len(_evaluated(trials)) == 4
+    assert any(t.user_attrs.get("status") == "over_budget" for t in trials)
+
+
+def test_a_repeated_architecture_is_told_the_earlier_result(tmp_path):
+    url = f"sqlite:///{tmp_path}/d.db"
+    config = SearchConfig(space=space_from_dict(tiny_space(steps=1)), flops=10**9, seed=0)
+    kwargs = dict(sampler="random", pruner="none", heartbeat_interval=None, device="cpu")
+    study = run_search(config, url, "d", trials=2, **kwargs)
+    first = _evaluated(study.get_trials())[0]
+    study.enqueue_trial(first.params)  # the same architecture proposed again
+    study = run_search(config, url, "d", trials=1, **kwargs)
+    trials = study.get_trials()
+    repeat = [t for t in trials if t.user_attrs.get("duplicate_of") == first.number]
+    assert len(repeat) == 1 and repeat[0].values == first.values
+    assert repeat[0].user_attrs["status"] == "duplicate"
+    assert len(_evaluated(trials)) == 3  # the repeat did not count: one more was trained
+    assert len({_arch(t) for t in _evaluated(trials)}) == 3
+
+
+@pytest.mark.parametrize("proxy", ["params"])
+def test_three_searches_create_one_fresh_sqlite_file_at_once(tmp_path, proxy):
+    url = f"sqlite:///{tmp_path}/fresh.db"
+    args = _search(_space_file(tmp_path), url, "--trials", "4", "--proxy", proxy)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", "from coatnet_nas.cli import main; main()", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for _ in range(3)
+    ]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, results, strict=True):
+        assert p.returncode == 0, err
+    trials = optuna.load_study(study_name="s", storage=url).get_trials()
+    scored = _evaluated(trials)
+    assert len(scored) == 12 and len({_arch(t) for t in scored}) == 12
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_enqueued_spec_is_evaluated_first_as_a_yardstick(tmp_path, capsys):
+    spec = write(
+        tmp_path,
+        yaml.safe_dump(
+            {
+                "name": "known",
+                "layout": "C-T",
+                "depths": [1, 2, 1],
+                "widths": [16, 64, 96],
+                "image_size": 64,
+                "num_classes": 10,
+                "transformer": {"head_dim": 32},
+            }
+        ),
+        "known.yaml",
+    )
+    url = f"sqlite:///{tmp_path}/y.db"
+    args = _search(_space_file(tmp_path), url, "--trials", "2", "--proxy", "params")
+    assert run([*args, "--enqueue", str(spec)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    first = optuna.load_study(study_name="s", storage=url).get_trials()[0]
+    assert first.user_attrs["yardstick"] == str(spec) and first.state == TrialState.COMPLETE
+    assert first.user_attrs["layout"] == "C-T" and first.user_attrs["widths"] == [16, 64, 96]
+    assert report["trials"][0]["yardstick"] == str(spec)
