@@ -12,7 +12,7 @@ from coatnet_nas.cli import search_view
 from coatnet_nas.cli.app import app, console
 from coatnet_nas.cli.options import DataDir, Device, ProxyDataset
 from coatnet_nas.errors import CoatnetError
-from coatnet_nas.search.storage import DEFAULT_STORAGE
+from coatnet_nas.search.storage import DEFAULT_STORAGE, safe_dir_name
 from coatnet_nas.search.strategies import Pruner, Sampler
 from coatnet_nas.units import parse_flops, parse_params
 
@@ -202,7 +202,7 @@ def search(
     finally:
         if live is not None:
             live.stop()
-    export = export_study(result, out or Path("runs") / name, budget_flops=flops)
+    export = export_study(result, out or Path("runs") / safe_dir_name(name), budget_flops=flops)
     export.notes.extend(notes)
     score = config.proxy if config.training_free else "accuracy"
     search_view.show_export(export, json_out, name, storage, score)
@@ -270,7 +270,9 @@ def report(
     """Regenerate best.yaml, trials.csv, plots and the leaderboard of any study."""
     from coatnet_nas.search import export_study, make_storage, open_study
 
-    study_obj, config = open_study(make_storage(storage, None), study)
-    export = export_study(study_obj, out or Path("runs") / study, budget_flops=config.flops)
+    study_obj, config = open_study(make_storage(storage, None, create=False), study)
+    export = export_study(
+        study_obj, out or Path("runs") / safe_dir_name(study), budget_flops=config.flops
+    )
     score = config.proxy if config.training_free else "accuracy"
     search_view.show_export(export, json_out, study, storage, score)

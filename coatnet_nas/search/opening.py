@@ -13,6 +13,8 @@ alembic_version.version_num``).
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +42,31 @@ RUN_ATTR_PREFIX = "coatnet_run:"
 _LOCK_SECONDS = 120
 
 
-def open_storage(storage_url: str, heartbeat_interval: int | None = None) -> RDBStorage:
-    """``make_storage``, serialized per SQLite file so that concurrent creators do not race."""
+def open_storage(
+    storage_url: str, heartbeat_interval: int | None = None, *, create: bool = True
+) -> RDBStorage:
+    """``make_storage``, serialized per SQLite file so that concurrent creators do not race.
+
+    ``create=False`` (joining or reporting an existing study) never creates a database file.
+    """
     prefix = "sqlite:///"
     if not storage_url.startswith(prefix) or storage_url == prefix + ":memory:":
-        return make_storage(storage_url, heartbeat_interval)
+        return make_storage(storage_url, heartbeat_interval, create=create)
     from filelock import FileLock, Timeout
 
     path = Path(storage_url.removeprefix(prefix))
+    # The lock lives in the temp dir, keyed by the file's resolved path: nothing is left beside
+    # the user's database (or beside a foreign file that is then refused).
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
+    lock = Path(tempfile.gettempdir()) / f"coatnet-storage-{digest}.lock"
     if not path.parent.is_dir():  # make_storage creates it, or names the problem
-        return make_storage(storage_url, heartbeat_interval)
+        return make_storage(storage_url, heartbeat_interval, create=create)
     try:
-        with FileLock(str(path) + ".lock", timeout=_LOCK_SECONDS):
-            return make_storage(storage_url, heartbeat_interval)
+        with FileLock(str(lock), timeout=_LOCK_SECONDS):
+            return make_storage(storage_url, heartbeat_interval, create=create)
     except Timeout:
         raise CoatnetError(
-            f"storage_url {storage_url!r}: another process held {path}.lock for "
+            f"storage_url {storage_url!r}: another process held {lock} for "
             f"{_LOCK_SECONDS} s while opening the study file.",
             param="storage_url",
         ) from None

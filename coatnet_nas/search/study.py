@@ -128,9 +128,9 @@ def run_search(
     check_heartbeat(heartbeat_interval)
     name = study_name or default_study_name(config)
     yardsticks = [yardstick_params(config.space, s) for s in enqueue]
-    storage = open_storage(storage_url, heartbeat_interval)
     objective = Objective(config, device=device)
-    objective.data()  # fail fast (clear error, exit 2) before the study is touched
+    objective.data()  # fail fast (clear error, exit 2) before any storage is created
+    storage = open_storage(storage_url, heartbeat_interval)
     strategy = {
         "sampler": sampler.value,
         "pruner": pruner.value,

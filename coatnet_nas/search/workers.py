@@ -61,13 +61,13 @@ def run_worker(
     """
     if trials is not None and trials < 1:
         raise CoatnetError(f"trials must be >= 1, got {trials}.", param="trials")
-    stored = strategy_of(open_study(open_storage(storage_url, None), study_name)[0])
+    stored = strategy_of(open_study(open_storage(storage_url, None, create=False), study_name)[0])
     sampler = Sampler.parse(sampler or stored.get("sampler", Sampler.TPE.value), "sampler")
     pruner = Pruner.parse(pruner or stored.get("pruner", Pruner.HYPERBAND.value), "pruner")
     if heartbeat_interval is None:
         heartbeat_interval = stored.get("heartbeat_interval", 30)  # older studies: the old default
     check_heartbeat(heartbeat_interval)
-    storage = open_storage(storage_url, heartbeat_interval)
+    storage = open_storage(storage_url, heartbeat_interval, create=False)
     probe, config = open_study(storage, study_name)
     if trials is None and study_trials is None:
         study_trials = int(probe.user_attrs.get(TARGET_ATTR, 0)) or None
