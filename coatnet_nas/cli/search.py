@@ -268,9 +268,10 @@ def report(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary."),
 ) -> None:
     """Regenerate best.yaml, trials.csv, plots and the leaderboard of any study."""
-    from coatnet_nas.search import export_study, make_storage, open_study
+    from coatnet_nas.search import export_study
+    from coatnet_nas.search.opening import open_existing_study
 
-    study_obj, config = open_study(make_storage(storage, None, create=False), study)
+    study_obj, config = open_existing_study(storage, study)
     export = export_study(
         study_obj, out or Path("runs") / safe_dir_name(study), budget_flops=config.flops
     )

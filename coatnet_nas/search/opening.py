@@ -23,13 +23,14 @@ from optuna.storages import RDBStorage
 
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.config import SearchConfig
-from coatnet_nas.search.storage import make_storage
+from coatnet_nas.search.storage import make_storage, sqlite_file
 
 __all__ = [
     "CONFIG_ATTR",
     "RUN_ATTR_PREFIX",
     "STRATEGY_ATTR",
     "TARGET_ATTR",
+    "open_existing_study",
     "open_storage",
     "open_study",
     "strategy_of",
@@ -149,3 +150,21 @@ def _stored_config(study: optuna.Study) -> SearchConfig:
         return SearchConfig.from_json(stored)
     except CoatnetError as exc:
         raise CoatnetError(f"study {study.study_name!r}: {exc}", param="study_name") from None
+
+
+def open_existing_study(
+    storage_url: str, study_name: str, heartbeat_interval: int | None = None
+) -> tuple[optuna.Study, SearchConfig]:
+    """A study that must already exist (report, inspection): nothing is ever created.
+
+    A storage file that does not exist holds no study, so the answer names the study as well as
+    the file.
+    """
+    path = sqlite_file(storage_url)
+    if path is not None and not path.exists():
+        raise CoatnetError(
+            f"no study named {study_name!r}: the storage {path} does not exist (nothing was "
+            "created); give the storage the search was run with.",
+            param="study_name",
+        )
+    return open_study(make_storage(storage_url, heartbeat_interval, create=False), study_name)

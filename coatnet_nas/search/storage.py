@@ -23,7 +23,7 @@ from coatnet_nas.limits import short_repr
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-__all__ = ["DEFAULT_STORAGE", "make_storage", "safe_dir_name"]
+__all__ = ["DEFAULT_STORAGE", "make_storage", "safe_dir_name", "sqlite_file"]
 
 DEFAULT_STORAGE = "sqlite:///coatnet-search.db"
 MAX_RETRY = 2  # a trial that killed its worker twice is a candidate's fault, not the machine's
@@ -83,6 +83,11 @@ def make_storage(
             f"({type(exc).__name__}: {str(exc)[:300]}).",
             param="storage_url",
         ) from None
+
+
+def sqlite_file(storage_url: str) -> Path | None:
+    """The database file of an ``sqlite://`` URL (None for other databases and in-memory)."""
+    return _sqlite_path(storage_url) if storage_url.startswith("sqlite:") else None
 
 
 def _sqlite_path(storage_url: str) -> Path | None:
