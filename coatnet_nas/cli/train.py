@@ -8,10 +8,9 @@ from pathlib import Path
 
 import typer
 from pydantic import ValidationError
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from coatnet_nas.cli.app import app, console, parse_image_size, print_json
+from coatnet_nas.cli import train_launch, train_view
+from coatnet_nas.cli.app import app, parse_image_size, print_json
 from coatnet_nas.cli.options import (
     BatchSize,
     DataDir,
@@ -23,11 +22,10 @@ from coatnet_nas.cli.options import (
     Warmup,
     WeightDecay,
 )
+from coatnet_nas.cli.train_launch import EXIT_DIVERGED
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.train.recipe import TrainRecipe
-from coatnet_nas.units import human
 
-EXIT_DIVERGED = 1
 _DEFAULT = TrainRecipe()  # the trainer's defaults: options left unset keep these
 
 
@@ -179,7 +177,7 @@ def train(
                 f"{nproc} processes; use a multiple of {nproc}.",
                 param="batch_size",
             )
-        return _launch(ctx, nproc, runtime)
+        return train_launch.launch(ctx, nproc, runtime)
     with distributed_session(runtime.device) as (world, placed):
         try:
             _train_here(
@@ -215,11 +213,11 @@ def _train_here(spec, size, world, runtime, recipe, *, dataset, subset, val_frac
     adapted = model.spec
     quiet = json_out or not world.main
     if not quiet:
-        _header(adapted, data, recipe, model, world.size)
+        train_view.header(adapted, data, recipe, model, world.size)
     plan = Checkpoints(save, every=save_every * 60) if save is not None else None
     run = partial(train_model, model, data, recipe, runtime=runtime, seed=seed,
                   checkpoints=plan, resume=resume)  # fmt: skip
-    result = run() if quiet else _with_progress(run)
+    result = run() if quiet else train_view.with_progress(run)
     if plan is not None:
         save = _rescue_if_failed(plan, model, adapted, result) if world.main else save
     if not world.main:
@@ -239,7 +237,7 @@ def _train_here(spec, size, world, runtime, recipe, *, dataset, subset, val_frac
             "init": str(init) if init is not None else None,
         })  # fmt: skip
     else:
-        _summary(result, save)
+        train_view.summary(result, save)
     if result.status == "diverged":
         raise typer.Exit(EXIT_DIVERGED)
 
@@ -262,78 +260,6 @@ def _check_sources(resume: Path | None, init: Path | None, nproc: int, save_ever
                            param="save_every")  # fmt: skip
 
 
-def _launch(ctx: typer.Context, nproc: int, runtime) -> None:
-    """Run this same command in ``nproc`` ranks (torch's elastic agent) and exit as rank 0."""
-    import os
-
-    from coatnet_nas.train.distributed import WorkersFailed, launch_local
-
-    params = dict(ctx.params)
-    if params["threads"] is None and not runtime.device.startswith("cuda"):
-        params["threads"] = max(1, (os.cpu_count() or 1) // nproc)  # ranks share the CPU
-    argv = _argv(ctx.command, params)
-    try:
-        launch_local(nproc, _rank_main, [argv])
-    except WorkersFailed as exc:
-        codes = set(exc.exit_codes.values())
-        if len(codes) == 1 and codes <= {EXIT_DIVERGED, 2}:
-            raise typer.Exit(codes.pop()) from None  # rank 0 has said why
-        raise
-
-
-def _argv(command, params: dict) -> list[str]:
-    """The command line that means ``params`` (for the ranks), ``--nproc`` left out."""
-    argv: list[str] = []
-    for param in command.params:
-        value = params.get(param.name)
-        if param.name == "nproc" or value is None:
-            continue
-        if param.param_type_name == "argument":
-            argv.append(str(value))
-        elif getattr(param, "is_flag", False) and param.secondary_opts:
-            argv.append(param.opts[0] if value else param.secondary_opts[0])
-        elif getattr(param, "is_flag", False):
-            if value:
-                argv.append(param.opts[0])
-        else:
-            argv += [param.opts[0], str(value)]
-    return argv
-
-
-def _rank_main(argv: list[str]) -> int:
-    """One rank of ``--nproc``: the train command under the agent's environment."""
-    import sys
-
-    # Unpickling this function in the spawned rank imported the package, which registered
-    # every command on the app.
-    from coatnet_nas.cli.contract import run_app
-
-    code = run_app(["train", *argv])
-    if code:
-        sys.exit(code)  # the agent sees a failed rank and stops the others
-    return code
-
-
-def _header(spec, data, recipe, model, world_size: int = 1) -> None:
-    h, w = spec.image_size
-    params = sum(p.numel() for p in model.parameters())
-    from coatnet_nas.cost import estimate_cost
-
-    flops = estimate_cost(spec).flops
-    budget = ", ".join(
-        f"{v:g} {k}" for k, v in (("epochs", recipe.epochs), ("steps", recipe.steps),
-                                  ("s", recipe.seconds)) if v is not None
-    )  # fmt: skip
-    console.print(
-        f"training {spec.name} {spec.layout} depths={list(spec.depths)} widths={list(spec.widths)} "
-        f"({human(params)} params, {human(flops)} FLOPs @ {h}x{w})\n"
-        f"on {data.name}: {len(data.train)} train / {len(data.val)} val images, "
-        f"{data.num_classes} classes, device {data.device}"
-        f"{f' x {world_size} processes' if world_size > 1 else ''}; budget {budget}",
-        markup=False,
-    )
-
-
 def _rescue_if_failed(plan, model, spec, result) -> Path:
     """The checkpoint written; if the target failed, keep the trained model beside it."""
     from coatnet_nas.train import save_checkpoint
@@ -343,47 +269,3 @@ def _rescue_if_failed(plan, model, spec, result) -> Path:
     fallback = Path.cwd() / f"coatnet-rescued-{plan.path.name or 'model.pt'}"
     save_checkpoint(fallback, model, spec=spec, result=result)
     raise CoatnetError(f"{plan.error} The trained model was saved to {fallback} instead.")
-
-
-def _with_progress(run):
-    columns = (
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-    )  # fmt: skip
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("train", total=1.0, stats="")
-
-        def progress(info) -> None:
-            val = f" val {info.val_accuracy:.3f}" if info.val_accuracy is not None else ""
-            stats = (
-                f"ep {info.epoch:.2f} loss {info.train_loss:.3f} acc {info.train_accuracy:.3f}"
-                f"{val} {info.images_per_second:,.0f} img/s"
-            )
-            bar.update(task, completed=info.fraction, stats=stats)
-
-        result = run(progress=progress)
-        bar.update(task, completed=1.0)
-    return result
-
-
-def _summary(result, save: Path | None) -> None:
-    table = Table(title=f"proxy training: {result.status}", show_header=False)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    rows = [
-        ("val accuracy", f"{result.val_accuracy:.4f}"),
-        ("best val accuracy", f"{result.best_val_accuracy:.4f}"),
-        ("train loss", f"{result.train_loss:.4f}"),
-        ("train accuracy", f"{result.train_accuracy:.4f}"),
-        ("epochs / steps", f"{result.epochs:.2f} / {result.steps}"),
-        ("wall time", f"{result.seconds:.1f} s"),
-        ("throughput", f"{result.images_per_second:,.0f} img/s"),
-        ("params / FLOPs", f"{human(result.params)} / {human(result.flops or 0)}"),
-    ]
-    for name, value in rows:
-        table.add_row(name, value)
-    console.print(table)
-    if result.reason and result.status != "ok":
-        console.print(f"{result.status}: {result.reason}", markup=False)
-    if save is not None:
-        console.print(f"checkpoint: {save}", markup=False)

@@ -35,8 +35,9 @@ __all__ = ["Objective", "SearchConfig", "TrialStatus"]
 class Objective:
     """Callable for ``study.optimize``; loads the proxy data set once per process.
 
-    Slightly over our ~120-line class guide: its three branches (budget check, training proxy,
-    training-free score) share the trial bookkeeping and stay readable side by side.
+    Over our ~120-line class guide: its branches (budget check, repeat of a known architecture,
+    training proxy, training-free score) share the trial bookkeeping and stay readable side by
+    side.
     """
 
     config: SearchConfig

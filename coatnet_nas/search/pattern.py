@@ -1,5 +1,7 @@
 """Layout patterns counted and sampled without listing them: a small regex grammar -> automaton.
 
+(A little over ~300 lines: the parser, the automaton and counting/unranking are one algorithm.)
+
 ``layouts: {pattern: "[CT]*", lengths: [8]}`` describes 256 layouts; with more registered letters
 or longer patterns the number grows as letters^length, so listing every string (what
 ``itertools.product`` + ``re.fullmatch`` did) is not an option. A pattern is parsed here in a small,

@@ -126,6 +126,13 @@ class Budget(_Strict):
 
 
 class SearchSpace(_Strict):
+    """What a search may pick, the target the budget is about, and how candidates are scored.
+
+    Longer than our ~120-line class guide: a Pydantic schema whose before-validators accept the
+    YAML shorthands (ranges, single choices, block keys) next to the fields they shape; the
+    cross-checks themselves live in ``space_checks``.
+    """
+
     name: str = "default"
     layouts: tuple[str, ...] | LayoutPattern
     stem_depth: tuple[int, int] = (2, 2)

@@ -42,7 +42,13 @@ Progress = Callable[[ProgressInfo], None]
 
 
 class _Run:
-    """One run's moving parts (the recipe says what, the runtime where); ``run()`` drives it."""
+    """One run's moving parts (the recipe says what, the runtime where); ``run()`` drives it.
+
+    Over our ~120-line class guide on purpose: this is the step/evaluate/stop state machine, and
+    the rest already lives in small objects (budget, metric window, step clock, sampler, EMA,
+    checkpoints, evaluation in ``measure``); splitting the machine itself would scatter the order
+    of one step across files.
+    """
 
     def __init__(self, model: nn.Module, data: ProxyData, recipe: TrainRecipe,
                  runtime: Runtime, seed: int, callback: Callback | None,
