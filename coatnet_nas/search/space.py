@@ -9,6 +9,7 @@ A layout pattern is counted, never listed, unless it is small (:data:`ENUMERATE_
 small space samples ``layout`` as a categorical of strings (stored studies stay valid); a large
 one samples ``layout_index`` in ``[0, count)`` and unranks it (uniform over layouts). The checks
 that make problems located and bounded live in :mod:`coatnet_nas.search.space_checks`.
+(Over ~300 lines: the schema, its YAML shorthands and layout sampling are read together.)
 """
 
 from __future__ import annotations
