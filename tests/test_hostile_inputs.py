@@ -298,3 +298,27 @@ def test_safe_dir_name_stays_inside_its_parent(tmp_path, name):
 def test_safe_dir_name_keeps_ordinary_names_and_separates_mapped_ones():
     assert safe_dir_name("default-training-free_v2.1") == "default-training-free_v2.1"
     assert safe_dir_name("a/b") != safe_dir_name("a_b")
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["{not json", '{"space": {"layouts": [], "depths": []}, "flops": 1, "params": null}'],
+    ids=["not-json", "invalid-space"],
+)
+def test_an_edited_stored_study_config_is_explained(tmp_path, capsys, stored) -> None:
+    """report and worker read the config a study stores; a hand-edited one must not traceback."""
+    import optuna
+
+    from coatnet_nas.search import make_storage
+    from coatnet_nas.search.opening import CONFIG_ATTR
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(study_name="edited", storage=make_storage(url, None))
+    study.set_user_attr(CONFIG_ATTR, stored)
+    before = (tmp_path / "s.db").read_bytes()
+    for command in (["report", "--out", str(tmp_path / "out")], ["worker"]):
+        code = run([*command, "--storage", url, "--study", "edited"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("error: ") and "Traceback" not in err
+        assert "edited" in err and "search configuration" in err and len(err) < 1600
+    assert (tmp_path / "s.db").read_bytes() == before  # read, never rewritten

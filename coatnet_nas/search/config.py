@@ -155,7 +155,9 @@ class SearchConfig:
                 else f"{type(exc).__name__}: {exc}"
             )
             raise CoatnetError(
-                f"stored search configuration cannot be read by this version ({problem})."
+                f"stored search configuration cannot be read by this version ({problem}); it was "
+                "edited or written by an incompatible version: restore it, or search into a new "
+                "study (another study name)."
             ) from None
 
     def differences(self, other: SearchConfig) -> list[str]:
