@@ -88,7 +88,7 @@ def run_worker(
         _exit_with_parent(watch_parent)
     limits = RunLimits(run_id, trials=trials, study_trials=study_trials, timeout=timeout)
     if objective is None:
-        objective = Objective(config, device=device)
+        objective = Objective(config, device=_placed(device, worker_index))
         objective.data()  # a missing or unreadable data set stops this worker, not every trial
     try:
         return drive(study, objective, limits)
@@ -212,3 +212,12 @@ def _exit_with_parent(parent_pid: int) -> None:
             time.sleep(1.0)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def _placed(device: str, worker_index: int) -> str:
+    """One trial per GPU: worker i of several on GPU i mod the visible GPUs (``cuda``/``auto``)."""
+    import torch
+
+    from coatnet_nas.data.devices import worker_device
+
+    return worker_device(device, worker_index, torch.cuda.device_count())
