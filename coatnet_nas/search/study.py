@@ -169,7 +169,7 @@ def run_search(
 
         def poll() -> None:
             while not stop.wait(poll_seconds):
-                on_progress(progress())
+                _show(on_progress, progress)
 
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
@@ -186,12 +186,24 @@ def run_search(
         stop.set()
         if poller is not None:
             poller.join(timeout=5)
-            on_progress(progress())
+            _show(on_progress, progress)
     for note in notes:
         if on_note is None:
             raise CoatnetError(" ".join(notes))
         on_note(note)
     return study
+
+
+def _show(on_progress: Callable[[SearchProgress], None], progress: Callable[[], SearchProgress]):
+    """Hand a snapshot to the display; a busy storage skips one (it is a display, not the work:
+    a locked SQLite file under concurrent writers must not end the run)."""
+    import sqlalchemy.exc
+
+    try:
+        snap = progress()
+    except sqlalchemy.exc.OperationalError:
+        return
+    on_progress(snap)
 
 
 def default_study_name(config: SearchConfig) -> str:
