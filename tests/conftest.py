@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,18 @@ def tiny_compact() -> dict:
         "num_classes": 10,
         "transformer": {"head_dim": 16},
     }
+
+
+def coatnet_process(*args: str) -> subprocess.Popen:
+    """``coatnet ARGS`` as a real process in its own session (tests kill or interrupt it)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "from coatnet_nas.cli import main; main()", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    )
 
 
 def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:

@@ -15,7 +15,7 @@ import yaml
 from optuna.trial import TrialState
 
 from coatnet_nas.search import SearchConfig, run_search, space_from_dict
-from tests.conftest import ROOT, postgres_server, tiny_space, write
+from tests.conftest import ROOT, coatnet_process, postgres_server, tiny_space, write
 
 EVALUATED = {"ok", "budget", "stopped", "pruned", "diverged", "invalid_score"}
 
@@ -29,17 +29,6 @@ def postgres_url():
         if os.environ.get("CI"):
             raise  # CI installs PostgreSQL: a missing server there is a real failure
         pytest.skip(str(exc))
-
-
-def _coatnet(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", "from coatnet_nas.cli import main; main()", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        start_new_session=True,
-    )
 
 
 def _evaluated(trials: list) -> list:
@@ -103,7 +92,7 @@ def test_three_concurrent_searches_on_one_fresh_postgres_study(tmp_path, postgre
         "search", "--space", _space(tmp_path), "--storage", postgres_url, "--study", "c3",
         "--trials", "4", "--proxy", "params", "--device", "cpu", "--json",
     ]  # fmt: skip
-    procs = [_coatnet(*args) for _ in range(3)]
+    procs = [coatnet_process(*args) for _ in range(3)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
@@ -116,7 +105,7 @@ def test_three_concurrent_searches_on_one_fresh_postgres_study(tmp_path, postgre
 def test_worker_killed_late_on_postgres_is_recovered(tmp_path, postgres_url):
     space = _space(tmp_path, steps=None, seconds=2.0, epochs=None)
     common = ["--storage", postgres_url, "--study", "late", "--device", "cpu"]
-    search = _coatnet(
+    search = coatnet_process(
         "search", "--space", space, *common, "--trials", "6", "--workers", "3",
         "--sampler", "random", "--pruner", "none", "--heartbeat", "30", "--json",
         "--out", str(tmp_path / "out"),
@@ -145,7 +134,7 @@ def test_worker_killed_late_on_postgres_is_recovered(tmp_path, postgres_url):
     assert len(_evaluated(trials)) == 6
 
     # A lone worker killed mid-trial, then a plain worker: it reaps before deciding it is done.
-    lone = _coatnet("worker", *common, "--trials", "3")
+    lone = coatnet_process("worker", *common, "--trials", "3")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.3)
@@ -159,7 +148,7 @@ def test_worker_killed_late_on_postgres_is_recovered(tmp_path, postgres_url):
     assert running, "the lone worker never ran a trial"
     os.killpg(lone.pid, signal.SIGKILL)
     lone.wait()
-    plain = _coatnet("worker", *common)
+    plain = coatnet_process("worker", *common)
     _, err = plain.communicate(timeout=180)
     assert plain.returncode == 0, err
     trials = optuna.load_study(study_name="late", storage=postgres_url).get_trials()

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import optuna
@@ -18,20 +17,9 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT, tiny_space, write
+from tests.conftest import coatnet_process, tiny_space, write
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
-
-
-def _coatnet(args: list[str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", "from coatnet_nas.cli import main; main()", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        start_new_session=True,
-    )
 
 
 def _trials(url: str, name: str = "r") -> list:
@@ -73,7 +61,7 @@ def _running_after_complete(trials: list) -> bool:
 def test_ctrl_c_ends_the_trial_as_interrupted_and_the_next_run_reruns_it(tmp_path):
     url = f"sqlite:///{tmp_path}/i.db"
     args = _args(tmp_path, url, "--trials", "5")
-    proc = _coatnet(args)
+    proc = coatnet_process(*args)
     before = _wait_for(url, _running_after_complete, proc)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -89,7 +77,7 @@ def test_ctrl_c_ends_the_trial_as_interrupted_and_the_next_run_reruns_it(tmp_pat
     assert len(queued) == 1 and queued[0].system_attrs["fixed_params"] == stopped.params
 
     args[args.index("--trials") + 1] = "1"
-    rerun = _coatnet(args)
+    rerun = coatnet_process(*args)
     _, err = rerun.communicate(timeout=180)
     assert rerun.returncode == 0, err
     final = _trials(url)
@@ -103,7 +91,7 @@ def test_ctrl_c_ends_the_trial_as_interrupted_and_the_next_run_reruns_it(tmp_pat
 
 def test_a_killed_local_worker_does_not_stop_the_others_or_the_report(tmp_path):
     url = f"sqlite:///{tmp_path}/w.db"
-    proc = _coatnet(_args(tmp_path, url, "--trials", "4", "--workers", "2"))
+    proc = coatnet_process(*_args(tmp_path, url, "--trials", "4", "--workers", "2"))
 
     def child_running(trials: list) -> bool:
         return any(
@@ -142,12 +130,12 @@ def test_a_joining_worker_uses_the_study_strategy_and_prints_no_warnings(tmp_pat
     path = write(tmp_path, yaml.safe_dump(space), "space.yaml")
     url = f"sqlite:///{tmp_path}/j.db"
     common = ["--storage", url, "--study", "j", "--device", "cpu"]
-    create = _coatnet(
+    create = coatnet_process(*
         ["search", "--space", str(path), *common, "--trials", "1", "--proxy", "params",
          "--sampler", "random", "--pruner", "none", "--heartbeat", "7", "--json"]
     )  # fmt: skip
     assert create.wait(timeout=120) == 0
-    join = _coatnet(["worker", *common, "--trials", "2"])
+    join = coatnet_process(*["worker", *common, "--trials", "2"])
     _, err = join.communicate(timeout=120)
     assert join.returncode == 0, err
     assert "Warning" not in err
