@@ -108,8 +108,9 @@ def test_a_repeated_architecture_is_told_the_earlier_result(tmp_path):
     study = run_search(config, url, "d", trials=1, **kwargs)
     trials = study.get_trials()
     repeat = [t for t in trials if t.user_attrs.get("duplicate_of") == first.number]
-    assert len(repeat) == 1 and repeat[0].values == first.values
-    assert repeat[0].user_attrs["status"] == "duplicate"
+    # The enqueued repeat, and any the (process-seeded) sampler drew again itself.
+    assert repeat and all(t.values == first.values for t in repeat)
+    assert all(t.user_attrs["status"] == "duplicate" for t in repeat)
     assert len(_evaluated(trials)) == 3  # the repeat did not count: one more was trained
     assert len({_arch(t) for t in _evaluated(trials)}) == 3
 
