@@ -152,3 +152,18 @@ def tiny_space(**proxy) -> dict:
     space = copy.deepcopy(TINY_SPACE)
     space["proxy"].update(proxy)
     return space
+
+
+# Statuses of a trained or scored trial (written out: the tests also run against older code).
+EVALUATED_STATUSES = {"ok", "budget", "stopped", "pruned", "diverged", "invalid_score"}
+
+
+def evaluated_trials(trials: list) -> list:
+    """Trials that were really trained or scored (not over budget, not a told repeat)."""
+    return [
+        t
+        for t in trials
+        if t.state.is_finished()
+        and t.user_attrs.get("status") in EVALUATED_STATUSES
+        and "duplicate_of" not in t.user_attrs
+    ]

@@ -15,9 +15,14 @@ import yaml
 from optuna.trial import TrialState
 
 from coatnet_nas.search import SearchConfig, run_search, space_from_dict
-from tests.conftest import ROOT, coatnet_process, postgres_server, tiny_space, write
-
-EVALUATED = {"ok", "budget", "stopped", "pruned", "diverged", "invalid_score"}
+from tests.conftest import (
+    ROOT,
+    coatnet_process,
+    evaluated_trials,
+    postgres_server,
+    tiny_space,
+    write,
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,16 +34,6 @@ def postgres_url():
         if os.environ.get("CI"):
             raise  # CI installs PostgreSQL: a missing server there is a real failure
         pytest.skip(str(exc))
-
-
-def _evaluated(trials: list) -> list:
-    return [
-        t
-        for t in trials
-        if t.state.is_finished()
-        and t.user_attrs.get("status") in EVALUATED
-        and "duplicate_of" not in t.user_attrs
-    ]
 
 
 def _arch(t) -> str:
@@ -68,7 +63,7 @@ def test_three_workers_and_a_joining_worker_on_postgres(postgres_url):
         device="cpu",
     )
     trials = study.get_trials()
-    assert len(_evaluated(trials)) == 6  # exactly as asked, whatever the three raced for
+    assert len(evaluated_trials(trials)) == 6  # exactly as asked, whatever the three raced for
     assert sorted(t.number for t in trials) == list(range(len(trials)))
     assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
 
@@ -82,7 +77,7 @@ def test_three_workers_and_a_joining_worker_on_postgres(postgres_url):
     )  # fmt: skip
     assert joined.returncode == 0, joined.stderr
     trials = optuna.load_study(study_name="pg", storage=postgres_url).get_trials()
-    assert len(_evaluated(trials)) == 8
+    assert len(evaluated_trials(trials)) == 8
     assert sorted(t.number for t in trials) == list(range(len(trials)))
     assert len({t._trial_id for t in trials}) == len(trials)
 
@@ -97,7 +92,7 @@ def test_three_concurrent_searches_on_one_fresh_postgres_study(tmp_path, postgre
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err
     trials = optuna.load_study(study_name="c3", storage=postgres_url).get_trials()
-    scored = _evaluated(trials)
+    scored = evaluated_trials(trials)
     assert len(scored) == 12  # 3 x 4, none lost to the others' counts
     assert len({_arch(t) for t in scored}) == 12  # and no architecture scored twice
 
@@ -118,7 +113,7 @@ def test_worker_killed_late_on_postgres_is_recovered(tmp_path, postgres_url):
             trials = optuna.load_study(study_name="late", storage=postgres_url).get_trials()
         except KeyError:
             continue
-        if len(_evaluated(trials)) >= 3:  # late: half of the run is done
+        if len(evaluated_trials(trials)) >= 3:  # late: half of the run is done
             victim = next((t for t in trials if t.state == TrialState.RUNNING), None)
     assert victim is not None, "never saw a trial running late in the run"
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
@@ -131,7 +126,7 @@ def test_worker_killed_late_on_postgres_is_recovered(tmp_path, postgres_url):
     assert len(died) == 1
     again = [t for t in trials if t.user_attrs.get("retry_of") == died[0].number]
     assert len(again) == 1 and again[0].state == TrialState.COMPLETE
-    assert len(_evaluated(trials)) == 6
+    assert len(evaluated_trials(trials)) == 6
 
     # A lone worker killed mid-trial, then a plain worker: it reaps before deciding it is done.
     lone = coatnet_process("worker", *common, "--trials", "3")

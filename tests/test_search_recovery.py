@@ -17,7 +17,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import coatnet_process, tiny_space, write
+from tests.conftest import coatnet_process, evaluated_trials, tiny_space, write
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -117,9 +117,7 @@ def test_a_killed_local_worker_does_not_stop_the_others_or_the_report(tmp_path):
     assert died[0].state == TrialState.FAIL
     again = [t for t in final if t.user_attrs.get("retry_of") == died[0].number]
     assert len(again) == 1 and again[0].state == TrialState.COMPLETE
-    trained = [
-        t for t in final if t.state == TrialState.COMPLETE and "duplicate_of" not in t.user_attrs
-    ]
+    trained = evaluated_trials(final)
     statuses = [(t.number, t.state.name, t.user_attrs.get("status")) for t in final]
     assert len(trained) == 4, statuses  # what the run was asked for (repeats are told)
 
@@ -144,4 +142,4 @@ def test_a_joining_worker_uses_the_study_strategy_and_prints_no_warnings(tmp_pat
     joined = [r for r in runs if r["trials"] == 2]
     assert len(joined) == 1
     assert joined[0]["sampler"] == "random" and joined[0]["pruner"] == "none"
-    assert len([t for t in study.get_trials() if t.state == TrialState.COMPLETE]) == 3
+    assert len(evaluated_trials(study.get_trials())) == 3  # told repeats do not count

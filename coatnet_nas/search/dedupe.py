@@ -7,11 +7,15 @@ the ``arch_key`` user attribute before it is trained; :func:`earlier_result` the
 evaluation of the same key, so the trial can be told that result instead.
 
 Two workers that sample one key at the same moment both store it first and then look: the lower
-trial number wins and the other waits for its result, so a key is never trained twice at once.
+trial number wins and the other waits for its result, so a key is never trained twice at once. A
+trial looks only once every lower-numbered trial has stored its key (they are still being sampled
+for a few milliseconds): otherwise a higher trial that looked before a lower one stored the same
+key would train it, and so would the lower one, which wins.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import time
@@ -28,6 +32,10 @@ __all__ = ["DUPLICATE_ATTR", "KEY_ATTR", "arch_key", "copy_result", "earlier_res
 KEY_ATTR = "arch_key"
 DUPLICATE_ATTR = "duplicate_of"
 _POLL_SECONDS = 0.5
+_SAMPLING_POLL_SECONDS = 0.02
+# A RUNNING trial without a key older than this is not being sampled any more (its process died
+# before storing one, or it runs an older version): it is not waited for.
+SAMPLING_SECONDS = 60.0
 
 
 def arch_key(spec: Any, config: SearchConfig) -> str:
@@ -48,25 +56,33 @@ def earlier_result(
 ) -> FrozenTrial | None:
     """The earliest evaluated trial with ``key`` (not ``number`` itself), or ``None``.
 
-    While a lower-numbered trial with the key is still RUNNING its result is awaited (for at most
-    ``wait`` seconds); if it ends without an evaluation (failed, worker died), ``None`` lets this
-    trial train the architecture itself.
+    Lower-numbered trials still being sampled are awaited first (until they store their key),
+    so that the lowest trial with a key is the one that trains it. While a lower-numbered trial
+    with the key is still RUNNING its result is awaited (for at most ``wait`` seconds); if it
+    ends without an evaluation (failed, worker died), ``None`` lets this trial train the
+    architecture itself.
     """
     deadline = time.monotonic() + wait
     while True:
-        same = [
-            t
-            for t in study.get_trials(deepcopy=False)
-            if t.number != number and t.user_attrs.get(KEY_ATTR) == key
-        ]
+        trials = study.get_trials(deepcopy=False)
+        same = [t for t in trials if t.number != number and t.user_attrs.get(KEY_ATTR) == key]
         done = [t for t in same if _evaluated(t)]
         if done:
             return min(done, key=lambda t: t.number)
         ahead = [t for t in same if t.state == TrialState.RUNNING and t.number < number]
-        if not ahead or time.monotonic() > deadline:
+        sampling = [t for t in trials if t.number < number and _being_sampled(t)]
+        if not (ahead or sampling) or time.monotonic() > deadline:
             return None
-        time.sleep(_POLL_SECONDS)
+        time.sleep(_POLL_SECONDS if ahead else _SAMPLING_POLL_SECONDS)
         reap(study)  # the trial awaited may belong to a dead process: end it rather than wait
+
+
+def _being_sampled(t: FrozenTrial) -> bool:
+    """A trial asked moments ago whose key is not stored yet (Optuna stamps local time)."""
+    if t.state != TrialState.RUNNING or KEY_ATTR in t.user_attrs or t.datetime_start is None:
+        return False
+    age = datetime.datetime.now() - t.datetime_start
+    return age.total_seconds() < SAMPLING_SECONDS
 
 
 def _evaluated(t: FrozenTrial) -> bool:

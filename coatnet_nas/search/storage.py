@@ -30,7 +30,6 @@ MAX_RETRY = 2  # a trial that killed its worker twice is a candidate's fault, no
 # Tables Optuna's RDB schema creates; a database holding other tables and none of these is
 # someone else's, and Optuna would add its tables to it.
 OPTUNA_TABLES = frozenset({"studies", "version_info", "alembic_version", "trials"})
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def make_storage(
@@ -137,25 +136,16 @@ def _check_sqlite_target(storage_url: str, create: bool) -> None:
 
 
 def _check_existing_sqlite(path: Path) -> None:
-    """An existing file must be empty, or an SQLite database with Optuna's tables or none."""
+    """An existing file must be empty, or an SQLite database with Optuna's tables or none.
+
+    The file is read only through SQLite, never with a plain ``open()``: closing any descriptor
+    of a database file drops every POSIX lock this process holds on it (a worker opens the
+    storage again while the search's own connections are live), and another process then
+    checkpoints and deletes the write-ahead log under them, losing committed trials.
+    """
     if not path.is_file():
         raise CoatnetError(
             f"storage_url: {path}: exists and is not a regular file.", param="storage_url"
-        )
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(len(_SQLITE_MAGIC))
-    except OSError as exc:
-        raise CoatnetError(
-            f"storage_url: {path}: cannot read ({exc.strerror or exc}).", param="storage_url"
-        ) from None
-    if not head:
-        return  # an empty file: Optuna creates its schema in it
-    if head != _SQLITE_MAGIC:
-        raise CoatnetError(
-            f"storage_url: {path}: exists and is not an SQLite database; refusing to touch it "
-            "(give a new file or an existing study storage).",
-            param="storage_url",
         )
     tables = _sqlite_tables(path)
     if tables and not tables & OPTUNA_TABLES:
@@ -174,7 +164,13 @@ def _sqlite_tables(path: Path) -> set[str]:
             rows = con.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
         finally:
             con.close()
-    except sqlite3.Error as exc:
+    except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise CoatnetError(
+                f"storage_url: {path}: exists and is not an SQLite database; refusing to touch "
+                "it (give a new file or an existing study storage).",
+                param="storage_url",
+            ) from None
         raise CoatnetError(
             f"storage_url: {path}: cannot read the SQLite database ({exc}); refusing to use it.",
             param="storage_url",
