@@ -143,3 +143,41 @@ def test_a_joining_worker_uses_the_study_strategy_and_prints_no_warnings(tmp_pat
     assert len(joined) == 1
     assert joined[0]["sampler"] == "random" and joined[0]["pruner"] == "none"
     assert len(evaluated_trials(study.get_trials())) == 3  # told repeats do not count
+
+
+@pytest.mark.parametrize("whole_group", [True, False], ids=["terminal-ctrl-c", "parent-only"])
+def test_ctrl_c_with_local_workers_requeues_every_trial_in_flight(tmp_path, whole_group):
+    # A terminal's Ctrl-C reaches the parent and its spawned workers (one process group); a
+    # `kill -INT` of the parent alone must end the workers' trials the same way.
+    url = f"sqlite:///{tmp_path}/c.db"
+    args = _args(tmp_path, url, "--trials", "6", "--workers", "2")
+    proc = coatnet_process(*args)
+
+    def both_running(trials: list) -> bool:
+        pids = {t.user_attrs.get("pid") for t in trials if t.state == TrialState.RUNNING}
+        return len(pids - {None}) == 2 and TrialState.COMPLETE in {t.state for t in trials}
+
+    before = _wait_for(url, both_running, proc)
+    in_flight = {t.number for t in before if t.state == TrialState.RUNNING}
+    (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("interrupted:"), err
+    after = _trials(url)
+    assert not [t for t in after if t.state == TrialState.RUNNING]
+    stopped = [t for t in after if t.number in in_flight]
+    assert all(t.state == TrialState.FAIL for t in stopped)
+    assert {t.user_attrs["status"] for t in stopped} == {"interrupted"}
+    queued = [t for t in after if t.state == TrialState.WAITING]
+    assert sorted(t.user_attrs["retry_of"] for t in queued) == sorted(in_flight)
+
+    args[args.index("--trials") + 1] = "2"
+    rerun = coatnet_process(*args)
+    _, err = rerun.communicate(timeout=240)
+    assert rerun.returncode == 0, err
+    final = _trials(url)
+    assert not [t for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    for number in in_flight:
+        again = [t for t in final if t.user_attrs.get("retry_of") == number]
+        assert len(again) == 1 and again[0].state == TrialState.COMPLETE

@@ -5,6 +5,11 @@ stores its :class:`~coatnet_nas.search.config.SearchConfig`, so every worker sco
 same way. ``run_search`` starts local ones with :func:`run_local_workers`: spawned processes that
 split the CPU cores between them and exit when their parent does (the next worker on this host
 then re-queues the trial they were running, at once: see :mod:`~coatnet_nas.search.liveness`).
+
+Ctrl-C is the parent's to handle: local workers ignore SIGINT (a terminal sends it to the whole
+process group, ``kill -INT`` to the parent alone), and the parent asks each of them once, with
+:data:`STOP_SIGNAL`, to end its trial as ``interrupted`` and re-queue it. A second Ctrl-C kills
+them at once (the next run reaps their trials by process id).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -119,9 +126,8 @@ def run_local_workers(workers: int, **kwargs: Any) -> list[str]:
     try:
         for p in procs:
             p.join()
-    except KeyboardInterrupt:  # the children got the same Ctrl-C: let them end their trials
-        for p in procs:
-            p.join(timeout=10)
+    except KeyboardInterrupt:
+        _stop_workers(procs)
         raise
     finally:
         for p in procs:
@@ -136,8 +142,38 @@ def run_local_workers(workers: int, **kwargs: Any) -> list[str]:
     ]
 
 
+# The parent's request to a local worker to stop after re-queuing its trial (SIGINT stays ignored
+# in workers, so one Ctrl-C is never delivered twice: once by the terminal, once forwarded).
+STOP_SIGNAL = getattr(signal, "SIGUSR1", signal.SIGINT)
+_STOP_SECONDS = 60.0  # ending a trial is a few storage writes; a busy SQLite file may wait
+
+
+def _stop_workers(procs: list[Any]) -> None:
+    """Ask each live worker once to end its trial; a second Ctrl-C here kills them at once."""
+    for p in procs:
+        if p.is_alive() and p.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, STOP_SIGNAL)
+    try:
+        deadline = time.monotonic() + _STOP_SECONDS
+        for p in procs:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+
+
+def _raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def _worker_process(kwargs: dict[str, Any], threads: int) -> None:
     import torch
+
+    if STOP_SIGNAL != signal.SIGINT:  # POSIX: the parent alone decides when workers stop
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(STOP_SIGNAL, _raise_interrupt)
 
     # K workers x default threads on the same cores oversubscribe them; OpenMP waits then made
     # 2 workers 4x slower than 1 on a 2-core machine. Split the cores instead.
@@ -146,7 +182,10 @@ def _worker_process(kwargs: dict[str, Any], threads: int) -> None:
     try:
         run_worker(**kwargs)
     except KeyboardInterrupt:
-        os._exit(130)  # the trial is already re-queued; the parent reports
+        # The trial is already re-queued; the parent reports. A normal exit (not os._exit) runs
+        # multiprocessing's finalizers: fvcore's precise-BN progress bar made a named semaphore
+        # that would otherwise be reported as leaked on the user's terminal.
+        sys.exit(130)
 
 
 def new_run_id() -> str:
