@@ -12,7 +12,8 @@ A cache is a directory under :func:`prepared_root` (``$COATNET_CACHE`` if set, e
 A cache counts as complete only when ``manifest.json`` exists and its digests match the folder
 as listed now (paths, labels, sizes, modification times), so a killed prepare, an edited image
 or another tool version is never mistaken for a usable cache. Unreadable images are listed in
-the manifest with the reason and left out.
+the manifest with the reason and left out. Fashion-MNIST and CIFAR use the same format in
+``<kind>-<sha256(path)[:12]>-native/`` directories (see :mod:`coatnet_nas.data.native`).
 """
 
 from __future__ import annotations
