@@ -19,6 +19,7 @@ from coatnet_nas.errors import DataError
 def _isolated_search_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No dataset leaks in from the machine: empty cache, no $COATNET_DATA, no system copy."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.delenv("COATNET_CACHE", raising=False)  # prepared caches go under it too
     monkeypatch.delenv(locate.ENV_VAR, raising=False)
     monkeypatch.setattr(locate, "SYSTEM_ROOT", tmp_path / "no-system-datasets")
 

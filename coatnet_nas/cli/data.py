@@ -105,9 +105,9 @@ def list_datasets(
         size = "x".join(str(v) for v in row["size"] or []) or "?"
         state = f"{row['images']} images" if row["complete"] else "incomplete (resumable)"
         skipped = f", {row['skipped']} skipped" if row["skipped"] else ""
+        what = f"folder:{row['source'] or '?'}" if row["kind"] == "folder" else row["kind"]
         console.print(
-            f"  folder:{row['source'] or '?'} @ {size}: {state}{skipped}, "
-            f"{_mib(row['bytes'])} on disk  ({row['path']})",
+            f"  {what} @ {size}: {state}{skipped}, {_mib(row['bytes'])} on disk  ({row['path']})",
             markup=False,
         )
 
@@ -184,15 +184,25 @@ def prepare(
 
 @data_app.command("clean")
 def clean(
-    name: str | None = typer.Argument(None, metavar="[folder:PATH]", help="Its caches only."),
+    name: str | None = typer.Argument(
+        None, metavar="[folder:PATH|NAME]", help="Its caches only (a folder, or e.g. cifar10)."
+    ),
     all_caches: bool = typer.Option(False, "--all", help="Remove every prepared cache."),
 ) -> None:
     """Remove prepared caches (never anything outside the cache directory); prints each one."""
     from coatnet_nas.data.cache import clean_caches, prepared_root
+    from coatnet_nas.data.sources import parse_name
 
     if (name is None) == (not all_caches):
-        raise CoatnetError("give either folder:PATH or --all (not both, not neither).")
-    removed = clean_caches(None if all_caches else _folder_arg(name or ""))
+        raise CoatnetError(
+            "give folder:PATH or --all, or a data set name such as cifar10 (exactly one)."
+        )
+    if all_caches:
+        removed = clean_caches()
+    elif parse_name(name or "")[0] in ("fashion-mnist", "cifar10", "cifar100"):
+        removed = clean_caches(kind=parse_name(name or "")[0])
+    else:
+        removed = clean_caches(_folder_arg(name or ""))
     for path in removed:
         console.print(f"removed {path}", markup=False)
     console.print(f"{len(removed)} prepared cache(s) removed from {prepared_root()}", markup=False)

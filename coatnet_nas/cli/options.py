@@ -77,3 +77,28 @@ ProxyDataset = Annotated[
         "folder:PATH.",
     ),
 ]
+MemoryCap = Annotated[
+    str | None,
+    typer.Option(
+        "--memory-cap",
+        metavar="SIZE",
+        help="Largest data set held in memory, e.g. 2GB or 512M; bigger ones are read from "
+        "the memory-mapped cache batch by batch (default $COATNET_DATA_MEMORY_CAP, else 4G).",
+    ),
+]
+
+
+def check_memory_cap(text: str | None) -> None:
+    """Fail on a bad --memory-cap before any data is read (the library names no flags)."""
+    from coatnet_nas.data.mapped import memory_cap_bytes
+    from coatnet_nas.errors import CoatnetError
+
+    if text is None:
+        return
+    try:
+        memory_cap_bytes(text)
+    except CoatnetError:
+        raise CoatnetError(
+            f"--memory-cap must be a size like 2GB, 512M or 1.5G (bytes without a unit), got "
+            f"{text!r}."
+        ) from None

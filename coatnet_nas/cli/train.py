@@ -19,8 +19,10 @@ from coatnet_nas.cli.options import (
     Holdout,
     LabelSmoothing,
     LearningRate,
+    MemoryCap,
     Warmup,
     WeightDecay,
+    check_memory_cap,
 )
 from coatnet_nas.cli.train_launch import EXIT_DIVERGED
 from coatnet_nas.errors import CoatnetError
@@ -76,6 +78,29 @@ def train(
     ),
     drop_path: float | None = typer.Option(
         None, "--drop-path", help="Override the spec's stochastic depth."
+    ),
+    memory_cap: MemoryCap = None,
+    stream: bool = typer.Option(
+        False,
+        "--stream",
+        help="folder:PATH only: decode files in loader workers on every step (full resolution, "
+        "e.g. 224) instead of a prepared cache; augmentation runs batched on the device.",
+    ),
+    loader_workers: int = typer.Option(
+        2, "--loader-workers", metavar="K", help="With --stream: decoding processes (0: inline)."
+    ),
+    auto_augment: str = typer.Option(
+        "trivial",
+        "--auto-augment",
+        metavar="POLICY",
+        help="With --stream: trivial (TrivialAugment), rand (RandAugment n=2 m=9) or none; "
+        "random-resized crop and flip always.",
+    ),
+    mixup: float = typer.Option(
+        0.0, "--mixup", metavar="MAX", help="With --stream: mixup, lambda drawn in (0, MAX)."
+    ),
+    cutmix: float = typer.Option(
+        0.0, "--cutmix", metavar="P", help="With --stream: probability of cutmix per batch."
     ),
     device: Device = "auto",
     amp: str = typer.Option(
@@ -162,6 +187,9 @@ def train(
     if save is not None:  # a bad target must fail now, not after the training it would lose
         check_output_file(save, param="save")
     _check_sources(resume, init, nproc, save_every)
+    check_memory_cap(memory_cap)
+    streaming = _stream_options(stream, dataset, nproc, loader_workers, auto_augment, mixup,
+                                cutmix)  # fmt: skip
     spec = scale_spec(resolve_spec(spec_path), width_mult, depth_mult)
     size = parse_image_size(image_size) or spec.image_size
     try:  # check the size before spending time on the data
@@ -185,7 +213,8 @@ def train(
                 subset=subset, val_fraction=val_fraction, seed=seed, data_dir=data_dir,
                 holdout=holdout, crop_padding=crop_padding, save=save, save_every=save_every,
                 resume=resume, init=init, json_out=json_out or not world.main,
-                width_mult=width_mult, depth_mult=depth_mult,
+                width_mult=width_mult, depth_mult=depth_mult, memory_cap=memory_cap,
+                streaming=streaming,
             )  # fmt: skip
         except CoatnetError as exc:
             if world.main:
@@ -195,18 +224,26 @@ def train(
 
 def _train_here(spec, size, world, runtime, recipe, *, dataset, subset, val_fraction, seed,
                 data_dir, holdout, crop_padding, save, save_every, resume, init, json_out,
-                width_mult, depth_mult) -> None:  # fmt: skip
+                width_mult, depth_mult, memory_cap, streaming) -> None:  # fmt: skip
     """Prepare the data and model on this rank, train, save, and (rank 0) report."""
     from coatnet_nas.data import prepare_data
+    from coatnet_nas.data.stream import StreamingData
     from coatnet_nas.train import build_for_data, train_model
     from coatnet_nas.train.state import Checkpoints
     from coatnet_nas.train.weights import load_weights
 
-    data = prepare_data(
-        dataset, size, subset=subset, val_fraction=val_fraction, seed=seed,
-        device=runtime.device, data_dir=data_dir, in_chans=spec.in_chans,
-        holdout=holdout, crop_padding=crop_padding,  # type: ignore[arg-type]
-    )  # fmt: skip
+    if streaming is not None:
+        data = StreamingData.from_folder(
+            streaming.pop("root"), size, device=runtime.device, subset=subset,
+            val_fraction=val_fraction, holdout=holdout, seed=seed, **streaming,
+        )  # fmt: skip
+    else:
+        data = prepare_data(
+            dataset, size, subset=subset, val_fraction=val_fraction, seed=seed,
+            device=runtime.device, data_dir=data_dir, in_chans=spec.in_chans,
+            holdout=holdout, crop_padding=crop_padding,  # type: ignore[arg-type]
+            memory_cap=memory_cap,
+        )  # fmt: skip
     model = build_for_data(spec, data, drop_path_rate=recipe.drop_path_rate, seed=seed)
     if init is not None:
         load_weights(model, init)
@@ -258,6 +295,38 @@ def _check_sources(resume: Path | None, init: Path | None, nproc: int, save_ever
     if save_every < 0:
         raise CoatnetError(f"save_every must be >= 0 minutes, got {save_every:g}.",
                            param="save_every")  # fmt: skip
+
+
+def _stream_options(stream: bool, dataset: str, nproc: int, workers: int, augment: str,
+                    mixup: float, cutmix: float) -> dict | None:  # fmt: skip
+    """The StreamingData settings for --stream (None without it), checked before any loading."""
+    from coatnet_nas.data.sources import parse_name
+    from coatnet_nas.data.stream import AUGMENTS
+
+    if not stream:
+        given = [f for f, on in (("--mixup", mixup), ("--cutmix", cutmix)) if on]
+        if augment != "trivial":
+            given.append("--auto-augment")
+        if given:
+            raise CoatnetError(f"{', '.join(given)} only apply with --stream (folder:PATH).")
+        return None
+    kind, arg = parse_name(dataset)
+    if kind != "folder":
+        raise CoatnetError(
+            f"--stream reads image files: it needs --dataset folder:PATH, got {dataset!r} "
+            "(that one is read from its prepared cache without --stream).",
+        )
+    if nproc > 1:
+        raise CoatnetError("--stream runs in one process; use --nproc 1.")
+    if workers < 0:
+        raise CoatnetError(f"--loader-workers must be >= 0, got {workers}.")
+    if augment not in AUGMENTS:
+        raise CoatnetError(f"--auto-augment must be one of {', '.join(AUGMENTS)}, got {augment!r}.")
+    for flag, value in (("--mixup", mixup), ("--cutmix", cutmix)):
+        if not 0 <= value <= 1:
+            raise CoatnetError(f"{flag} must be in [0, 1], got {value:g}.")
+    return {"root": Path(arg or "").expanduser(), "workers": workers, "augment": augment,
+            "mixup": mixup, "cutmix": cutmix}  # fmt: skip
 
 
 def _rescue_if_failed(plan, model, spec, result) -> Path:

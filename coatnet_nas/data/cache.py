@@ -12,7 +12,8 @@ A cache is a directory under :func:`prepared_root` (``$COATNET_CACHE`` if set, e
 A cache counts as complete only when ``manifest.json`` exists and its digests match the folder
 as listed now (paths, labels, sizes, modification times), so a killed prepare, an edited image
 or another tool version is never mistaken for a usable cache. Unreadable images are listed in
-the manifest with the reason and left out.
+the manifest with the reason and left out. Fashion-MNIST and CIFAR use the same format in
+``<kind>-<sha256(path)[:12]>-native/`` directories (see :mod:`coatnet_nas.data.native`).
 """
 
 from __future__ import annotations
@@ -203,14 +204,17 @@ def load_folder(
 
 
 def list_caches() -> list[dict]:
-    """Every cache directory under :func:`prepared_root`: source, size, state, bytes on disk."""
+    """Every cache directory under :func:`prepared_root`: kind (``folder`` or the data set), source,
+    size, state, bytes on disk."""
     root = prepared_root()
     rows = []
     found = sorted(p for p in root.glob("*") if p.is_dir() and not p.is_symlink())
     for directory in found if root.is_dir() else []:
         manifest = _manifest(directory) or {}
+        native = directory.name.endswith("-native")  # <kind>-<key>-native: an array data set
+        kind = manifest.get("kind") or (directory.name.rsplit("-", 2)[0] if native else "folder")
         rows.append({
-            "path": str(directory), "source": manifest.get("source"),
+            "path": str(directory), "kind": kind, "source": manifest.get("source"),
             "size": manifest.get("size"), "images": manifest.get("train", 0)
             + manifest.get("test", 0), "skipped": len(manifest.get("skipped", [])),
             "complete": bool(manifest), "bytes": _disk_bytes(directory),
@@ -223,15 +227,21 @@ def _disk_bytes(directory: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in directory.rglob("*") if p.is_file())
 
 
-def clean_caches(root: str | Path | None = None) -> list[Path]:
-    """Remove the caches of folder ``root`` (every size), or all caches when None; the removed.
+def clean_caches(root: str | Path | None = None, *, kind: str | None = None) -> list[Path]:
+    """Remove the caches of folder ``root`` (every size), or of array data set ``kind``
+    (``fashion-mnist``, ``cifar10``, ...), or all caches when neither; the removed.
 
     Only directories directly under :func:`prepared_root` are ever removed.
     """
     base = prepared_root()
     if not base.is_dir():
         return []
-    if root is None:
+    if kind is not None:
+        targets = [
+            p for p in base.iterdir()
+            if p.is_dir() and p.name.endswith("-native") and p.name.rsplit("-", 2)[0] == kind
+        ]  # fmt: skip
+    elif root is None:
         targets = [p for p in base.iterdir() if p.is_dir()]
     else:
         prefix = cache_dir(Path(root), (0, 0)).name.rsplit("-", 1)[0] + "-"

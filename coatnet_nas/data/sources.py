@@ -8,6 +8,10 @@ channel adaptation, splitting and moving to a device happen once, later, in
 * ``fashion-mnist`` — the standard IDX files (``.gz`` or uncompressed);
 * ``cifar10`` / ``cifar100`` — the official python-pickle archives, extracted or as the
   ``.tar.gz`` itself (read in place, no extraction needed);
+
+  both read once into a prepared, memory-mapped cache at their native size
+  (:mod:`coatnet_nas.data.native`), the same format image folders use, so every data set
+  reaches training by one path;
 * ``folder:<path>`` — one sub-folder per class (or ``train/`` + ``val/``/``test/`` splits, each
   with a sub-folder per class), decoded once into a memory-mapped prepared cache.
 """
@@ -27,6 +31,7 @@ from coatnet_nas.data.cifar import CIFAR, load_cifar, load_pickle
 from coatnet_nas.data.folder import IMAGE_SUFFIXES
 from coatnet_nas.data.idx import FMNIST_CLASSES, fmnist_complete, load_fashion_mnist, read_idx
 from coatnet_nas.data.idx import WANTED as FMNIST_WANTED
+from coatnet_nas.data.native import load_native
 from coatnet_nas.data.raw import RawData, readonly, stamp
 from coatnet_nas.errors import DataError
 
@@ -170,10 +175,13 @@ def _folder(arg: str | None, _root: Path | None, size: tuple[int, int]) -> RawDa
     return load_folder(root, size, progress=PREPARE_PROGRESS.get())
 
 
-def _on_disk(read: Callable[[str, float], RawData]) -> Loader:
+def _on_disk(kind: str, read: Callable[[str, float], RawData]) -> Loader:
+    """A loader that reads the raw files once into the prepared cache and maps it after."""
+
     def load(_arg: str | None, root: Path | None, _size: tuple[int, int]) -> RawData:
         assert root is not None  # found by present_in
-        return read(str(root.resolve()), stamp(root))
+        where, when = str(root.resolve()), stamp(root)
+        return load_native(kind, where, when, lambda: read(where, when))
 
     return load
 
@@ -182,13 +190,14 @@ register_source(DataSource(
     "synthetic", lambda arg, _root, _size: _synthetic(synthetic.parse_count(arg)),
 ))  # fmt: skip
 register_source(DataSource(
-    "fashion-mnist", _on_disk(load_fashion_mnist), ("fashionmnist", "fmnist"),
+    "fashion-mnist", _on_disk("fashion-mnist", load_fashion_mnist.__wrapped__),
+    ("fashionmnist", "fmnist"),
     present_in=fmnist_complete, wanted=FMNIST_WANTED,
     hint=", or install Debian's dataset-fashion-mnist package",
 ))  # fmt: skip
 for _kind, _alias in (("cifar10", "cifar-10"), ("cifar100", "cifar-100")):
     register_source(DataSource(
-        _kind, _on_disk(functools.partial(load_cifar, _kind)), (_alias,),
+        _kind, _on_disk(_kind, functools.partial(load_cifar.__wrapped__, _kind)), (_alias,),
         present_in=CIFAR[_kind].present_in,
         wanted=f"{CIFAR[_kind].folder}/ or {CIFAR[_kind].archive}",
     ))  # fmt: skip

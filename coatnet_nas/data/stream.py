@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -35,7 +36,9 @@ from coatnet_nas.data.devices import resolve_device
 from coatnet_nas.data.folder import scan_folder
 from coatnet_nas.errors import DataError
 
-__all__ = ["FileImages", "StreamingData"]
+__all__ = ["AUGMENTS", "FileImages", "StreamSampler", "StreamingData"]
+
+AUGMENTS = ("none", "trivial", "rand")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -47,6 +50,10 @@ class FileImages(Dataset):
     def __init__(self, files: list[str], labels: list[int], size: tuple[int, int]) -> None:
         self.files, self.labels, self.size = files, labels, size
         self.decoder = default_decoder()
+
+    def subset(self, rows: np.ndarray) -> FileImages:
+        """The files at ``rows`` (a seeded split or subset)."""
+        return FileImages([self.files[r] for r in rows], [self.labels[r] for r in rows], self.size)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -68,8 +75,8 @@ class StreamingData:
     ``ProxyData`` (batches, steps per epoch, device moves, description) on top of its own.
     """
 
-    train_set: Dataset
-    val_set: Dataset | None
+    train_set: FileImages
+    val_set: FileImages | None
     classes: tuple[str, ...]
     image_size: tuple[int, int]
     device: torch.device
@@ -79,31 +86,98 @@ class StreamingData:
     cutmix: float = 0.0  # probability of cutmix per batch; 0 turns it off
     seed: int = 0
     in_chans: int = 3
+    name: str = "stream"
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.augment not in AUGMENTS:
+            raise DataError(
+                f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}.",
+                param="augment",
+            )
+        if not 0 <= self.mixup <= 1:
+            raise DataError(f"mixup must be in [0, 1], got {self.mixup:g}.", param="mixup")
+        if not 0 <= self.cutmix <= 1:
+            raise DataError(f"cutmix must be in [0, 1], got {self.cutmix:g}.", param="cutmix")
+        if self.workers < 0:
+            raise DataError(f"workers must be >= 0, got {self.workers}.", param="workers")
 
     @classmethod
     def from_folder(
         cls, root: str | Path, image_size: int | tuple[int, int] = 224, *,
-        device: str | torch.device = "cpu", workers: int = 2, **options,
+        device: str | torch.device = "cpu", workers: int = 2, subset: float = 1.0,
+        val_fraction: float = 0.1, holdout: Literal["split", "test"] | None = None, **options,
     ) -> StreamingData:  # fmt: skip
-        """Stream folder ``root`` (a sub-folder per class, or train/ + val/); options: fields."""
+        """Stream folder ``root`` (a sub-folder per class, or train/ + val/); options: fields.
+
+        ``subset``, ``val_fraction`` and ``holdout`` select files as
+        :func:`~coatnet_nas.data.prepare_data` selects rows: a seeded validation fraction of the
+        training files (``"split"``), or the folder's own val/ (test/) split (``"test"``); None
+        takes the folder's split when it has one.
+        """
+        from coatnet_nas.data.tensors import split_indices
+
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if min(size) < 1 or workers < 0:
-            raise DataError(
-                f"image_size and workers must be positive, got {image_size}, {workers}."
-            )
+        if min(size) < 1:
+            raise DataError(f"image_size must be positive, got {image_size}.", param="image_size")
+        if not 0.0 < subset <= 1.0:
+            raise DataError(f"subset must be a fraction in (0, 1], got {subset}.", param="subset")
         plan = scan_folder(Path(root).expanduser().resolve())
         load = (round(size[0] / 0.875), round(size[1] / 0.875))
         files = [str(plan.root / f) for f in plan.files]
-        train = FileImages(files[: plan.n_train], list(plan.labels[: plan.n_train]), load)
-        val = FileImages(files[plan.n_train :], list(plan.labels[plan.n_train :]), load)
+        pool = FileImages(files[: plan.n_train], list(plan.labels[: plan.n_train]), load)
+        if holdout is None:
+            holdout = "test" if plan.n_test else "split"
+        if holdout == "test" and not plan.n_test:
+            raise DataError(
+                f"dataset 'folder:{plan.root}' has no val/ or test/ split; use holdout='split'.",
+                param="holdout",
+            )
+        train_rows, val_rows = split_indices(
+            plan.n_train, subset, val_fraction, int(options.get("seed", 0)), holdout == "test"
+        )
+        if holdout == "test":
+            held = FileImages(files[plan.n_train :], list(plan.labels[plan.n_train :]), load)
+            n = len(held)
+            keep = np.sort(np.random.default_rng(int(options.get("seed", 0)) + 1).permutation(n))
+            val = held.subset(keep[: max(1, round(n * subset))])
+        else:
+            val = pool.subset(val_rows)
         return cls(
-            train, val if plan.n_test else None, plan.classes, size,  # type: ignore[arg-type]
-            resolve_device(device), workers, **options,
+            pool.subset(train_rows), val, plan.classes, size, resolve_device(device), workers,
+            name=f"folder:{plan.root}", source=str(plan.root), **options,
         )  # fmt: skip
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def train(self) -> FileImages:
+        """The training files (``len()`` is what a trainer asks of it)."""
+        return self.train_set
+
+    @property
+    def val(self) -> FileImages:
+        return self.val_set if self.val_set is not None else self.train_set.subset(np.arange(0))
+
+    @property
+    def storage(self) -> str:
+        return "stream"
+
+    def describe(self) -> dict:
+        h, w = self.image_size
+        return {
+            "name": self.name, "num_classes": self.num_classes, "in_chans": self.in_chans,
+            "image_size": [h, w], "train": len(self.train), "val": len(self.val),
+            "device": str(self.device), "source": self.source, "storage": self.storage,
+            "loader_workers": self.workers, "augment": self.augment, "mixup": self.mixup,
+            "cutmix": self.cutmix,
+        }  # fmt: skip
+
+    def sampler(self, batch_size: int, seed: int, augment: bool = True) -> StreamSampler:
+        """The trainer's batch source: resumable at a batch (see :class:`StreamSampler`)."""
+        return StreamSampler(self, batch_size, seed, augment)
 
     def to(self, device: str | torch.device) -> StreamingData:
         return replace(self, device=resolve_device(device))
@@ -111,13 +185,13 @@ class StreamingData:
     def steps_per_epoch(self, batch_size: int) -> int:
         return max(1, len(self.train_set) // batch_size)  # type: ignore[arg-type]
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool,
-                generator: torch.Generator | None) -> DataLoader:  # fmt: skip
+    def _loader(self, dataset: Dataset, batch_size: int, order: list[int] | None,
+                drop_last: bool) -> DataLoader:  # fmt: skip
         return DataLoader(
-            dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+            dataset, batch_size=batch_size, sampler=order, drop_last=drop_last,
             num_workers=self.workers, pin_memory=self.device.type == "cuda",
-            generator=generator, prefetch_factor=4 if self.workers else None,
-            persistent_workers=False,
+            prefetch_factor=4 if self.workers else None, persistent_workers=False,
+            worker_init_fn=_one_thread,
         )  # fmt: skip
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,13 +229,23 @@ class StreamingData:
         return x, soft
 
     def train_batches(
-        self, batch_size: int, *, generator: torch.Generator | None = None, augment: bool = True
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One epoch of shuffled batches on the device: float images, int64 (or soft) labels."""
+        self, batch_size: int, *, generator: torch.Generator | None = None, augment: bool = True,
+        start: int = 0,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+        """One epoch of shuffled batches on the device: float images, int64 (or soft) labels.
+
+        The file order is drawn from ``generator`` (a CPU one is seeded from a device one);
+        ``start`` skips that many batches without decoding them (resuming mid-epoch).
+        """
         if generator is None:
             generator = torch.Generator().manual_seed(self.seed)
+        elif generator.device.type != "cpu":
+            generator = torch.Generator().manual_seed(generator.initial_seed())
         pipeline = self._pipeline() if augment else None
-        loader = self._loader(self.train_set, batch_size, True, True, generator)
+        n = len(self.train_set)
+        size = min(batch_size, n)
+        order = torch.randperm(n, generator=generator)[: self.steps_per_epoch(size) * size]
+        loader = self._loader(self.train_set, size, order[start * size :].tolist(), True)
         for images, labels in loader:
             x, y = self._on_device(images, labels)
             if pipeline is None:
@@ -177,7 +261,7 @@ class StreamingData:
         """The held-out split in order: centre crops, normalized, unaugmented."""
         if self.val_set is None:
             return
-        for images, labels in self._loader(self.val_set, batch_size, False, False, None):
+        for images, labels in self._loader(self.val_set, batch_size, None, False):
             x, y = self._on_device(images, labels)
             yield self.normalize(self._centre(x)), y
 
@@ -192,3 +276,50 @@ class StreamingData:
         (h, w), (H, W) = self.image_size, x.shape[2:]
         top, left = (H - h) // 2, (W - w) // 2
         return x[:, :, top : top + h, left : left + w]
+
+
+def _one_thread(_worker: int) -> None:
+    """A loader worker decodes one image at a time: one compute thread, not a pool per worker."""
+    torch.set_num_threads(1)
+
+
+class StreamSampler:
+    """``next_batch()`` for the training loop: the next streamed batch, None at an epoch's end.
+
+    Epoch ``e`` shuffles with seed ``seed + e``, so the state (epoch, batch) is enough to resume
+    on exactly the next files without decoding the skipped ones; the random augmentation draws
+    come from torch's global generator and are not replayed (a resumed streaming run sees the
+    same images in the same order, not bitwise the same crops). One process only.
+    """
+
+    def __init__(self, data: StreamingData, batch_size: int, seed: int, augment: bool) -> None:
+        self.data, self.batch_size, self.seed, self.augment = data, batch_size, seed, augment
+        self.epoch = self.position = 0
+        self._batches: Iterator | None = None
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self._batches is None:
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            self._batches = self.data.train_batches(
+                self.batch_size, generator=generator, augment=self.augment, start=self.position
+            )
+        batch = next(self._batches, None)
+        if batch is None:
+            self._batches = None
+            self.epoch, self.position = self.epoch + 1, 0
+            return None
+        self.position += 1
+        return batch
+
+    def close(self) -> None:
+        """Stop the epoch's loader workers now (a run may end mid-epoch)."""
+        if self._batches is not None:
+            self._batches.close()  # type: ignore[attr-defined]
+            self._batches = None
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.close()
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])

@@ -9,6 +9,7 @@ import torch.distributed as dist
 from torch import nn
 
 from coatnet_nas.data.devices import resolve_device
+from coatnet_nas.data.stream import StreamingData
 from coatnet_nas.data.tensors import ProxyData
 from coatnet_nas.spec import ModelSpec
 from coatnet_nas.threads import cpu_threads
@@ -38,7 +39,7 @@ def _rng_fork(device: torch.device):
 
 def train_model(
     model: nn.Module,
-    data: ProxyData,
+    data: ProxyData | StreamingData,
     recipe: TrainRecipe | TrainConfig,
     callback: Callback | None = None,
     *,
@@ -76,7 +77,7 @@ def train_model(
 
 def train_spec(
     spec: ModelSpec,
-    data: ProxyData,
+    data: ProxyData | StreamingData,
     recipe: TrainRecipe | TrainConfig,
     callback: Callback | None = None,
     *,
@@ -88,6 +89,8 @@ def train_spec(
 ) -> TrainResult:
     """Build ``spec`` for ``data`` (image size, classes, channels) and train it.
 
+    ``data`` may also be :class:`~coatnet_nas.data.stream.StreamingData` (files decoded in
+    loader workers, augmented on the device, soft labels with mixup/cutmix; one process).
     ``params`` is the built model's exact count and ``flops`` the closed-form
     :func:`coatnet_nas.cost.estimate_cost` of the adapted spec.
     """

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from coatnet_nas.data.devices import resolve_device
+from coatnet_nas.data.stream import StreamingData
 from coatnet_nas.data.tensors import ProxyData
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.spec import ModelSpec
@@ -35,7 +36,15 @@ from coatnet_nas.train.sampler import EpochSampler
 from coatnet_nas.train.schedule import amp_dtype, autocast, lr_at, make_optimizer
 from coatnet_nas.train.state import Checkpoints, restore_run
 
-__all__ = ["Callback", "Progress", "_Budget", "_MetricWindow", "_StepClock", "run_training"]
+__all__ = [
+    "Callback",
+    "Progress",
+    "_Budget",
+    "_MetricWindow",
+    "_StepClock",
+    "run_training",
+    "training_loss",
+]
 
 Callback = Callable[[EvalReport], bool | None]
 Progress = Callable[[ProgressInfo], None]
@@ -50,7 +59,7 @@ class _Run:
     of one step across files.
     """
 
-    def __init__(self, model: nn.Module, data: ProxyData, recipe: TrainRecipe,
+    def __init__(self, model: nn.Module, data: ProxyData | StreamingData, recipe: TrainRecipe,
                  runtime: Runtime, seed: int, callback: Callback | None,
                  progress: Progress | None, checkpoints: Checkpoints | None = None,
                  resume: dict | None = None):  # fmt: skip
@@ -77,8 +86,7 @@ class _Run:
         self.steps_per_epoch = self.data.steps_per_epoch(self.batch_size)
         self.budget = _Budget(recipe, self.steps_per_epoch, start)
         self.window = _MetricWindow(self.device)
-        self.sampler = EpochSampler(self.data, self.batch_size, self.world.rank, self.world.size,
-                                    seed, recipe.augment)  # fmt: skip
+        self.sampler = _sampler(self.data, self.batch_size, self.world, seed, recipe.augment)
         # A non-finite check syncs the device; on CPU that is free, on a GPU do it every 25 steps
         # (and with several ranks, where the check is a collective, too).
         self.check_every = 1 if self.device.type == "cpu" and self.world.size == 1 else 25
@@ -105,7 +113,7 @@ class _Run:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.amp_dtype):
             logits = self.train_forward(images)
-        loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.recipe.label_smoothing)
+        loss = training_loss(logits.float(), labels, self.recipe.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.recipe.grad_clip is not None:
@@ -115,7 +123,8 @@ class _Run:
         self.scaler.update()
         if self.ema is not None:
             self.ema.update()
-        self.window.add(loss.detach(), logits.detach(), labels)
+        hard = labels.argmax(dim=1) if labels.ndim == 2 else labels  # mixup: the larger share
+        self.window.add(loss.detach(), logits.detach(), hard)
         self.step += 1
         self.images_seen += len(labels) * self.world.size
         if self.step % self.check_every == 0:
@@ -207,6 +216,9 @@ class _Run:
             self._advance(self.sampler.next_batch())
         if self.status is None:
             self._end(RunStatus.OK)
+        close = getattr(self.sampler, "close", None)
+        if close is not None:  # streaming: stop the epoch's loader workers before evaluating
+            close()
         last = self.history[-1] if self.history else None
         if self.status is not RunStatus.DIVERGED and (last is None or last.step != self.step):
             self._evaluate(final=True)
@@ -215,6 +227,29 @@ class _Run:
         if self.checkpoints is not None:
             self.checkpoints.save(self, result)
         return result
+
+
+def training_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
+    """Cross-entropy against class ids ``(B,)`` or soft targets ``(B, classes)`` (mixup/cutmix).
+
+    Soft targets are class probabilities: the loss is ``-(target * log_softmax).sum(1).mean()``,
+    with label smoothing mixed into the target as for hard labels.
+    """
+    return F.cross_entropy(logits, labels, label_smoothing=smoothing)
+
+
+def _sampler(data: ProxyData | StreamingData, batch_size: int, world: World, seed: int,
+             augment: bool):  # fmt: skip
+    """Batches from device tensors (sharded over ranks) or streamed from files (one process)."""
+    if isinstance(data, StreamingData):
+        if world.size > 1:
+            raise CoatnetError(
+                "streaming input runs in one process; train with nproc 1 (or prepare a cache "
+                "and train data-parallel from it).",
+                param="nproc",
+            )
+        return data.sampler(batch_size, seed, augment)
+    return EpochSampler(data, batch_size, world.rank, world.size, seed, augment)
 
 
 def _global_batch(batch_size: int, train_images: int, world: World) -> int:
@@ -283,7 +318,8 @@ def _result(run: _Run) -> TrainResult:
 
 
 def run_training(
-    model: nn.Module, data: ProxyData, recipe: TrainRecipe, runtime: Runtime, seed: int,
+    model: nn.Module, data: ProxyData | StreamingData, recipe: TrainRecipe, runtime: Runtime,
+    seed: int,
     callback: Callback | None = None, progress: Progress | None = None,
     checkpoints: Checkpoints | None = None, resume: dict | None = None,
 ) -> TrainResult:  # fmt: skip
