@@ -19,6 +19,7 @@ from coatnet_nas.builder import CoAtNet
 from coatnet_nas.cli import run
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.export import ExportFormat, export_model, parse_format, runtime_latency
+from coatnet_nas.export.deps import require
 from coatnet_nas.spec import spec_from_dict
 from coatnet_nas.train import load_weights, save_checkpoint
 
@@ -224,3 +225,5 @@ def test_formats() -> None:
     with pytest.raises(CoatnetError) as info:
         parse_format("tflite")
     assert info.value.param == "format"
+    with pytest.raises(CoatnetError, match=r"pip install 'coatnet-nas\[export\]'"):
+        require("coatnet_nas_no_such_package", why="ONNX export")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -52,7 +53,8 @@ def export(
     chosen = parse_format(fmt) if fmt is not None else ExportFormat.from_path(out)
     check_output_file(out, param="out")  # before any model is built
     spec = _load(spec_path, image_size)
-    with console.status(f"exporting {spec.name} to {out}", spinner="dots"):
+    status = contextlib.nullcontext() if json_out else console.status(f"exporting {spec.name}")
+    with status:  # a spinner on a terminal; nothing in --json output or a pipe
         report = export_model(
             spec, chosen or ExportFormat.ONNX, out, weights=weights, batch=batch, opset=opset,
             check=not no_check, atol=atol,
