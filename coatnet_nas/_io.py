@@ -80,7 +80,12 @@ def atomic_write(
 ) -> Path:
     """Call ``write(tmp)`` to fill a temporary file, then rename it over ``path``."""
     path = check_output_file(path, param=param)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:  # a folder that passes the access check can still refuse files (/proc, a full disk)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise CoatnetError(
+            f"{_named(param)}{path}: cannot write ({exc.strerror or exc}).", param=param
+        ) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:

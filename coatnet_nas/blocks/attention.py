@@ -73,7 +73,14 @@ class RelativeAttention(nn.Module):
         else:
             scores = q @ k.transpose(-2, -1) / self.head_dim**0.5 + bias
             out = scores.softmax(dim=-1) @ v
-        return self.proj(out.transpose(1, 2).reshape(n, length, self.heads * self.head_dim))
+        out = out.transpose(1, 2)
+        if torch.compiler.is_exporting():
+            # torch.export records the strides of the CPU SDPA kernel's output, where this
+            # reshape is a view; the ONNX exporter then decomposes SDPA into a contiguous
+            # result the view no longer fits (pytorch#141107). A copy fits both; values are
+            # unchanged, and eager runs never take this branch.
+            out = out.clone(memory_format=torch.contiguous_format)
+        return self.proj(out.reshape(n, length, self.heads * self.head_dim))
 
 
 class FeedForward(nn.Module):

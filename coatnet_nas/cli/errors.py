@@ -13,6 +13,8 @@ from coatnet_nas.errors import CoatnetError
 # Python parameter (or dotted setting) -> the option every command uses for it.
 PARAM_FLAGS: dict[str, str] = {
     "amp": "--amp",
+    "atol": "--atol",
+    "batch": "--batch",
     "batch_size": "--batch-size",
     "budget": "--budget",
     "data_dir": "--data-dir",
@@ -25,6 +27,7 @@ PARAM_FLAGS: dict[str, str] = {
     "enqueue": "--enqueue",
     "epochs": "--epochs",
     "flops": "--budget",
+    "format": "--format",
     "fresh": "--fresh",
     "heartbeat_interval": "--heartbeat",
     "holdout": "--holdout",
@@ -38,6 +41,7 @@ PARAM_FLAGS: dict[str, str] = {
     "n": "--n",
     "nproc": "--nproc",
     "objectives": "--objective",
+    "opset": "--opset",
     "out": "--out",
     "out_dir": "--out",
     "params": "--max-params",
@@ -49,6 +53,7 @@ PARAM_FLAGS: dict[str, str] = {
     "reference": "--reference",
     "regimes": "--regimes",
     "resume": "--resume",
+    "runtime": "--runtime",
     "sampler": "--sampler",
     "save": "--save",
     "save_every": "--save-every",
@@ -69,6 +74,7 @@ PARAM_FLAGS: dict[str, str] = {
     "vary": "--vary",
     "warmup": "--warmup",
     "weight_decay": "--weight-decay",
+    "weights": "--weights",
     "workers": "--workers",
     "write": "--write",
 }

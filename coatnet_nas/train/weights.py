@@ -25,15 +25,17 @@ from coatnet_nas.train.checkpoint import Checkpoint, load_checkpoint
 __all__ = ["load_weights", "resize_bias_table"]
 
 
-def resize_bias_table(table: torch.Tensor, size: tuple[int, int], name: str = "") -> torch.Tensor:
+def resize_bias_table(
+    table: torch.Tensor, size: tuple[int, int], name: str = "", *, param: str = "init"
+) -> torch.Tensor:
     """``(heads, S*S)`` table of a square grid -> ``(heads, (2H-1)(2W-1))`` for grid ``size``."""
     heads, length = table.shape
     side = math.isqrt(length)
     if side * side != length or side % 2 == 0:
         raise CoatnetError(
-            f"init: weight {name} of shape {tuple(table.shape)} is not a square (2H-1)x(2H-1) "
+            f"{param}: weight {name} of shape {tuple(table.shape)} is not a square (2H-1)x(2H-1) "
             f"relative-position table; it cannot be resized to the {size[0]}x{size[1]} grid.",
-            param="init",
+            param=param,
         )
     h, w = size
     if (2 * h - 1, 2 * w - 1) == (side, side):
@@ -51,13 +53,15 @@ def _state(source: str | Path | Checkpoint | dict[str, Any]) -> dict[str, torch.
     return load_checkpoint(source).state_dict
 
 
-def load_weights(model: nn.Module, source: str | Path | Checkpoint | dict[str, Any]) -> list[str]:
+def load_weights(
+    model: nn.Module, source: str | Path | Checkpoint | dict[str, Any], *, param: str = "init"
+) -> list[str]:
     """Load ``source``'s weights into ``model``, resizing relative-position tables to its grids.
 
     ``source`` is a checkpoint path, a :class:`Checkpoint` or a state dict. Returns the names of
-    the tables that were resized. Raises :class:`CoatnetError` (parameter ``init``) when a
-    weight is missing, unexpected or of a shape that cannot be mapped; the model is left
-    untouched in that case.
+    the tables that were resized. Raises :class:`CoatnetError` (parameter ``param``: the caller's
+    name for the source, ``init`` for training) when a weight is missing, unexpected or of a
+    shape that cannot be mapped; the model is left untouched in that case.
     """
     theirs = _state(source)
     ours = model.state_dict()
@@ -76,28 +80,32 @@ def load_weights(model: nn.Module, source: str | Path | Checkpoint | dict[str, A
             ) if part
         )  # fmt: skip
         raise CoatnetError(
-            f"init: the checkpoint is of another architecture ({what}); it can initialize "
+            f"{param}: the checkpoint is of another architecture ({what}); it can initialize "
             "only the same layout, depths and widths.",
-            param="init",
+            param=param,
         )
     loaded, resized = {}, []
     for key, target in ours.items():
         value = theirs[key]
         if key in grids and value.shape != target.shape:
             if value.shape[0] != target.shape[0]:
-                raise _shape_error(key, value, target, "a different number of heads")
-            value = resize_bias_table(value, grids[key], key)
+                raise _shape_error(key, value, target, "a different number of heads", param)
+            value = resize_bias_table(value, grids[key], key, param=param)
             resized.append(key)
         if value.shape != target.shape:
-            raise _shape_error(key, value, target, "a different width, kernel or class count")
+            raise _shape_error(
+                key, value, target, "a different width, kernel or class count", param
+            )
         loaded[key] = value
     model.load_state_dict(loaded)
     return resized
 
 
-def _shape_error(key: str, value: torch.Tensor, target: torch.Tensor, why: str) -> CoatnetError:
+def _shape_error(
+    key: str, value: torch.Tensor, target: torch.Tensor, why: str, param: str
+) -> CoatnetError:
     return CoatnetError(
-        f"init: weight {key} has shape {tuple(value.shape)} in the checkpoint but "
+        f"{param}: weight {key} has shape {tuple(value.shape)} in the checkpoint but "
         f"{tuple(target.shape)} in the model ({why}); the checkpoint cannot initialize it.",
-        param="init",
+        param=param,
     )

@@ -1,0 +1,22 @@
+"""A ``torch.export`` program saved as .pt2: ATen ops only, loads with ``torch.export.load``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from coatnet_nas.export.tracing import batch_dim, export_failed, quiet
+
+__all__ = ["write_exported"]
+
+
+def write_exported(model: nn.Module, example: torch.Tensor, path: str | Path) -> None:
+    """Export ``model`` (eval mode) with a dynamic batch dimension and save the program."""
+    with quiet():
+        try:
+            program = torch.export.export(model, (example,), dynamic_shapes=(batch_dim(),))
+        except Exception as exc:
+            raise export_failed("exported", exc) from None
+        torch.export.save(program, str(path))
