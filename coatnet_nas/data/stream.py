@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from coatnet_nas.data.decode import UnreadableImage, decode_fitted, default_decoder
 from coatnet_nas.data.devices import resolve_device
 from coatnet_nas.data.folder import scan_folder
+from coatnet_nas.data.tensors import describe_data
 from coatnet_nas.errors import DataError
 
 __all__ = ["AUGMENTS", "FileImages", "StreamSampler", "StreamingData"]
@@ -166,11 +167,8 @@ class StreamingData:
         return "stream"
 
     def describe(self) -> dict:
-        h, w = self.image_size
         return {
-            "name": self.name, "num_classes": self.num_classes, "in_chans": self.in_chans,
-            "image_size": [h, w], "train": len(self.train), "val": len(self.val),
-            "device": str(self.device), "source": self.source, "storage": self.storage,
+            **describe_data(self),
             "loader_workers": self.workers, "augment": self.augment, "mixup": self.mixup,
             "cutmix": self.cutmix,
         }  # fmt: skip

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -152,12 +152,17 @@ class ProxyData:
             yield self.normalize(self.val.images[start:end]), self.val.labels[start:end]
 
     def describe(self) -> dict:
-        h, w = self.image_size
-        return {
-            "name": self.name, "num_classes": self.num_classes, "in_chans": self.in_chans,
-            "image_size": [h, w], "train": len(self.train), "val": len(self.val),
-            "device": str(self.device), "source": self.source, "storage": self.storage,
-        }  # fmt: skip
+        return describe_data(self)
+
+
+def describe_data(data: ProxyData | Any) -> dict:
+    """The summary every data source prints and records (a streaming source adds its own)."""
+    h, w = data.image_size
+    return {
+        "name": data.name, "num_classes": data.num_classes, "in_chans": data.in_chans,
+        "image_size": [h, w], "train": len(data.train), "val": len(data.val),
+        "device": str(data.device), "source": data.source, "storage": data.storage,
+    }  # fmt: skip
 
 
 def _size(image_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
