@@ -14,7 +14,9 @@ from coatnet_nas.errors import CoatnetError
 PARAM_FLAGS: dict[str, str] = {
     "amp": "--amp",
     "batch_size": "--batch-size",
+    "batch": "--batch",
     "budget": "--budget",
+    "calibration": "--calibration",
     "data_dir": "--data-dir",
     "data_seed": "--data-seed",
     "dataset": "--dataset",
@@ -48,6 +50,7 @@ PARAM_FLAGS: dict[str, str] = {
     "pruner": "--pruner",
     "reference": "--reference",
     "regimes": "--regimes",
+    "repeats": "--repeats",
     "resume": "--resume",
     "sampler": "--sampler",
     "save": "--save",
@@ -60,6 +63,7 @@ PARAM_FLAGS: dict[str, str] = {
     "study_name": "--study",
     "study_trials": "--study-trials",
     "sync_batchnorm": "--sync-batchnorm",
+    "table": "--table",
     "threads": "--threads",
     "timeout": "--timeout",
     "top_k": "--top-k",
@@ -69,6 +73,7 @@ PARAM_FLAGS: dict[str, str] = {
     "vary": "--vary",
     "warmup": "--warmup",
     "weight_decay": "--weight-decay",
+    "width_mult": "--width-mult",
     "workers": "--workers",
     "write": "--write",
 }
