@@ -16,6 +16,7 @@ from coatnet_nas.cli import build as _build  # noqa: F401  (registers commands)
 from coatnet_nas.cli import compare as _compare  # noqa: F401  (registers commands)
 from coatnet_nas.cli import data as _data  # noqa: F401  (registers commands)
 from coatnet_nas.cli import export as _export  # noqa: F401  (registers commands)
+from coatnet_nas.cli import latency as _latency  # noqa: F401  (registers commands)
 from coatnet_nas.cli import proxy as _proxy  # noqa: F401  (registers commands)
 from coatnet_nas.cli import search as _search  # noqa: F401
 from coatnet_nas.cli import train as _train  # noqa: F401  (registers commands)

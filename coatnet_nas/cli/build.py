@@ -95,14 +95,36 @@ def build(
         None, "--image-size", help="Override, e.g. 256 or 256x192."
     ),
     write: Path | None = typer.Option(None, "--write", help="Write the normalized spec YAML here."),
-    latency: bool = typer.Option(False, "--latency", help="With --profile: time batch-1 forward."),
+    latency: bool = typer.Option(
+        False,
+        "--latency",
+        help="Time the batch-1 forward (with --profile: in the profile); with --table: predict "
+        "the latency per stage from a latency table instead (no model built).",
+    ),
+    table: Path | None = typer.Option(
+        None, "--table", help="With --latency: a table from 'coatnet latency table'."
+    ),
+    measure: bool = typer.Option(
+        False,
+        "--measure",
+        help="With --latency --table: also time the model end to end on the table's "
+        "configuration (threads, batch, device), beside the prediction.",
+    ),
 ) -> None:
     """Build a model from SPEC; optionally profile it, estimate its cost or normalize the spec."""
     if write is not None:
         check_output_file(write, param="write")
+    if (table is not None or measure) and not latency:
+        raise CoatnetError("--table and --measure go with --latency (add --latency).")
+    if measure and table is None:
+        raise CoatnetError("--measure compares with a prediction: give --table TABLE.json.")
     spec = _load(spec_path, image_size)
     if write is not None:
         _write_spec(spec, write, quiet=json_out)
+    if latency and (table is not None or not profile):
+        _latency(spec, table, measure=measure, json_out=json_out, profile=profile,
+                 estimate=estimate)  # fmt: skip
+        return
     if estimate:
         from coatnet_nas.cost import estimate_cost
 
@@ -134,6 +156,101 @@ def build(
             f"(add --profile for FLOPs per stage)",
             markup=False,
         )
+
+
+def _latency(
+    spec: ModelSpec,
+    table_path: Path | None,
+    *,
+    measure: bool,
+    json_out: bool,
+    profile: bool,
+    estimate: bool,
+) -> None:
+    """Predicted (from a table) and/or measured latency, per stage beside the FLOPs."""
+    from coatnet_nas.cost import estimate_cost
+    from coatnet_nas.latency import LatencyTable, current_meta, latency_breakdown, measure_spec
+
+    base: dict = {"name": spec.name, "layout": spec.layout}
+    if profile:
+        from coatnet_nas.profile import profile_model
+
+        result = profile_model(spec)
+        base = result.to_dict()
+        if not json_out:
+            _profile_table(result)
+    elif estimate:
+        base.update(estimate_cost(spec).to_dict())
+    else:
+        base["image_size"] = list(spec.image_size)
+    predicted, measured, config = None, None, None
+    if table_path is not None:
+        table = LatencyTable.load(table_path)
+        here = current_meta(table.meta.device, table.meta.threads, table.meta.batch)
+        mismatch = {k: here.config()[k] for k in ("device_name", "torch_version")}
+        if measure:  # timing here must happen on the table's own configuration
+            table.check_matches(source=f"table {table_path}", **mismatch)
+        elif any(v != table.meta.config()[k] for k, v in mismatch.items()):
+            _stderr(
+                f"note: {table_path} was measured on {table.meta.device_name} with torch "
+                f"{table.meta.torch_version}; this machine has {mismatch['device_name']} and "
+                f"torch {mismatch['torch_version']}: the prediction is for the table's machine"
+            )
+        predicted = latency_breakdown(spec, table)
+        config = {k: v for k, v in table.meta.model_dump().items() if k in table.meta.config()}
+        meta = table.meta
+    else:  # --latency alone: time it here, as the profile did
+        import torch
+
+        meta = current_meta(threads=torch.get_num_threads())
+        measure = True
+    if measure:
+        measured = measure_spec(spec, meta, warmup=5, repeats=max(meta.repeats, 20)).median_s * 1e3
+    cost = estimate_cost(spec)
+    flops = {row.name: row.flops for row in cost.stages}
+    stages = [
+        {**vars(row), "flops": flops.get(row.name)}
+        for row in (predicted.stages if predicted else ())
+    ]
+    report = {
+        "predicted": predicted.total_ms if predicted else None,
+        "measured": measured,
+        "overhead_ms": predicted.overhead_ms if predicted else None,
+        "stages": stages,
+        "configuration": config,
+    }
+    if json_out:
+        print_json({**base, "latency_ms": report})
+        return
+    if estimate and not profile:
+        _cost_table(spec, cost)
+    if predicted is not None:
+        _latency_table(spec, predicted, stages, table_path)
+    if measured is not None:
+        vs = f" (prediction {predicted.total_ms / measured - 1:+.1%})" if predicted else ""
+        console.print(f"measured batch-{meta.batch} latency: {measured:.2f} ms{vs}", markup=False)
+
+
+def _latency_table(spec: ModelSpec, predicted, stages: list[dict], table_path: Path) -> None:
+    h, w = spec.image_size
+    out = Table(
+        title=f"{spec.name}  {spec.layout}  @ {h}x{w}  (latency predicted from {table_path})",
+        caption="exact = block kinds measured in the table; interpolated = from its regressors",
+    )
+    for col in ("stage", "type", "FLOPs", "ms", "share", "exact", "interpolated"):
+        out.add_column(col, justify="left" if col in ("stage", "type") else "right")
+    total = predicted.total_ms
+    for row in stages:
+        out.add_row(
+            row["name"], row["type"], human(row["flops"] or 0), f"{row['ms']:.2f}",
+            f"{row['ms'] / total:.0%}", str(row["measured_kinds"]), str(row["interpolated_kinds"]),
+        )  # fmt: skip
+    out.add_row("overhead", "model", "", f"{predicted.overhead_ms:.2f}",
+                f"{predicted.overhead_ms / total:.0%}", "", "")  # fmt: skip
+    out.add_section()
+    flops = sum(r["flops"] or 0 for r in stages)
+    out.add_row("total", "", human(flops), f"{total:.2f}", "", "", "", style="bold")
+    console.print(out)
 
 
 def _write_spec(spec: ModelSpec, path: Path, *, quiet: bool) -> None:

@@ -1,0 +1,118 @@
+"""Timing a forward pass honestly: warm-up, repeats, robust statistics, the device synchronized.
+
+Means are pulled up by the odd preemption on a shared machine; the median and its dispersion
+(inter-quartile range, median absolute deviation) describe what a forward pass usually costs.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from coatnet_nas.errors import CoatnetError
+from coatnet_nas.threads import cpu_threads
+
+__all__ = ["Timing", "parse_device", "time_callable"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Robust statistics of repeated runs, in seconds."""
+
+    median_s: float
+    iqr_s: float
+    mad_s: float
+    repeats: int
+
+    @classmethod
+    def of(cls, samples: list[float]) -> Timing:
+        ordered = sorted(samples)
+        median = statistics.median(ordered)
+        q1, _, q3 = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else (median,) * 3
+        mad = statistics.median(abs(s - median) for s in ordered)
+        return cls(median, q3 - q1, mad, len(ordered))
+
+
+def parse_device(device: str | torch.device) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N``, refused with the allowed forms when not usable here."""
+    text = str(device).strip().lower()
+    allowed = "allowed: cpu, cuda or cuda:N"
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise CoatnetError(
+                f"device {device!r}: CUDA is not available on this machine ({allowed}).",
+                param="device",
+            )
+        index = int(text[5:]) if ":" in text else 0
+        if index >= torch.cuda.device_count():
+            raise CoatnetError(
+                f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA "
+                f"device(s) ({allowed}).",
+                param="device",
+            )
+        return torch.device("cuda", index)
+    raise CoatnetError(f"device {device!r} is not a device ({allowed}).", param="device")
+
+
+def device_name(device: torch.device) -> str:
+    """The processor or GPU model: a table is only valid where it was measured."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def time_callable(
+    run: Callable[[], object],
+    device: torch.device,
+    *,
+    threads: int | None,
+    warmup: int = 3,
+    repeats: int = 20,
+    min_warmup_s: float = 0.05,
+) -> Timing:
+    """Time ``run()``: at least ``warmup`` untimed calls (and ``min_warmup_s`` of them), then
+    ``repeats`` timed ones, each bracketed by a device synchronization on CUDA.
+
+    The garbage collector is paused while timing so a collection never lands inside one sample.
+    """
+    if repeats < 1 or warmup < 0:
+        raise CoatnetError(
+            f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}.", param="repeats"
+        )
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with cpu_threads(threads), torch.inference_mode():
+            start, done = time.perf_counter(), 0
+            while done < warmup or time.perf_counter() - start < min_warmup_s:
+                run()
+                done += 1
+            sync()
+            samples = []
+            for _ in range(repeats):
+                sync()
+                begin = time.perf_counter()
+                run()
+                sync()
+                samples.append(time.perf_counter() - begin)
+    finally:
+        if enabled:
+            gc.enable()
+    return Timing.of(samples)
