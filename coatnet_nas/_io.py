@@ -86,7 +86,10 @@ def atomic_write(
         raise CoatnetError(
             f"{_named(param)}{path}: cannot write ({exc.strerror or exc}).", param=param
         ) from None
-    os.close(fd)
+    try:  # mkstemp makes 0600; give the file the mode a plain open() would (or the old file's)
+        os.fchmod(fd, _file_mode(path))
+    finally:
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
         write(tmp)
@@ -98,6 +101,16 @@ def atomic_write(
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _file_mode(path: Path) -> int:
+    """The existing file's permission bits, else 0o666 less the process umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_text(path: str | Path, text: str, *, param: str | None = None) -> Path:

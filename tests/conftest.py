@@ -21,6 +21,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_cache(tmp_path_factory) -> Iterator[None]:
+    """Prepared data caches go to a folder of this test session (subprocesses inherit it), never
+    to the user's cache: tests neither depend on nor leave behind what a real run prepared."""
+    old = os.environ.get("COATNET_CACHE")
+    os.environ["COATNET_CACHE"] = str(tmp_path_factory.mktemp("coatnet-cache"))
+    yield
+    if old is None:
+        os.environ.pop("COATNET_CACHE", None)
+    else:
+        os.environ["COATNET_CACHE"] = old
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)

@@ -27,6 +27,20 @@ def test_atomic_writes_leave_only_the_target(tmp_path: Path) -> None:
     assert target.read_text() == '{\n  "x": null,\n  "t": [\n    1,\n    2\n  ]\n}\n'
 
 
+def test_atomic_writes_get_the_umask_mode_or_keep_the_old_one(tmp_path: Path) -> None:
+    old = os.umask(0o027)
+    try:
+        fresh = atomic_write_text(tmp_path / "new.json", "{}")
+        assert fresh.stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
+    finally:
+        os.umask(old)
+    kept = tmp_path / "kept.txt"
+    kept.write_text("x")
+    kept.chmod(0o604)
+    atomic_write_text(kept, "y")
+    assert kept.stat().st_mode & 0o777 == 0o604 and kept.read_text() == "y"
+
+
 def test_targets_that_are_not_regular_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "dir").mkdir()
     with pytest.raises(CoatnetError, match="is a directory") as info:

@@ -110,20 +110,26 @@ def build(
         help="With --latency --table: also time the model end to end on the table's "
         "configuration (threads, batch, device), beside the prediction.",
     ),
+    runtime: str | None = typer.Option(
+        None,
+        "--runtime",
+        help="With --latency: also time the model in a deployment runtime: onnxruntime (the "
+        "model exported to ONNX and checked first) or torch (eager).",
+    ),
 ) -> None:
     """Build a model from SPEC; optionally profile it, estimate its cost or normalize the spec."""
     if write is not None:
         check_output_file(write, param="write")
-    if (table is not None or measure) and not latency:
-        raise CoatnetError("--table and --measure go with --latency (add --latency).")
+    if (table is not None or measure or runtime is not None) and not latency:
+        raise CoatnetError("--table, --measure and --runtime go with --latency (add --latency).")
     if measure and table is None:
         raise CoatnetError("--measure compares with a prediction: give --table TABLE.json.")
     spec = _load(spec_path, image_size)
     if write is not None:
         _write_spec(spec, write, quiet=json_out)
-    if latency and (table is not None or not profile):
+    if latency and (table is not None or runtime is not None or not profile):
         _latency(spec, table, measure=measure, json_out=json_out, profile=profile,
-                 estimate=estimate)  # fmt: skip
+                 estimate=estimate, runtime=runtime)  # fmt: skip
         return
     if estimate:
         from coatnet_nas.cost import estimate_cost
@@ -166,6 +172,7 @@ def _latency(
     json_out: bool,
     profile: bool,
     estimate: bool,
+    runtime: str | None = None,
 ) -> None:
     """Predicted (from a table) and/or measured latency, per stage beside the FLOPs."""
     from coatnet_nas.cost import estimate_cost
@@ -203,7 +210,8 @@ def _latency(
         import torch
 
         meta = current_meta(threads=torch.get_num_threads())
-        measure = True
+        measure = runtime is None
+    deployed = _runtime_latency(spec, runtime, meta) if runtime is not None else None
     if measure:
         measured = measure_spec(spec, meta, warmup=5, repeats=max(meta.repeats, 20)).median_s * 1e3
     cost = estimate_cost(spec)
@@ -218,6 +226,7 @@ def _latency(
         "overhead_ms": predicted.overhead_ms if predicted else None,
         "stages": stages,
         "configuration": config,
+        "runtime": deployed,
     }
     if json_out:
         print_json({**base, "latency_ms": report})
@@ -229,6 +238,28 @@ def _latency(
     if measured is not None:
         vs = f" (prediction {predicted.total_ms / measured - 1:+.1%})" if predicted else ""
         console.print(f"measured batch-{meta.batch} latency: {measured:.2f} ms{vs}", markup=False)
+    if deployed is not None:
+        console.print(
+            f"{deployed['name']} batch-{meta.batch} latency ({meta.threads} thread(s)): "
+            f"{deployed['measured']:.2f} ms (IQR {deployed['iqr_ms']:.2f} ms)",
+            markup=False,
+        )
+
+
+def _runtime_latency(spec: ModelSpec, runtime: str, meta) -> dict:
+    """The model's latency in a deployment runtime, on the same threads and batch."""
+    from coatnet_nas.builder import build_model
+    from coatnet_nas.export import runtime_latency
+
+    if runtime not in ("onnxruntime", "torch"):
+        raise CoatnetError(
+            f"--runtime must be onnxruntime or torch, got {runtime[:40]!r}.", param="runtime"
+        )
+    stats = runtime_latency(
+        build_model(spec).eval(), spec.image_size, batch=meta.batch, threads=meta.threads,
+        runtime=runtime, repeats=max(meta.repeats, 20),
+    )  # fmt: skip
+    return {"name": runtime, "measured": stats.median_ms, "iqr_ms": stats.iqr_ms}
 
 
 def _latency_table(spec: ModelSpec, predicted, stages: list[dict], table_path: Path) -> None:

@@ -66,6 +66,12 @@ def table(
     channels_last: bool = typer.Option(
         False, "--channels-last", help="Measure channels-last models and inputs."
     ),
+    recalibrate: bool = typer.Option(
+        False,
+        "--recalibrate",
+        help="Time the table's calibration models again and re-fit its correction (when this "
+        "machine's speed drifted since the table was built); measured kinds are kept.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary, no progress."),
 ) -> None:
     """Measure every block kind the space (or --spec) can produce, plus a few whole models."""
@@ -96,10 +102,12 @@ def table(
         source.append(f"space {space.name}")
     elif not calib:
         calib = sized[:calibration]
+    if recalibrate:
+        calib = _calibration_of(out) or calib
     started = time.perf_counter()
     kwargs = dict(
         out=out, device=device, threads=threads, batch=batch, channels_last=channels_last,
-        warmup=warmup, repeats=repeats, image_size=size,
+        warmup=warmup, repeats=repeats, image_size=size, recalibrate=recalibrate,
         source=" + ".join(source) + (f", width x{width_mult:g}" if width_mult != 1 else ""),
     )  # fmt: skip
     if json_out:
@@ -133,6 +141,21 @@ def table(
         f"wrote {out}: {len(result.entries)} block kinds and {len(result.calibration)} whole "
         f"models on {result.meta.device} ({result.meta.device_name}), {result.meta.threads} "
         f"thread(s), batch {result.meta.batch}, in {seconds:.0f} s; model correction "
-        f"x{corr.scale:.3f} + {corr.offset_ms:.2f} ms",
+        + ", ".join(f"{g} x{v:.3f}" for g, v in sorted(corr.scales.items()))
+        + f" + {corr.offset_ms:.2f} ms",
         markup=False,
     )
+
+
+def _calibration_of(out: Path) -> list:
+    """The calibration models of the table at ``out`` (to time them again), if there is one."""
+    from coatnet_nas.latency import LatencyTable
+    from coatnet_nas.spec import spec_from_dict
+
+    if not out.exists():
+        raise CoatnetError(
+            f"out {out}: no table to recalibrate; build one first (without --recalibrate).",
+            param="out",
+        )
+    table = LatencyTable.load(out, param="out")
+    return [spec_from_dict(c.spec) for c in table.calibration.values()]

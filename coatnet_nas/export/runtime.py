@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from torch import nn
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.export.check import Runner, load_runner, random_images
 from coatnet_nas.export.formats import ExportFormat, parse_format
-from coatnet_nas.threads import cpu_threads
+from coatnet_nas.latency.timing import time_rounds
 
 __all__ = ["LatencyStats", "RuntimeName", "alternating_latency", "runtime_latency"]
 
@@ -141,14 +140,11 @@ def alternating_latency(
 ) -> dict[str, LatencyStats]:
     """Time several runners (name -> (runtime, runner)) on the same images, one call of each
     in turn, so a load change on a shared machine hits all of them alike."""
-    timings: dict[str, list[float]] = {name: [] for name in runners}
-    with cpu_threads(threads):  # onnxruntime has its own setting; torch runtimes read this one
-        for i in range(warmup + repeats):
-            for name, (_, run) in runners.items():
-                start = time.perf_counter()
-                run(images)
-                if i >= warmup:
-                    timings[name].append((time.perf_counter() - start) * 1e3)
+    calls = [lambda run=run: run(images) for _, run in runners.values()]
+    # onnxruntime has its own thread setting; torch runtimes read the one time_rounds sets
+    samples = time_rounds(calls, torch.device("cpu"), threads=threads, rounds=repeats,
+                          per_round=1, warmup=warmup, untimed=0)  # fmt: skip
+    timings = {name: [1e3 * t for t in own] for name, own in zip(runners, samples, strict=True)}
     stats = {}
     for name, (runtime, _) in runners.items():
         values = timings[name]

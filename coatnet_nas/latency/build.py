@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -19,9 +20,15 @@ from coatnet_nas.errors import CoatnetError
 from coatnet_nas.latency.fit import fit_correction, fit_regressors
 from coatnet_nas.latency.kinds import BlockKind
 from coatnet_nas.latency.modules import kind_module
-from coatnet_nas.latency.predict import block_sum_ms
+from coatnet_nas.latency.predict import group_sums_ms
 from coatnet_nas.latency.table import Calibration, Entry, LatencyTable, TableMeta
-from coatnet_nas.latency.timing import device_name, parse_device, time_callable
+from coatnet_nas.latency.timing import (
+    Timing,
+    device_name,
+    parse_device,
+    time_callable,
+    time_rounds,
+)
 from coatnet_nas.spec import ModelSpec, spec_from_dict
 
 __all__ = ["Progress", "build_table", "current_meta", "measure_spec"]
@@ -86,23 +93,38 @@ def measure_spec(
     )
 
 
-def _measure_kind(kind: BlockKind, meta: TableMeta) -> Entry:
+def _kind_runner(kind: BlockKind, meta: TableMeta) -> tuple[Callable[[], object], int]:
     built = kind_module(kind, meta.batch)
     module, x = _prepare(built.module, built.example, meta)
-    timing = time_callable(
-        lambda: module(x),
-        torch.device(meta.device),
-        threads=meta.threads,
-        warmup=meta.warmup,
-        repeats=meta.repeats,
-    )
-    per = 1e3 / built.blocks
+    return (lambda: module(x)), built.blocks
+
+
+def _spec_runner(spec: ModelSpec, meta: TableMeta) -> tuple[Callable[[], object], int]:
+    model = build_model(spec, initialize=False).eval()
+    model, x = _prepare(model, torch.randn(meta.batch, spec.in_chans, *spec.image_size), meta)
+    return (lambda: model(x)), 1
+
+
+def _entry(kind: dict, samples_ms: list[float]) -> Entry:
+    stats = Timing.of(samples_ms)
     return Entry(
-        kind=kind.to_dict(),
-        median_ms=max(timing.median_s * per, 1e-6),
-        iqr_ms=timing.iqr_s * per,
-        mad_ms=timing.mad_s * per,
-        repeats=timing.repeats,
+        kind=kind,
+        median_ms=max(stats.median_s, 1e-6),
+        iqr_ms=stats.iqr_s,
+        mad_ms=stats.mad_s,
+        repeats=stats.repeats,
+        samples_ms=samples_ms,
+    )
+
+
+def _calibration(spec: ModelSpec, samples_ms: list[float]) -> Calibration:
+    stats = Timing.of(samples_ms)
+    return Calibration(
+        spec=spec.to_dict(),
+        flops=estimate_cost(spec).flops,
+        measured_ms=max(stats.median_s, 1e-6),
+        iqr_ms=stats.iqr_s,
+        samples_ms=samples_ms,
     )
 
 
@@ -132,14 +154,21 @@ def build_table(
     channels_last: bool = False,
     warmup: int = 3,
     repeats: int = 20,
+    per_round: int = 2,
     image_size: tuple[int, int] | None = None,
     source: str = "",
+    recalibrate: bool = False,
     on_progress: Progress | None = None,
 ) -> LatencyTable:
     """Measure ``kinds`` and time the ``calibration`` models end to end, then fit.
 
-    With ``out``, the table is saved after every measurement and an existing file there is
-    resumed (same configuration required, else a :class:`CoatnetError` naming what differs).
+    Everything is timed in the same round-robin rounds (``per_round`` timed calls each, until
+    every kind and model has ``repeats`` samples), so machine drift hits all alike. With ``out``,
+    the table is saved after every round and an existing file there is resumed: what has enough
+    samples is kept, the rest continues (same configuration required, else a
+    :class:`CoatnetError` naming what differs). ``recalibrate`` times the calibration models
+    again and re-fits the correction: a machine whose speed drifted since the table was built
+    (a shared VM, another power mode) gets today's scale in seconds, not a new table.
     """
     if repeats < 1 or warmup < 0:
         raise CoatnetError(
@@ -151,32 +180,56 @@ def build_table(
     )  # fmt: skip
     path = Path(out) if out is not None else None
     table = _resume(path, meta)
-    todo_kinds = [k for k in dict((k.key, k) for k in kinds).values() if k.key not in table.entries]
-    todo_specs = [s for s in calibration if _spec_key(s) not in table.calibration]
-    total = len(todo_kinds) + len(todo_specs)
+    if recalibrate:
+        table.calibration = {}
+    kinds = list(dict((k.key, k) for k in kinds).values())
+    specs = list(dict((_spec_key(s), s) for s in calibration).values())
+    have = {k.key: table.entries[k.key].samples_ms for k in kinds if k.key in table.entries}
+    have |= {
+        key: table.calibration[key].samples_ms
+        for key in map(_spec_key, specs)
+        if key in table.calibration
+    }
+    todo_kinds = [k for k in kinds if len(have.get(k.key, [])) < repeats]
+    todo_specs = [s for s in specs if len(have.get(_spec_key(s), [])) < repeats]
+    missing = [repeats - len(have.get(k.key, [])) for k in todo_kinds]
+    missing += [repeats - len(have.get(_spec_key(s), [])) for s in todo_specs]
+    rounds = math.ceil(max(missing, default=0) / per_round)
     report = on_progress or (lambda done, total, what: None)
     table.complete = False
+    runners = []
     for i, kind in enumerate(todo_kinds):
-        report(i, total, kind.key)
-        table.entries[kind.key] = _measure_kind(kind, table.meta)
+        report(0, rounds, f"building {i + 1}/{len(todo_kinds)} {kind.key}")
+        runners.append(_kind_runner(kind, table.meta))
+    runners += [_spec_runner(spec, table.meta) for spec in todo_specs]
+
+    def record(index: int, samples: list[list[float]]) -> None:
+        for kind, (_, blocks), own in zip(todo_kinds, runners, samples, strict=False):
+            old = have.get(kind.key, [])
+            have[kind.key] = [*old, *(1e3 * t / blocks for t in own)]
+            table.entries[kind.key] = _entry(kind.to_dict(), have[kind.key])
+        for spec, own in zip(todo_specs, samples[len(todo_kinds) :], strict=True):
+            key = _spec_key(spec)
+            have[key] = [*have.get(key, []), *(1e3 * t for t in own)]
+            table.calibration[key] = _calibration(spec, have[key])
         if path is not None:
             table.save(path)
-    for j, spec in enumerate(todo_specs):
-        report(len(todo_kinds) + j, total, f"model {spec.layout} {list(spec.widths)}")
-        timing = measure_spec(spec, table.meta)
-        table.calibration[_spec_key(spec)] = Calibration(
-            spec=spec.to_dict(),
-            flops=estimate_cost(spec).flops,
-            measured_ms=timing.median_s * 1e3,
-            iqr_ms=timing.iqr_s * 1e3,
-        )
-        if path is not None:
-            table.save(path)
-    report(total, total, "fitting")
+        report(index + 1, rounds, f"round {index + 1}/{rounds}")
+
+    time_rounds(
+        [run for run, _ in runners],
+        torch.device(table.meta.device),
+        threads=table.meta.threads,
+        rounds=rounds,
+        per_round=per_round,
+        warmup=table.meta.warmup,
+        on_round=record,
+    )
+    report(rounds, rounds, "fitting")
     table.regressors = fit_regressors(table)
     points = [spec_from_dict(c.spec) for c in table.calibration.values()]
     table.correction = fit_correction(
-        [block_sum_ms(s, table) for s in points],
+        [group_sums_ms(s, table) for s in points],
         [c.measured_ms for c in table.calibration.values()],
         [c.flops for c in table.calibration.values()],
     )

@@ -8,7 +8,6 @@ error (weights 1/y²), because a 10% miss matters the same on a 0.1 ms head as o
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,7 +16,7 @@ from coatnet_nas.latency.kinds import BlockKind
 from coatnet_nas.latency.modules import kind_cost
 from coatnet_nas.latency.table import Correction, LatencyTable, Regressor
 
-__all__ = ["FEATURES", "fit_correction", "fit_regressors", "kind_features"]
+__all__ = ["FEATURES", "correction_group", "fit_correction", "fit_regressors", "kind_features"]
 
 FEATURES = ("mflops", "mparams", "in_kelems", "out_kelems", "attn_kscores")
 
@@ -73,35 +72,58 @@ def fit_regressors(table: LatencyTable) -> dict[str, Regressor]:
     return out
 
 
-def _theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Median of pairwise slopes, then the median intercept: robust to a few noisy points."""
-    i, j = np.triu_indices(len(x), k=1)
-    keep = x[j] != x[i]
-    slope = float(np.median((y[j] - y[i])[keep] / (x[j] - x[i])[keep]))
-    return slope, float(np.median(y - slope * x))
+def correction_group(stage_type: str) -> str:
+    """The correction group of a stage: its block type, with the stem and head pooled ("ends")."""
+    return "ends" if stage_type in ("stem", "head") else stage_type
+
+
+def _weighted_fit(x: np.ndarray, m: np.ndarray, intercept: bool):
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression(positive=True, fit_intercept=intercept)
+    return model.fit(x, m, sample_weight=1.0 / m**2)
 
 
 def fit_correction(
-    block_sums_ms: Sequence[float], measured_ms: Sequence[float], flops: Sequence[int]
+    group_sums_ms: Sequence[dict[str, float]], measured_ms: Sequence[float], flops: Sequence[int]
 ) -> Correction:
-    """``measured ≈ scale·Σblocks + offset`` over the calibration models.
+    """``measured ≈ Σ_group scale_group · Σblocks_group + offset`` over the calibration models.
 
     The offset is the model's own glue (module calls, the stage reshapes, allocation) that no
-    isolated block carries; the scale absorbs what isolation changes for every block alike
-    (weights a re-run block finds in cache, allocator state). A handful of points timed on a
-    possibly busy machine call for a robust fit (Theil–Sen); a negative offset or a
-    non-positive scale is not physical, and then the median ratio (through the origin) is used.
-    The FLOPs-proportional baseline gets its ratio from the same points, the same robust way.
+    isolated block carries; a scale per block type absorbs what isolation changes for that type
+    (an MBConv block timed alone is relatively slower than in the model than a Transformer block
+    is: measured on this CPU, C-C-C-C models came out ~8% high with one shared scale). The fit
+    is non-negative and relative (weights 1/m²); points off by more than 3 MADs of the relative
+    residuals (a burst of load while one model was timed) are dropped once and the fit repeated.
+    With too few points for a scale per group, one shared scale (the median ratio) is used.
+    The FLOPs-proportional baseline gets its ratio from the same points.
     """
-    s = np.asarray(block_sums_ms, dtype=float)
     m = np.asarray(measured_ms, dtype=float)
     f = np.asarray(flops, dtype=float) / 1e9
     if len(m) == 0:
         return Correction()
+    groups = sorted({g for sums in group_sums_ms for g in sums})
+    x = np.array([[sums.get(g, 0.0) for g in groups] for sums in group_sums_ms])
     flops_ratio = float(np.median(m / f)) if np.all(f > 0) else None
-    scale, offset = float(np.median(m / s)), 0.0
-    if len(m) >= 4:
-        slope, intercept = _theil_sen(s, m)
-        if slope > 0 and intercept >= 0 and math.isfinite(slope):
-            scale, offset = slope, intercept
-    return Correction(scale=scale, offset_ms=offset, points=len(m), flops_ms_per_gflop=flops_ratio)
+    shared = float(np.median(m / x.sum(axis=1)))
+    if len(m) < len(groups) + 3:
+        return Correction(
+            scale=shared, points=len(m), scales={g: shared for g in groups},
+            flops_ms_per_gflop=flops_ratio,
+        )  # fmt: skip
+    keep = np.ones(len(m), dtype=bool)
+    for _ in range(2):
+        model = _weighted_fit(x[keep], m[keep], intercept=True)
+        if model.intercept_ < 0:
+            model = _weighted_fit(x[keep], m[keep], intercept=False)
+        rel = (model.predict(x) - m) / m
+        mad = float(np.median(np.abs(rel[keep] - np.median(rel[keep])))) or 1e-9
+        outliers = np.abs(rel - np.median(rel[keep])) > 3 * 1.4826 * mad
+        if not outliers.any() or (~outliers).sum() < len(groups) + 3:
+            break
+        keep = ~outliers
+    scales = {g: float(c) if c > 0 else shared for g, c in zip(groups, model.coef_, strict=True)}
+    return Correction(
+        scale=shared, offset_ms=max(0.0, float(model.intercept_)), points=int(keep.sum()),
+        scales=scales, flops_ms_per_gflop=flops_ratio,
+    )  # fmt: skip

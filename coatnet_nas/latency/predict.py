@@ -3,7 +3,7 @@
 Each stage's time is the sum over its kinds of (count × per-block ms): the measured median when
 the table holds that exact kind, else the group's regressor on the kind's closed-form features.
 The whole-model correction (fitted on calibration models timed end to end while the table was
-built) then scales the sum and adds the model's own overhead.
+built) then scales each block type's share and adds the model's own overhead.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from coatnet_nas.errors import CoatnetError
-from coatnet_nas.latency.fit import kind_features
+from coatnet_nas.latency.fit import correction_group, kind_features
 from coatnet_nas.latency.kinds import BlockKind, spec_kinds
 from coatnet_nas.latency.table import LatencyTable
 from coatnet_nas.limits import listed
@@ -21,8 +21,8 @@ from coatnet_nas.spec import ModelSpec
 __all__ = [
     "LatencyBreakdown",
     "StageLatency",
-    "block_sum_ms",
     "estimate_latency",
+    "group_sums_ms",
     "latency_breakdown",
 ]
 
@@ -89,9 +89,13 @@ def _stage_rows(spec: ModelSpec, table: LatencyTable) -> list[StageLatency]:
     return rows
 
 
-def block_sum_ms(spec: ModelSpec, table: LatencyTable) -> float:
-    """The sum of the spec's per-block times, before the whole-model correction."""
-    return sum(row.ms for row in _stage_rows(spec, table))
+def group_sums_ms(spec: ModelSpec, table: LatencyTable) -> dict[str, float]:
+    """The spec's per-block times summed per correction group, before the correction."""
+    sums: dict[str, float] = {}
+    for row in _stage_rows(spec, table):
+        group = correction_group(row.type)
+        sums[group] = sums.get(group, 0.0) + row.ms
+    return sums
 
 
 def latency_breakdown(
@@ -100,9 +104,16 @@ def latency_breakdown(
     """Predicted per-stage and total milliseconds of ``spec`` (at ``image_size`` if given)."""
     if image_size is not None:
         spec = spec.with_image_size(image_size)
-    scale, offset = table.correction.scale, table.correction.offset_ms
+    corr = table.correction
+    offset = corr.offset_ms
     rows = [
-        StageLatency(r.name, r.type, r.ms * scale, r.measured_kinds, r.interpolated_kinds)
+        StageLatency(
+            r.name,
+            r.type,
+            r.ms * corr.scales.get(correction_group(r.type), corr.scale),
+            r.measured_kinds,
+            r.interpolated_kinds,
+        )
         for r in _stage_rows(spec, table)
     ]
     return LatencyBreakdown(sum(r.ms for r in rows) + offset, offset, tuple(rows))

@@ -50,13 +50,14 @@ class TableMeta(_Model):
 
 
 class Entry(_Model):
-    """One kind's per-block latency (milliseconds) and its dispersion."""
+    """One kind's per-block latency (milliseconds): its samples and their robust statistics."""
 
     kind: dict[str, Any]
     median_ms: float = Field(gt=0)
     iqr_ms: float = Field(ge=0)
     mad_ms: float = Field(ge=0)
     repeats: int = Field(ge=1)
+    samples_ms: list[float] = Field(default_factory=list)
 
 
 class Calibration(_Model):
@@ -66,6 +67,7 @@ class Calibration(_Model):
     flops: int
     measured_ms: float = Field(gt=0)
     iqr_ms: float = Field(ge=0)
+    samples_ms: list[float] = Field(default_factory=list)
 
 
 class Regressor(_Model):
@@ -78,11 +80,13 @@ class Regressor(_Model):
 
 
 class Correction(_Model):
-    """``end_to_end_ms = scale * sum_of_blocks_ms + offset_ms`` (from the calibration models)."""
+    """``end_to_end_ms = Σ scales[group] * group_blocks_ms + offset_ms`` (from the calibration
+    models); ``scale`` serves groups the calibration models did not contain."""
 
     scale: float = 1.0
+    scales: dict[str, float] = Field(default_factory=dict)
     offset_ms: float = 0.0
-    points: int = 0
+    points: int = 0  # calibration models the fit used (outliers dropped)
     flops_ms_per_gflop: float | None = None  # the FLOPs-proportional baseline, same points
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +17,7 @@ import torch
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.threads import cpu_threads
 
-__all__ = ["Timing", "parse_device", "time_callable"]
+__all__ = ["Timing", "parse_device", "time_callable", "time_rounds"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Timing:
     repeats: int
 
     @classmethod
-    def of(cls, samples: list[float]) -> Timing:
+    def of(cls, samples: Sequence[float]) -> Timing:
         ordered = sorted(samples)
         median = statistics.median(ordered)
         q1, _, q3 = statistics.quantiles(ordered, n=4) if len(ordered) > 1 else (median,) * 3
@@ -116,3 +116,60 @@ def time_callable(
         if enabled:
             gc.enable()
     return Timing.of(samples)
+
+
+def time_rounds(
+    runs: Sequence[Callable[[], object]],
+    device: torch.device,
+    *,
+    threads: int | None,
+    rounds: int,
+    per_round: int = 2,
+    warmup: int = 3,
+    untimed: int = 1,
+    on_round: Callable[[int, list[list[float]]], None] | None = None,
+) -> list[list[float]]:
+    """Time every run in ``rounds`` round-robin rounds; the samples (seconds) of each run.
+
+    Each round gives every run ``untimed`` untimed calls (caches refilled after the others ran),
+    then ``per_round`` timed ones, and then calls
+    ``on_round(index, that round's samples)`` (to save progress). On a shared machine the speed
+    drifts by tens of percent over seconds; timing everything in the same rounds lets every run
+    see the same drift, so their ratios stay honest even when the absolute speed does not.
+    """
+    if rounds < 0 or per_round < 1 or warmup < 0 or untimed < 0:
+        raise CoatnetError(
+            f"rounds must be >= 0, per_round >= 1 and warmup >= 0, got {rounds}, {per_round} "
+            f"and {warmup}.",
+            param="repeats",
+        )
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    samples: list[list[float]] = [[] for _ in runs]
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with cpu_threads(threads), torch.inference_mode():
+            for run in runs:
+                for _ in range(warmup):
+                    run()
+            for index in range(rounds):
+                this_round = []
+                for run in runs:
+                    for _ in range(untimed):
+                        run()
+                    sync()
+                    own = []
+                    for _ in range(per_round):
+                        begin = time.perf_counter()
+                        run()
+                        sync()
+                        own.append(time.perf_counter() - begin)
+                    this_round.append(own)
+                for mine, own in zip(samples, this_round, strict=True):
+                    mine.extend(own)
+                if on_round is not None:
+                    on_round(index, this_round)
+    finally:
+        if enabled:
+            gc.enable()
+    return samples
