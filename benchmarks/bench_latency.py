@@ -49,11 +49,11 @@ def main() -> None:
     parser.add_argument("--width-mult", type=float, default=1.0)
     parser.add_argument("--specs", type=int, default=50)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--calibration", type=int, default=12)
+    parser.add_argument("--calibration", type=int, default=24)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--per-round", type=int, default=2)
+    parser.add_argument("--per-round", type=int, default=1)
     parser.add_argument("--table", type=Path, default=None, help="table file (resumed if there)")
     args = parser.parse_args()
 

@@ -56,7 +56,7 @@ def table(
         1.0, "--width-mult", help="Shrink widths first, as a proxy does (e.g. 0.25)."
     ),
     calibration: int = typer.Option(
-        12,
+        24,
         "--calibration",
         help="Whole models from the space timed end to end to fit the model-level correction.",
     ),

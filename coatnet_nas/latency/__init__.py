@@ -23,7 +23,7 @@ _EXPORTS = {
     "latency_breakdown": "coatnet_nas.latency.predict",
     "LatencyBreakdown": "coatnet_nas.latency.predict",
     "Timing": "coatnet_nas.latency.timing",
-    "time_callable": "coatnet_nas.latency.timing",
+    "time_rounds": "coatnet_nas.latency.timing",
     "parse_device": "coatnet_nas.latency.timing",
 }
 

@@ -26,7 +26,6 @@ from coatnet_nas.latency.timing import (
     Timing,
     device_name,
     parse_device,
-    time_callable,
     time_rounds,
 )
 from coatnet_nas.spec import ModelSpec, spec_from_dict
@@ -79,18 +78,16 @@ def _prepare(module: torch.nn.Module, x: torch.Tensor, meta: TableMeta):
 
 def measure_spec(
     spec: ModelSpec, meta: TableMeta, *, warmup: int | None = None, repeats: int | None = None
-):
-    """Time ``spec``'s whole model end to end on ``meta``'s configuration (a :class:`Timing`)."""
-    model = build_model(spec, initialize=False).eval()
-    x = torch.randn(meta.batch, spec.in_chans, *spec.image_size)
-    model, x = _prepare(model, x, meta)
-    return time_callable(
-        lambda: model(x),
-        torch.device(meta.device),
-        threads=meta.threads,
+) -> Timing:
+    """Time ``spec``'s whole model end to end on ``meta``'s configuration (seconds), the way a
+    table times its models: one untimed call before each timed one."""
+    run, _ = _spec_runner(spec, meta)
+    samples = time_rounds(
+        [run], torch.device(meta.device), threads=meta.threads,
+        rounds=meta.repeats if repeats is None else repeats, per_round=1,
         warmup=meta.warmup if warmup is None else warmup,
-        repeats=meta.repeats if repeats is None else repeats,
-    )
+    )  # fmt: skip
+    return Timing.of(samples[0])
 
 
 def _kind_runner(kind: BlockKind, meta: TableMeta) -> tuple[Callable[[], object], int]:
@@ -154,7 +151,7 @@ def build_table(
     channels_last: bool = False,
     warmup: int = 3,
     repeats: int = 20,
-    per_round: int = 2,
+    per_round: int = 1,
     image_size: tuple[int, int] | None = None,
     source: str = "",
     recalibrate: bool = False,

@@ -17,7 +17,7 @@ import torch
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.threads import cpu_threads
 
-__all__ = ["Timing", "parse_device", "time_callable", "time_rounds"]
+__all__ = ["Timing", "parse_device", "time_rounds"]
 
 
 @dataclass(frozen=True)
@@ -75,47 +75,6 @@ def device_name(device: torch.device) -> str:
     import platform
 
     return platform.processor() or platform.machine() or "cpu"
-
-
-def time_callable(
-    run: Callable[[], object],
-    device: torch.device,
-    *,
-    threads: int | None,
-    warmup: int = 3,
-    repeats: int = 20,
-    min_warmup_s: float = 0.05,
-) -> Timing:
-    """Time ``run()``: at least ``warmup`` untimed calls (and ``min_warmup_s`` of them), then
-    ``repeats`` timed ones, each bracketed by a device synchronization on CUDA.
-
-    The garbage collector is paused while timing so a collection never lands inside one sample.
-    """
-    if repeats < 1 or warmup < 0:
-        raise CoatnetError(
-            f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}.", param="repeats"
-        )
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        with cpu_threads(threads), torch.inference_mode():
-            start, done = time.perf_counter(), 0
-            while done < warmup or time.perf_counter() - start < min_warmup_s:
-                run()
-                done += 1
-            sync()
-            samples = []
-            for _ in range(repeats):
-                sync()
-                begin = time.perf_counter()
-                run()
-                sync()
-                samples.append(time.perf_counter() - begin)
-    finally:
-        if enabled:
-            gc.enable()
-    return Timing.of(samples)
 
 
 def time_rounds(
