@@ -1,4 +1,5 @@
-"""Human units for budgets: ``4GFLOPs``, ``4.2G``, ``500MFLOPs``, ``4e9``, ``25M`` (params)."""
+"""Human units for budgets: ``4GFLOPs``, ``4.2G``, ``500MFLOPs``, ``4e9``, ``25M`` (params),
+``20ms`` (latency)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,35 @@ def parse_flops(text: str | float | int, what: str | None = None) -> int:
 
 def parse_params(text: str | float | int, what: str | None = None) -> int:
     return parse_count(text, "params", what)
+
+
+_LATENCY = re.compile(r"^\s*(?P<num>[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*(?P<unit>[a-zµ]+)\s*$")
+_SECONDS = {"s": 1.0, "sec": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6}
+LATENCY_FORMS = "'20ms', '0.02s' or '1500us' (a number with its unit: s, ms or us)"
+
+
+def parse_latency(text: str | float | int, what: str = "max latency") -> float:
+    """A positive latency in seconds from ``20ms``/``0.02s``/``1500us``; a float is seconds.
+
+    Text needs its unit: a bare ``20`` would be 20 s to one reader and 20 ms to another.
+    """
+    if isinstance(text, bool):
+        raise BudgetError(f"{what}: expected a latency, got {short_repr(text)}.")
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        match = _LATENCY.match(str(text).lower()) if len(str(text)) <= 64 else None
+        if not match or match.group("unit") not in _SECONDS:
+            raise BudgetError(
+                f"{what}: cannot parse {short_repr(text)}; accepted forms: {LATENCY_FORMS}."
+            )
+        value = float(match.group("num")) * _SECONDS[match.group("unit")]
+    if not value > 0 or value == float("inf"):
+        raise BudgetError(
+            f"{what}: must be a positive latency, got {short_repr(text)}; accepted forms: "
+            f"{LATENCY_FORMS}."
+        )
+    return value
 
 
 def human(n: float, digits: int = 2) -> str:

@@ -23,6 +23,13 @@ app = typer.Typer(
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
+def print_stderr(line: str) -> None:
+    """A line on stderr, after whatever stdout already holds (so piped output stays in order)."""
+    sys.stdout.flush()
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 def print_json(obj: Any) -> None:
     """Machine-readable output: plain JSON on stdout, nothing else."""
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")

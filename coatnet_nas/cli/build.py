@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -10,7 +9,9 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from coatnet_nas._io import atomic_write_text, check_output_file
-from coatnet_nas.cli.app import app, console, parse_image_size, print_json
+from coatnet_nas.cli.app import app, console, parse_image_size, print_json, print_stderr
+from coatnet_nas.cli.build_latency import show_latency
+from coatnet_nas.cli.build_tables import cost_table, profile_table
 from coatnet_nas.cli.errors import one_paragraph, user_message
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.limits import bounded
@@ -59,7 +60,7 @@ def validate(
             spec = resolve_spec(arg)
         except CoatnetError as exc:
             failed += 1
-            _stderr(f"error: {bounded(one_paragraph(user_message(exc)))}")
+            print_stderr(f"error: {bounded(one_paragraph(user_message(exc)))}")
             continue
         console.print(
             f"ok  {arg}: {spec.name} {spec.layout} depths={list(spec.depths)} "
@@ -68,15 +69,8 @@ def validate(
         )
     if failed:
         if len(specs) > 1:
-            _stderr(f"{failed} of {len(specs)} specs are invalid")
+            print_stderr(f"{failed} of {len(specs)} specs are invalid")
         raise typer.Exit(2)
-
-
-def _stderr(line: str) -> None:
-    """A line on stderr, after whatever stdout already holds (so piped output stays in order)."""
-    sys.stdout.flush()
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 @app.command()
@@ -128,7 +122,7 @@ def build(
     if write is not None:
         _write_spec(spec, write, quiet=json_out)
     if latency and (table is not None or runtime is not None or not profile):
-        _latency(spec, table, measure=measure, json_out=json_out, profile=profile,
+        show_latency(spec, table, measure=measure, json_out=json_out, profile=profile,
                  estimate=estimate, runtime=runtime)  # fmt: skip
         return
     if estimate:
@@ -138,7 +132,7 @@ def build(
         if json_out:
             print_json({"name": spec.name, "layout": spec.layout, **cost.to_dict()})
         else:
-            _cost_table(spec, cost)
+            cost_table(spec, cost)
         if not profile:
             return
     from coatnet_nas.profile import profile_model
@@ -148,7 +142,7 @@ def build(
         if json_out:
             print_json(result.to_dict())
         else:
-            _profile_table(result)
+            profile_table(result)
         return
     from coatnet_nas.builder import build_model
 
@@ -164,126 +158,6 @@ def build(
         )
 
 
-def _latency(
-    spec: ModelSpec,
-    table_path: Path | None,
-    *,
-    measure: bool,
-    json_out: bool,
-    profile: bool,
-    estimate: bool,
-    runtime: str | None = None,
-) -> None:
-    """Predicted (from a table) and/or measured latency, per stage beside the FLOPs."""
-    from coatnet_nas.cost import estimate_cost
-    from coatnet_nas.latency import LatencyTable, current_meta, latency_breakdown, measure_spec
-
-    base: dict = {"name": spec.name, "layout": spec.layout}
-    if profile:
-        from coatnet_nas.profile import profile_model
-
-        result = profile_model(spec)
-        base = result.to_dict()
-        if not json_out:
-            _profile_table(result)
-    elif estimate:
-        base.update(estimate_cost(spec).to_dict())
-    else:
-        base["image_size"] = list(spec.image_size)
-    predicted, measured, config = None, None, None
-    if table_path is not None:
-        table = LatencyTable.load(table_path)
-        here = current_meta(table.meta.device, table.meta.threads, table.meta.batch)
-        mismatch = {k: here.config()[k] for k in ("device_name", "torch_version")}
-        if measure:  # timing here must happen on the table's own configuration
-            table.check_matches(source=f"table {table_path}", **mismatch)
-        elif any(v != table.meta.config()[k] for k, v in mismatch.items()):
-            _stderr(
-                f"note: {table_path} was measured on {table.meta.device_name} with torch "
-                f"{table.meta.torch_version}; this machine has {mismatch['device_name']} and "
-                f"torch {mismatch['torch_version']}: the prediction is for the table's machine"
-            )
-        predicted = latency_breakdown(spec, table)
-        config = {k: v for k, v in table.meta.model_dump().items() if k in table.meta.config()}
-        meta = table.meta
-    else:  # --latency alone: time it here, as the profile did
-        import torch
-
-        meta = current_meta(threads=torch.get_num_threads())
-        measure = runtime is None
-    deployed = _runtime_latency(spec, runtime, meta) if runtime is not None else None
-    if measure:
-        measured = measure_spec(spec, meta, warmup=5, repeats=max(meta.repeats, 20)).median_s * 1e3
-    cost = estimate_cost(spec)
-    flops = {row.name: row.flops for row in cost.stages}
-    stages = [
-        {**vars(row), "flops": flops.get(row.name)}
-        for row in (predicted.stages if predicted else ())
-    ]
-    report = {
-        "predicted": predicted.total_ms if predicted else None,
-        "measured": measured,
-        "overhead_ms": predicted.overhead_ms if predicted else None,
-        "stages": stages,
-        "configuration": config,
-        "runtime": deployed,
-    }
-    if json_out:
-        print_json({**base, "latency_ms": report})
-        return
-    if estimate and not profile:
-        _cost_table(spec, cost)
-    if predicted is not None:
-        _latency_table(spec, predicted, stages, table_path)
-    if measured is not None:
-        vs = f" (prediction {predicted.total_ms / measured - 1:+.1%})" if predicted else ""
-        console.print(f"measured batch-{meta.batch} latency: {measured:.2f} ms{vs}", markup=False)
-    if deployed is not None:
-        console.print(
-            f"{deployed['name']} batch-{meta.batch} latency ({meta.threads} thread(s)): "
-            f"{deployed['measured']:.2f} ms (IQR {deployed['iqr_ms']:.2f} ms)",
-            markup=False,
-        )
-
-
-def _runtime_latency(spec: ModelSpec, runtime: str, meta) -> dict:
-    """The model's latency in a deployment runtime, on the same threads and batch."""
-    from coatnet_nas.builder import build_model
-    from coatnet_nas.export import runtime_latency
-
-    if runtime not in ("onnxruntime", "torch"):
-        raise CoatnetError(
-            f"--runtime must be onnxruntime or torch, got {runtime[:40]!r}.", param="runtime"
-        )
-    stats = runtime_latency(
-        build_model(spec).eval(), spec.image_size, batch=meta.batch, threads=meta.threads,
-        runtime=runtime, repeats=max(meta.repeats, 20),
-    )  # fmt: skip
-    return {"name": runtime, "measured": stats.median_ms, "iqr_ms": stats.iqr_ms}
-
-
-def _latency_table(spec: ModelSpec, predicted, stages: list[dict], table_path: Path) -> None:
-    h, w = spec.image_size
-    out = Table(
-        title=f"{spec.name}  {spec.layout}  @ {h}x{w}  (latency predicted from {table_path})",
-        caption="exact = block kinds measured in the table; interpolated = from its regressors",
-    )
-    for col in ("stage", "type", "FLOPs", "ms", "share", "exact", "interpolated"):
-        out.add_column(col, justify="left" if col in ("stage", "type") else "right")
-    total = predicted.total_ms
-    for row in stages:
-        out.add_row(
-            row["name"], row["type"], human(row["flops"] or 0), f"{row['ms']:.2f}",
-            f"{row['ms'] / total:.0%}", str(row["measured_kinds"]), str(row["interpolated_kinds"]),
-        )  # fmt: skip
-    out.add_row("overhead", "model", "", f"{predicted.overhead_ms:.2f}",
-                f"{predicted.overhead_ms / total:.0%}", "", "")  # fmt: skip
-    out.add_section()
-    flops = sum(r["flops"] or 0 for r in stages)
-    out.add_row("total", "", human(flops), f"{total:.2f}", "", "", "", style="bold")
-    console.print(out)
-
-
 def _write_spec(spec: ModelSpec, path: Path, *, quiet: bool) -> None:
     """Write the normalized YAML atomically and say so (on stderr when stdout carries JSON)."""
     atomic_write_text(path, spec.to_yaml(), param="write")
@@ -292,58 +166,9 @@ def _write_spec(spec: ModelSpec, path: Path, *, quiet: bool) -> None:
     )
     line = f"wrote the normalized spec {spec.name} to {path}{note}"
     if quiet:
-        _stderr(line)
+        print_stderr(line)
     else:
         console.print(line, markup=False)
-
-
-def _profile_table(result) -> None:
-    h, w = result.image_size
-    table = Table(
-        title=f"{result.name}  {result.layout}  @ {h}x{w}",
-        caption="FLOPs are multiply-accumulates (fvcore convention); attention included",
-    )
-    for col in ("stage", "type", "depth", "width", "output", "params", "FLOPs", "activations"):
-        table.add_column(col, justify="left" if col in ("stage", "type") else "right")
-    for row in result.stages:
-        rh, rw = row.resolution
-        table.add_row(
-            row.name,
-            row.type,
-            str(row.depth),
-            str(row.width),
-            f"{rh}x{rw}",
-            human(row.params),
-            human(row.flops),
-            human(row.activations),
-        )
-    table.add_section()
-    table.add_row(
-        "total",
-        "",
-        "",
-        "",
-        "",
-        human(result.params),
-        human(result.flops),
-        human(result.activations),
-        style="bold",
-    )
-    console.print(table)
-    if result.latency_ms is not None:
-        console.print(f"batch-1 latency: {result.latency_ms:.1f} ms", markup=False)
-
-
-def _cost_table(spec: ModelSpec, cost) -> None:
-    h, w = cost.image_size
-    table = Table(title=f"{spec.name}  {spec.layout}  @ {h}x{w}  (closed-form estimate)")
-    for col in ("stage", "type", "params", "FLOPs"):
-        table.add_column(col, justify="left" if col in ("stage", "type") else "right")
-    for row in cost.stages:
-        table.add_row(row.name, row.type, human(row.params), human(row.flops))
-    table.add_section()
-    table.add_row("total", "", human(cost.params), human(cost.flops), style="bold")
-    console.print(table)
 
 
 @app.command()

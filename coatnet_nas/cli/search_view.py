@@ -46,18 +46,11 @@ def leaderboard(rows: list[dict], top: int = 10, score: str = "accuracy") -> Tab
     ]
     done.sort(key=lambda r: -(r["val_accuracy"] or 0))
     what = "proxy val accuracy" if score == "accuracy" else f"training-free score {score}"
+    latency = any(r.get("latency_ms") is not None for r in done)
     table = Table(title=f"leaderboard ({what}; FLOPs/params at target size)")
-    for col in (
-        "#",
-        "trial",
-        "layout",
-        "depths",
-        "widths",
-        "params",
-        "FLOPs",
-        score,
-        "seconds",
-    ):
+    columns = ["#", "trial", "layout", "depths", "widths", "params", "FLOPs"]
+    columns += [*(["latency ms"] if latency else []), score, "seconds"]
+    for col in columns:
         table.add_column(
             col, justify="right" if col not in ("layout", "depths", "widths") else "left"
         )
@@ -70,10 +63,15 @@ def leaderboard(rows: list[dict], top: int = 10, score: str = "accuracy") -> Tab
             r["widths"],
             human(r["params"]),
             human(r["flops"]),
+            *([_ms(r.get("latency_ms"))] if latency else []),
             f"{r['val_accuracy']:.4f}" if score == "accuracy" else f"{r['val_accuracy']:.4g}",
             f"{r['seconds']:.0f}" if r["seconds"] is not None else "-",
         )
     return table
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.2f}" if value is not None else "-"
 
 
 def summary(rows: list[dict]) -> str:

@@ -10,6 +10,7 @@ The ViT baseline (the paper's ViT_REL) is a patch stem followed by one T stage w
 base's total stage depth (12 for CoAtNet-0, as in ViT-S) and whose token grid is the paper's /16
 (14x14 at 224) unless that leaves fewer than 8x8 tokens: at proxy resolutions the grid drops to
 /8 or /4 so attention still sees a meaningful map (``ViT/8`` pins the total stride explicitly).
+(Just over ~300 lines: parsing layout words and fitting them are one job.)
 Its width and depth are searched jointly so its cost reaches the budget with a ViT-like shape.
 """
 

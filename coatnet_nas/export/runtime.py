@@ -1,7 +1,7 @@
 """Latency as a deployment runtime measures it: onnxruntime or torch, fixed threads and batch.
 
-``coatnet build --latency --runtime onnxruntime`` reports this number beside PyTorch's eager
-latency, so a user sees what the exported model costs where it will run.
+``coatnet build`` can report this number beside PyTorch's eager latency, so a user sees what the
+exported model costs where it will run.
 """
 
 from __future__ import annotations

@@ -10,17 +10,24 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
 from pydantic import ValidationError
 
 from coatnet_nas.errors import CoatnetError
+from coatnet_nas.latency import LatencyTable, estimate_latency, sample_specs
 from coatnet_nas.search.space import SearchSpace
 from coatnet_nas.spec import settings_problems
 
 __all__ = ["COUNTED", "EVALUATED", "OBJECTIVES", "SearchConfig", "TrialStatus"]
 
-OBJECTIVES = {"accuracy": "maximize", "flops": "minimize", "params": "minimize"}
+OBJECTIVES = {
+    "accuracy": "maximize",
+    "flops": "minimize",
+    "params": "minimize",
+    "latency": "minimize",  # predicted from the study's latency table, in milliseconds
+}
 
 
 class TrialStatus(str, Enum):
@@ -72,6 +79,8 @@ class SearchConfig:
     objectives: tuple[str, ...] = ("accuracy",)
     seed: int = 0
     proxy: str = "train"
+    max_latency: float | None = None  # seconds, predicted from latency_table
+    latency_table: dict[str, Any] | None = None  # a LatencyTable's JSON, stored with the study
 
     def __post_init__(self) -> None:
         if self.proxy != "train":
@@ -99,12 +108,47 @@ class SearchConfig:
                 f"allowed: {', '.join(OBJECTIVES)}.",
                 param="objectives",
             )
-        if self.flops is None and self.params is None:
+        if self.flops is None and self.params is None and self.max_latency is None:
             raise CoatnetError(
-                "a search needs a budget: give flops and/or params (or a budget: section in the "
-                "search space).",
+                "a search needs a budget: give flops, params and/or max_latency (or a budget: "
+                "section in the search space).",
                 param="flops",
             )
+        self._check_latency()
+
+    def _check_latency(self) -> None:
+        wants = self.max_latency is not None or "latency" in self.objectives
+        if wants and self.latency_table is None:
+            raise CoatnetError(
+                "a latency budget or objective needs latency_table: a table from 'coatnet "
+                "latency table' for the device the model will run on.",
+                param="latency_table",
+            )
+        if self.max_latency is not None and not (0 < self.max_latency < float("inf")):
+            raise CoatnetError(
+                f"max_latency must be a positive number of seconds, got {self.max_latency!r}.",
+                param="max_latency",
+            )
+        if self.latency_table is not None:  # a table for another space fails here, not per trial
+            for spec in sample_specs(self.space, 4, seed=0):
+                self.latency_ms(spec)
+
+    @cached_property
+    def table(self) -> LatencyTable:
+        """The parsed latency table (refused, located, if the stored JSON is not one)."""
+        try:
+            return LatencyTable.model_validate(self.latency_table)
+        except ValidationError as exc:
+            raise CoatnetError(
+                f"latency_table is not a valid latency table ({settings_problems(exc, 'table')}).",
+                param="latency_table",
+            ) from None
+
+    def latency_ms(self, spec: Any) -> float | None:
+        """The spec's predicted latency in milliseconds, when the study has a table."""
+        if self.latency_table is None:
+            return None
+        return estimate_latency(spec, self.table) * 1e3
 
     @property
     def directions(self) -> list[str]:
@@ -127,6 +171,13 @@ class SearchConfig:
             "objectives": list(self.objectives),
             "seed": self.seed,
             "proxy": self.proxy,
+        } | {  # absent when unset, as stored before these fields existed
+            key: value
+            for key, value in (
+                ("max_latency", self.max_latency),
+                ("latency_table", self.latency_table),
+            )
+            if value is not None
         }
 
     def to_json(self) -> str:
@@ -147,6 +198,8 @@ class SearchConfig:
                 objectives=tuple(data["objectives"]),
                 seed=data["seed"],
                 proxy=data.get("proxy", "train"),
+                max_latency=data.get("max_latency"),
+                latency_table=data.get("latency_table"),
             )
         except (ValueError, KeyError, TypeError) as exc:  # ValidationError is a ValueError
             problem = (

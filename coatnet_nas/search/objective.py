@@ -1,5 +1,9 @@
 """The per-trial objective: sample a spec, check the budget in closed form, train the proxy.
 
+The budget is FLOPs and/or parameters from the closed-form cost model, and/or a latency limit
+predicted from the study's latency table (milliseconds, no model built): all are checked before
+anything is trained.
+
 An over-budget candidate is never built: it gets a positive ``Trial.set_constraint`` value (so
 TPE/NSGA-II learn the infeasible region) and ends PRUNED with ``status=over_budget``. A diverged
 proxy ends PRUNED with ``status=diverged``; an exception (out of memory included) ends FAIL with
@@ -72,13 +76,20 @@ class Objective:
         trial.set_user_attr("widths", list(spec.widths))
         trial.set_user_attr("params", cost.params)
         trial.set_user_attr("flops", cost.flops)
+        latency_ms = cfg.latency_ms(spec)
+        if latency_ms is not None:
+            trial.set_user_attr("latency_ms", latency_ms)
         key = arch_key(spec, cfg)
         trial.set_user_attr(KEY_ATTR, key)
+        limit_ms = cfg.max_latency * 1e3 if cfg.max_latency is not None else None
         over = []
-        for name, used, budget in (
-            ("flops", cost.flops, cfg.flops),
-            ("params", cost.params, cfg.params),
-        ):
+        for name, used, budget, shown in (
+            ("flops", cost.flops, cfg.flops, f"flops {cost.flops:,} > budget {cfg.flops or 0:,}"),
+            ("params", cost.params, cfg.params,
+             f"params {cost.params:,} > budget {cfg.params or 0:,}"),
+            ("latency", latency_ms, limit_ms,
+             f"predicted latency {latency_ms or 0:.2f} ms > limit {limit_ms or 0:.2f} ms"),
+        ):  # fmt: skip
             if budget is not None:
                 violation = (used - budget) / budget
                 with warnings.catch_warnings():
@@ -87,11 +98,11 @@ class Objective:
                     warnings.filterwarnings("ignore", message="The constraint value is ignored")
                     trial.set_constraint(name, violation)
                 if violation > 0:
-                    over.append(f"{name} {used:,} > budget {budget:,}")
+                    over.append(shown)
         if over:
             _finish(trial, TrialStatus.OVER_BUDGET, "; ".join(over))
             raise optuna.TrialPruned("over budget: " + "; ".join(over))
-        extra = {"flops": cost.flops / 1e9, "params": cost.params / 1e6}
+        extra = {"flops": cost.flops / 1e9, "params": cost.params / 1e6, "latency": latency_ms}
         study = getattr(trial, "study", None)  # a FixedTrial has none: nothing to reuse
         earlier = earlier_result(study, trial.number, key) if study is not None else None
         if earlier is not None:  # evaluated before in this study: reuse, do not train again

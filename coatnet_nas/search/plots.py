@@ -47,8 +47,10 @@ def plots(
     out: Path,
     budget_flops: int | None,
     notes: list[str],
+    max_latency_ms: float | None = None,
 ) -> dict[str, Path]:
-    """Write the three plots into ``out``; skipped ones get a line in ``notes``."""
+    """Write the plots into ``out`` (accuracy vs latency when trials have a predicted latency);
+    skipped ones get a line in ``notes``."""
     done = scored_rows(rows)
     left_out = sum(r["state"] in ("PRUNED", "FAIL") for r in rows)
     files = {
@@ -57,6 +59,10 @@ def plots(
             flops_figure(done, left_out, budget_flops), out / "accuracy_vs_flops.png"
         ),
     }
+    if any(r.get("latency_ms") is not None for r in rows):
+        figure = cost_figure(done, left_out, "latency_ms", 1.0, "predicted latency (ms) at "
+                             "target resolution", max_latency_ms)  # fmt: skip
+        files["accuracy_vs_latency.png"] = _save(figure, out / "accuracy_vs_latency.png")
     importances = _importances(study, len(done), out, notes)
     if importances is not None:
         files["importances.png"] = importances
@@ -104,19 +110,28 @@ def history_figure(name: str, done: list[dict], left_out: int) -> Any:
 
 def flops_figure(done: list[dict], left_out: int, budget_flops: int | None) -> Any:
     """Accuracy vs FLOPs by layout, the Pareto front and the budget line."""
+    limit = budget_flops / 1e9 if budget_flops else None
+    return cost_figure(done, left_out, "flops", 1e-9, "GFLOPs (MACs) at target resolution", limit)
+
+
+def cost_figure(
+    done: list[dict], left_out: int, column: str, scale: float, xlabel: str, limit: float | None
+) -> Any:
+    """Accuracy vs one cost column (times ``scale``) by layout, the Pareto front and the limit."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
+    done = [r for r in done if r.get(column) is not None]
     layouts = sorted({r["layout"] for r in done})
     for k, layout in enumerate(layouts):
         pts = [r for r in done if r["layout"] == layout]
         ax.scatter(
-            [r["flops"] / 1e9 for r in pts],
+            [r[column] * scale for r in pts],
             [r["val_accuracy"] for r in pts],
             s=22,
             color=f"C{k % 10}",
             label=layout,
         )
-    points = [(r["flops"] / 1e9, r["val_accuracy"]) for r in done]
+    points = [(r[column] * scale, r["val_accuracy"]) for r in done]
     front = [points[i] for i in pareto_front(points)]
     if front:
         ax.plot(
@@ -130,12 +145,12 @@ def flops_figure(done: list[dict], left_out: int, budget_flops: int | None) -> A
             markerfacecolor="none",
             label=f"Pareto front ({len(front)})",
         )
-    if budget_flops:
-        ax.axvline(budget_flops / 1e9, color="C3", ls="--", lw=1, label="budget")
-    ax.set_xlabel("GFLOPs (MACs) at target resolution")
+    if limit:
+        ax.axvline(limit, color="C3", ls="--", lw=1, label="budget")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("proxy val accuracy")
-    ax.set_title(f"accuracy vs FLOPs ({left_out} pruned/failed/over budget not shown)")
-    if layouts or front or budget_flops:
+    ax.set_title(f"accuracy vs {column} ({left_out} pruned/failed/over budget not shown)")
+    if layouts or front or limit:
         _legend_outside(ax)
     return fig
 

@@ -28,6 +28,7 @@ CSV_COLUMNS = (
     "widths",
     "params",
     "flops",
+    "latency_ms",
     "val_accuracy",
     "best_val_accuracy",
     "train_loss",
@@ -71,6 +72,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "widths": "-".join(map(str, a.get("widths", []))),
                 "params": a.get("params"),
                 "flops": a.get("flops"),
+                "latency_ms": a.get("latency_ms"),
                 "val_accuracy": accuracy,
                 "best_val_accuracy": a.get("best_val_accuracy"),
                 "train_loss": a.get("train_loss"),
@@ -106,7 +108,10 @@ def best_spec(study: optuna.Study) -> ModelSpec | None:
 
 
 def export_study(
-    study: optuna.Study, out_dir: str | Path, budget_flops: int | None = None
+    study: optuna.Study,
+    out_dir: str | Path,
+    budget_flops: int | None = None,
+    max_latency_ms: float | None = None,
 ) -> Export:
     """Write best.yaml, trials.csv and the PNG plots into ``out_dir`` (each file atomically)."""
     out = ensure_dir(out_dir, param="out_dir")
@@ -125,7 +130,7 @@ def export_study(
         export.best = next(r for r in rows if r["number"] == trial.number)
     else:
         export.notes.append("no feasible COMPLETE trial yet: best.yaml not written")
-    export.files.update(plots(study, rows, out, budget_flops, export.notes))
+    export.files.update(plots(study, rows, out, budget_flops, export.notes, max_latency_ms))
     return export
 
 

@@ -215,6 +215,8 @@ def default_study_name(config: SearchConfig) -> str:
         parts.append(f"{human(config.flops, 1)}FLOPs")
     if config.params:
         parts.append(f"{human(config.params, 1)}params")
+    if config.max_latency:
+        parts.append(f"{config.max_latency * 1e3:g}ms")
     if config.multi_objective:
         parts.append("+".join(config.objectives))
     return "-".join(parts)
