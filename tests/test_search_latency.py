@@ -92,16 +92,20 @@ def test_a_table_for_other_blocks_is_refused_up_front(space, table_json) -> None
 def test_nothing_predicted_over_the_limit_is_trained(space, table_json, tmp_path) -> None:
     probe = SearchConfig(space=space, max_latency=1.0, latency_table=table_json)
     predicted = sorted(probe.latency_ms(s) for s in sample_specs(space, 30, seed=5))
-    limit_ms = statistics.median(predicted)  # about half the draws are over the limit
+    # about three draws in four are over the limit: cheap, since they are never trained
+    limit_ms = statistics.quantiles(predicted, n=4)[0]
     cfg = SearchConfig(space=space, max_latency=limit_ms / 1e3, latency_table=table_json)
-    study = run_search(
-        cfg, f"sqlite:///{tmp_path}/l.db", "lat", trials=3, sampler="random",
-        heartbeat_interval=None, device="cpu",
-    )  # fmt: skip
-    trials = study.get_trials()
-    over = [t for t in trials if t.user_attrs["latency_ms"] > limit_ms]
-    under = [t for t in trials if t.user_attrs["latency_ms"] <= limit_ms]
-    assert over and under
+    for _ in range(8):  # the draws depend on a measured table: resume until one was over
+        study = run_search(
+            cfg, f"sqlite:///{tmp_path}/l.db", "lat", trials=1, sampler="random",
+            heartbeat_interval=None, device="cpu",
+        )  # fmt: skip
+        trials = study.get_trials()
+        over = [t for t in trials if t.user_attrs["latency_ms"] > limit_ms]
+        under = [t for t in trials if t.user_attrs["latency_ms"] <= limit_ms]
+        if over and len(under) >= 3:
+            break
+    assert over and len(under) >= 3
     for t in over:
         assert t.state == TrialState.PRUNED and t.user_attrs["status"] == "over_budget"
         assert "val_accuracy" not in t.user_attrs and "seconds" not in t.user_attrs
@@ -109,7 +113,7 @@ def test_nothing_predicted_over_the_limit_is_trained(space, table_json, tmp_path
     for t in under:
         assert t.constraints["latency"] <= 0
         assert t.user_attrs["latency_ms"] == pytest.approx(probe.latency_ms(spec_of(t)))
-    assert sum(t.user_attrs["status"] != "over_budget" for t in trials) >= 3
+    assert sum(t.user_attrs["status"] != "over_budget" for t in trials) == len(under)
 
     export = export_study(study, tmp_path / "out", max_latency_ms=limit_ms)
     rows = list(csv.DictReader(export.files["trials.csv"].open()))

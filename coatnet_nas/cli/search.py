@@ -15,7 +15,6 @@ from rich.live import Live
 from coatnet_nas.cli import search_view
 from coatnet_nas.cli.app import app, console
 from coatnet_nas.cli.options import DataDir, Device, MemoryCap, ProxyDataset, check_memory_cap
-from coatnet_nas.data.mapped import CAP_ENV as MEMORY_CAP_ENV
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.storage import DEFAULT_STORAGE, safe_dir_name
 from coatnet_nas.search.strategies import Pruner, Sampler
@@ -187,7 +186,9 @@ def search(
         )
     check_memory_cap(memory_cap)
     if memory_cap is not None:  # read by the data layer here and in every worker process
-        os.environ[MEMORY_CAP_ENV] = memory_cap
+        from coatnet_nas.data.mapped import CAP_ENV  # torch-heavy: only when asked for
+
+        os.environ[CAP_ENV] = memory_cap
     config = SearchConfig(
         space=space,
         flops=flops,
