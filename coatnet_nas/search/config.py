@@ -71,7 +71,11 @@ COUNTED = EVALUATED | {TrialStatus.ERROR.value}
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """What every worker needs to score trials the same way; stored in the study itself."""
+    """What every worker needs to score trials the same way; stored in the study itself.
+
+    (Over ~120 lines: its validation, the budget/latency views and the JSON round trip that makes
+    a resumed study compare equal all read the same fields.)
+    """
 
     space: SearchSpace
     flops: int | None = None
