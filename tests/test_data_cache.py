@@ -58,7 +58,7 @@ def train(data, **kw):
 
 
 def test_prepare_once_then_reload_from_memmap_without_decoding(tmp_path: Path) -> None:
-    n = write_jpegs(tmp_path / "imgs")
+    n = write_jpegs(tmp_path / "imgs", per_class=200)  # 2,000 files, 96-256 px
     before = DECODED["images"]
     seen: list[tuple[int, int]] = []
     data = prepare_data(
