@@ -108,6 +108,8 @@ class _Run:
 
     # -- one step ---------------------------------------------------------------------------
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        if self.world.size > 1:  # stochastic depth per (seed, rank, step): resumes exactly
+            torch.manual_seed(rank_step_seed(self.seed, self.world.rank, self.step))
         self.lr = lr_at(self.recipe, self.budget.schedule_position(self.step))
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
@@ -229,6 +231,11 @@ class _Run:
         if self.checkpoints is not None:
             self.checkpoints.save(self, result)
         return result
+
+
+def rank_step_seed(seed: int, rank: int, step: int) -> int:
+    """The torch seed of one rank's step under DDP: no rank's RNG stream needs storing to resume."""
+    return (seed * 1_000_003 + rank) * 1_000_033 + step
 
 
 def training_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:

@@ -2,8 +2,9 @@
 
 One file holds what the final model needs (weights, spec, result: :mod:`checkpoint`'s format)
 and, under ``"train"``, everything the loop's next step depends on: optimizer, GradScaler, EMA,
-step and images seen, the sampler's position and generator, torch's CPU/CUDA RNG states, the
-metric window, the history and the recipe. Everything is tensors, containers and primitives, so
+step and images seen, the sampler's position and generator, torch's CPU/CUDA RNG states (one
+process; under DDP each step seeds itself from (seed, rank, step)), the metric window, the
+history and the recipe. Everything is tensors, containers and primitives, so
 ``torch.load(weights_only=True)`` reads it; it is written to a temporary name and renamed, so a
 ``kill -9`` mid-write leaves the previous checkpoint intact.
 """
@@ -137,9 +138,8 @@ def restore_run(run: RunParts, state: dict[str, Any]) -> None:
     run.history = [EvalReport(**report) for report in state["history"]]
     run.window.load_state_dict(state["window"])
     run.sampler.load_state_dict(state["sampler"])
-    if run.world.main:
+    if run.world.size == 1:  # under DDP every step re-seeds from (seed, rank, step) instead
         torch.set_rng_state(state["rng_cpu"])
-    else:  # only rank 0's RNG is stored: the others re-seed from (seed, rank, step)
-        torch.manual_seed(run.seed + 1_000_003 * run.world.rank + run.step)
-    if run.device.type == "cuda" and state["rng_cuda"]:
-        torch.cuda.set_rng_state(state["rng_cuda"][0], run.device)
+        index = run.device.index or 0
+        if run.device.type == "cuda" and index < len(state["rng_cuda"]):
+            torch.cuda.set_rng_state(state["rng_cuda"][index], run.device)
