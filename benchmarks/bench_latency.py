@@ -13,6 +13,7 @@ and compares the prediction with the measurement. The baseline is FLOPs-proporti
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import time
@@ -55,6 +56,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--per-round", type=int, default=1)
     parser.add_argument("--table", type=Path, default=None, help="table file (resumed if there)")
+    parser.add_argument("--dump", type=Path, default=None, help="write the raw timings here (JSON)")
     args = parser.parse_args()
 
     space = load_space(None)
@@ -119,6 +121,15 @@ def main() -> None:
                     f"{spec.layout} {list(spec.widths)} {list(spec.depths)} measured {m:.2f} "
                     f"ms predicted {p:.2f} flops-based {f:.2f}"
                 )
+    if args.dump is not None:
+        args.dump.write_text(json.dumps({
+            "calibration_built_ms": [c.measured_ms for c in table.calibration.values()],
+            "calibration_now_ms": calib_now, "measured_ms": measured,
+            "calibration_sums": [group_sums_ms(s, table) for s in calibration],
+            "sums": [group_sums_ms(s, table) for s in specs],
+            "layouts": [s.layout for s in specs],
+            "correction": table.correction.model_dump(),
+        }))  # fmt: skip
     meta = table.meta
     print()
     print(

@@ -72,57 +72,71 @@ def fit_regressors(table: LatencyTable) -> dict[str, Regressor]:
     return out
 
 
+ENDS = "ends"  # the correction group of the stem and the head
+
+
 def correction_group(stage_type: str) -> str:
     """The correction group of a stage: its block type, with the stem and head pooled ("ends")."""
-    return "ends" if stage_type in ("stem", "head") else stage_type
+    return ENDS if stage_type in ("stem", "head") else stage_type
 
 
-def _weighted_fit(x: np.ndarray, m: np.ndarray, intercept: bool):
+def _weighted_fit(x: np.ndarray, y: np.ndarray, measured: np.ndarray, intercept: bool):
+    """Non-negative least squares of ``y`` relative to the whole model's ``measured`` time."""
     from sklearn.linear_model import LinearRegression
 
     model = LinearRegression(positive=True, fit_intercept=intercept)
-    return model.fit(x, m, sample_weight=1.0 / m**2)
+    return model.fit(x, y, sample_weight=1.0 / measured**2)
 
 
 def fit_correction(
     group_sums_ms: Sequence[dict[str, float]], measured_ms: Sequence[float], flops: Sequence[int]
 ) -> Correction:
-    """``measured ≈ Σ_group scale_group · Σblocks_group + offset`` over the calibration models.
+    """``measured ≈ Σ_type scale_type · Σblocks_type + Σblocks_ends + offset`` over the calibration
+    models.
 
     The offset is the model's own glue (module calls, the stage reshapes, allocation) that no
     isolated block carries; a scale per block type absorbs what isolation changes for that type
     (an MBConv block timed alone is relatively slower than in the model than a Transformer block
-    is: measured on this CPU, C-C-C-C models came out ~8% high with one shared scale). The fit
-    is non-negative and relative (weights 1/m²); points off by more than 3 MADs of the relative
-    residuals (a burst of load while one model was timed) are dropped once and the fit repeated.
-    With too few points for a scale per group, one shared scale (the median ratio) is used.
-    The FLOPs-proportional baseline gets its ratio from the same points.
+    is: measured on this CPU, C-C-C-C models came out ~8% high with one shared scale). The stem
+    and head ("ends") keep their measured time (scale 1): every model has one of each, so their
+    sum barely varies and a scale for it would trade off against the offset (fitted scales swung
+    from 0 to 2.9 between runs). The fit is non-negative and relative (weights 1/m²); points off
+    by more than 3 MADs of the relative residuals (a burst of load while one model was timed) are
+    dropped once and the fit repeated. A type whose fitted scale is 0 keeps it (its time went
+    into the offset; putting a scale back would count it twice). With too few points for a scale
+    per type, one shared scale (the median ratio) is used. The FLOPs-proportional baseline gets
+    its ratio from the same points.
     """
     m = np.asarray(measured_ms, dtype=float)
     f = np.asarray(flops, dtype=float) / 1e9
     if len(m) == 0:
         return Correction()
     groups = sorted({g for sums in group_sums_ms for g in sums})
-    x = np.array([[sums.get(g, 0.0) for g in groups] for sums in group_sums_ms])
+    x_all = np.array([[sums.get(g, 0.0) for g in groups] for sums in group_sums_ms])
     flops_ratio = float(np.median(m / f)) if np.all(f > 0) else None
-    shared = float(np.median(m / x.sum(axis=1)))
-    if len(m) < len(groups) + 3:
+    shared = float(np.median(m / x_all.sum(axis=1)))
+    types = [g for g in groups if g != ENDS]
+    if len(m) < len(types) + 3 or not types:
         return Correction(
             scale=shared, points=len(m), scales={g: shared for g in groups},
             flops_ms_per_gflop=flops_ratio,
         )  # fmt: skip
+    x = x_all[:, [groups.index(g) for g in types]]
+    ends = np.array([sums.get(ENDS, 0.0) for sums in group_sums_ms])
     keep = np.ones(len(m), dtype=bool)
     for _ in range(2):
-        model = _weighted_fit(x[keep], m[keep], intercept=True)
+        model = _weighted_fit(x[keep], (m - ends)[keep], m[keep], intercept=True)
         if model.intercept_ < 0:
-            model = _weighted_fit(x[keep], m[keep], intercept=False)
-        rel = (model.predict(x) - m) / m
+            model = _weighted_fit(x[keep], (m - ends)[keep], m[keep], intercept=False)
+        rel = (model.predict(x) + ends - m) / m
         mad = float(np.median(np.abs(rel[keep] - np.median(rel[keep])))) or 1e-9
         outliers = np.abs(rel - np.median(rel[keep])) > 3 * 1.4826 * mad
-        if not outliers.any() or (~outliers).sum() < len(groups) + 3:
+        if not outliers.any() or (~outliers).sum() < len(types) + 3:
             break
         keep = ~outliers
-    scales = {g: float(c) if c > 0 else shared for g, c in zip(groups, model.coef_, strict=True)}
+    scales = {g: max(0.0, float(c)) for g, c in zip(types, model.coef_, strict=True)}
+    if ENDS in groups:
+        scales[ENDS] = 1.0
     return Correction(
         scale=shared, offset_ms=max(0.0, float(model.intercept_)), points=int(keep.sum()),
         scales=scales, flops_ms_per_gflop=flops_ratio,
