@@ -290,8 +290,15 @@ def test_cli_table_then_build_latency_json(tmp_path, capsys) -> None:
     assert report["measured"] > 0 and math.isfinite(report["predicted"])
 
     assert run(["build", str(spec), "--latency", "--table", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "latency predicted from" in text and "total" in text
+    captured = capsys.readouterr()
+    assert "latency predicted from" in captured.out and "total" in captured.out
+    assert "note:" not in captured.err  # every block of the spec was measured
+
+    # at another resolution the prediction is an extrapolation, and says so
+    assert run(["build", str(spec), "--latency", "--table", str(out), "--image-size", "64"]) == 0
+    err = capsys.readouterr().err
+    assert "note: none of the" in err and "interpolated" in err
+    assert f"--spec {spec} --image-size 64" in err
 
 
 def test_cli_build_latency_in_onnxruntime(tmp_path, capsys) -> None:

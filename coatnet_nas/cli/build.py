@@ -123,7 +123,7 @@ def build(
         _write_spec(spec, write, quiet=json_out)
     if latency and (table is not None or runtime is not None or not profile):
         show_latency(spec, table, measure=measure, json_out=json_out, profile=profile,
-                 estimate=estimate, runtime=runtime)  # fmt: skip
+                 estimate=estimate, runtime=runtime, spec_arg=spec_path)  # fmt: skip
         return
     if estimate:
         from coatnet_nas.cost import estimate_cost

@@ -20,10 +20,17 @@ def show_latency(
     profile: bool,
     estimate: bool,
     runtime: str | None = None,
+    spec_arg: str | None = None,
 ) -> None:
     """Predicted (from a table) and/or measured latency, per stage beside the FLOPs."""
     from coatnet_nas.cost import estimate_cost
-    from coatnet_nas.latency import LatencyTable, current_meta, latency_breakdown, measure_spec
+    from coatnet_nas.latency import (
+        LatencyTable,
+        coverage_problem,
+        current_meta,
+        latency_breakdown,
+        measure_spec,
+    )
 
     base: dict = {"name": spec.name, "layout": spec.layout}
     if profile:
@@ -51,6 +58,17 @@ def show_latency(
                 f"torch {mismatch['torch_version']}: the prediction is for the table's machine"
             )
         predicted = latency_breakdown(spec, table)
+        exact, guessed = predicted.kinds
+        problem = coverage_problem(spec, table)
+        if problem is None and guessed:
+            problem = f"{guessed} of {exact + guessed} block kinds are not in the table"
+        if problem is not None:
+            print_stderr(
+                f"note: {problem}: its blocks are interpolated from the table's regressors, "
+                "so expect a larger error. For a closer prediction measure this spec: coatnet "
+                "latency table --spec "
+                f"{spec_arg or 'SPEC'} --image-size {spec.image_size[0]} --out NEW.json"
+            )
         config = {k: v for k, v in table.meta.model_dump().items() if k in table.meta.config()}
         meta = table.meta
     else:  # --latency alone: time it here, as the profile did

@@ -22,6 +22,8 @@ _EXPORTS = {
     "estimate_latency": "coatnet_nas.latency.predict",
     "latency_breakdown": "coatnet_nas.latency.predict",
     "LatencyBreakdown": "coatnet_nas.latency.predict",
+    "check_table_covers": "coatnet_nas.latency.predict",
+    "coverage_problem": "coatnet_nas.latency.predict",
     "Timing": "coatnet_nas.latency.timing",
     "time_rounds": "coatnet_nas.latency.timing",
     "parse_device": "coatnet_nas.latency.timing",

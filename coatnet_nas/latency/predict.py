@@ -21,6 +21,8 @@ from coatnet_nas.spec import ModelSpec
 __all__ = [
     "LatencyBreakdown",
     "StageLatency",
+    "check_table_covers",
+    "coverage_problem",
     "estimate_latency",
     "group_sums_ms",
     "latency_breakdown",
@@ -43,6 +45,14 @@ class LatencyBreakdown:
     total_ms: float
     overhead_ms: float
     stages: tuple[StageLatency, ...]
+
+    @property
+    def kinds(self) -> tuple[int, int]:
+        """(block kinds looked up exactly, block kinds interpolated) over all stages."""
+        return (
+            sum(s.measured_kinds for s in self.stages),
+            sum(s.interpolated_kinds for s in self.stages),
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -124,3 +134,32 @@ def estimate_latency(
 ) -> float:
     """Predicted end-to-end forward latency of ``spec`` in seconds on the table's configuration."""
     return latency_breakdown(spec, table, image_size).total_ms / 1e3
+
+
+def coverage_problem(spec: ModelSpec, table: LatencyTable) -> str | None:
+    """Why the table is a poor fit for ``spec`` (another resolution, none of its blocks
+    measured), or None. A table extrapolates through its regressors; far from its measurements
+    that is a guess, and a user should hear so before trusting it."""
+    size = table.meta.image_size
+    if size is not None and tuple(size) != tuple(spec.image_size):
+        return (
+            f"the table was measured at {size[0]}x{size[1]} but {spec.name!r} runs at "
+            f"{spec.image_size[0]}x{spec.image_size[1]}"
+        )
+    exact, guessed = latency_breakdown(spec, table).kinds
+    if exact == 0:
+        return f"none of the {guessed} block kinds of {spec.name!r} was measured in the table"
+    return None
+
+
+def check_table_covers(specs: Sequence[ModelSpec], table: LatencyTable) -> None:
+    """Refuse a table made for other models (another resolution, or none of their blocks
+    measured) before a search relies on it for every trial."""
+    for spec in specs:
+        problem = coverage_problem(spec, table)
+        if problem is not None:
+            raise CoatnetError(
+                f"table: {problem}; build one for these models with 'coatnet latency table' "
+                "(for a search: its space, at the target resolution).",
+                param="table",
+            )
