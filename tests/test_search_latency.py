@@ -93,12 +93,12 @@ def test_a_table_for_other_models_is_refused_up_front(space, table_json) -> None
     """Regressors extrapolate anything; a search must not rest every trial on a guess."""
     other_size = json.loads(json.dumps(table_json))
     other_size["meta"]["image_size"] = [32, 32]
-    with pytest.raises(CoatnetError, match="measured at 32x32 but .* runs at 64x64") as err:
+    with pytest.raises(CoatnetError, match=r"measured at 32x32 but .* runs at 64x64") as err:
         SearchConfig(space=space, max_latency=0.01, latency_table=other_size)
     assert err.value.param == "table" and len(str(err.value)) < 400
     nothing_measured = json.loads(json.dumps(table_json))
     nothing_measured["entries"] = {}
-    with pytest.raises(CoatnetError, match="none of the .* block kinds"):
+    with pytest.raises(CoatnetError, match=r"none of the .* block kinds"):
         SearchConfig(space=space, max_latency=0.01, latency_table=nothing_measured)
 
 
