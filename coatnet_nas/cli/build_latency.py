@@ -59,7 +59,7 @@ def show_latency(
             )
         predicted = latency_breakdown(spec, table)
         exact, guessed = predicted.kinds
-        problem = coverage_problem(spec, table)
+        problem = coverage_problem(spec, table, predicted)
         if problem is None and guessed:
             problem = f"{guessed} of {exact + guessed} block kinds are not in the table"
         if problem is not None:

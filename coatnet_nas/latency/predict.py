@@ -136,7 +136,9 @@ def estimate_latency(
     return latency_breakdown(spec, table, image_size).total_ms / 1e3
 
 
-def coverage_problem(spec: ModelSpec, table: LatencyTable) -> str | None:
+def coverage_problem(
+    spec: ModelSpec, table: LatencyTable, breakdown: LatencyBreakdown | None = None
+) -> str | None:
     """Why the table is a poor fit for ``spec`` (another resolution, none of its blocks
     measured), or None. A table extrapolates through its regressors; far from its measurements
     that is a guess, and a user should hear so before trusting it."""
@@ -146,7 +148,7 @@ def coverage_problem(spec: ModelSpec, table: LatencyTable) -> str | None:
             f"the table was measured at {size[0]}x{size[1]} but {spec.name!r} runs at "
             f"{spec.image_size[0]}x{spec.image_size[1]}"
         )
-    exact, guessed = latency_breakdown(spec, table).kinds
+    exact, guessed = (breakdown or latency_breakdown(spec, table)).kinds
     if exact == 0:
         return f"none of the {guessed} block kinds of {spec.name!r} was measured in the table"
     return None
