@@ -64,8 +64,8 @@ def show_latency(
             problem = f"{guessed} of {exact + guessed} block kinds are not in the table"
         if problem is not None:
             print_stderr(
-                f"note: {problem}: its blocks are interpolated from the table's regressors, "
-                "so expect a larger error. For a closer prediction measure this spec: coatnet "
+                f"note: {problem}, so blocks not in it are interpolated from its regressors; "
+                "expect a larger error. For a closer prediction measure this spec: coatnet "
                 "latency table --spec "
                 f"{spec_arg or 'SPEC'} --image-size {spec.image_size[0]} --out NEW.json"
             )
