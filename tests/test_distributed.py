@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from coatnet_nas.data.devices import worker_device
-from coatnet_nas.train.distributed import free_port
+from coatnet_nas.train import distributed
+from coatnet_nas.train.distributed import free_port, launch_local
 
 SPEC = """\
 name: tiny
@@ -133,6 +134,28 @@ def test_torchrun_runs_the_train_module(spec: Path) -> None:
     code, result, err = train([str(spec), *BASE, "--steps", "4"], module=torchrun)
     assert code == 0, err
     assert result["world_size"] == 2 and result["steps"] == 4
+
+
+def _many_collectives(calls: int) -> dict:
+    """One rank of the test below: sum counts ``calls`` times, then leave the session."""
+    cpu = torch.device("cpu")
+    with distributed.distributed_session("cpu") as (world, _):
+        sums, most_held = [], 0
+        for _ in range(calls):
+            sums.append(world.sum_ints(1, world.rank, device=cpu))
+            most_held = max(most_held, len(distributed._HELD))
+    return {"sums": sums, "most_held": most_held, "left": len(distributed._HELD)}
+
+
+def test_collective_tensors_outlive_the_backend_threads_then_are_freed() -> None:
+    # gloo's threads drop a finished all_reduce's tensor on their own thread, sometimes after
+    # wait() returned; were Python's reference gone by then, that thread would need the GIL,
+    # and at interpreter exit that ends in std::terminate (SIGABRT, a CI failure once). The
+    # tensors are held until the backend lets go: few at a time, none once the session ends.
+    results = launch_local(2, _many_collectives, (300,))
+    for result in results.values():
+        assert result["sums"] == [[2, 1]] * 300
+        assert 1 <= result["most_held"] <= 8 and result["left"] == 0
 
 
 def test_uneven_global_batch_is_a_user_error(spec: Path) -> None:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ class World:
             torch.tensor(float(steps), dtype=torch.float64, device=loss.device),
         ])  # fmt: skip
         dist.all_reduce(packed)
+        _hold(packed)
         total = packed.tolist()
         return total[0], round(total[1]), round(total[2]), round(total[3])
 
@@ -78,6 +80,7 @@ class World:
             return list(values)
         packed = torch.tensor(values, dtype=torch.float64, device=device)
         dist.all_reduce(packed)
+        _hold(packed)
         return [round(v) for v in packed.tolist()]
 
     def any(self, flag: bool, device: torch.device) -> bool:
@@ -86,14 +89,47 @@ class World:
             return flag
         value = torch.tensor([1.0 if flag else 0.0], device=device)
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        _hold(value)
         return bool(value.item() > 0)
 
     def broadcast_buffers(self, module: torch.nn.Module) -> None:
         """Rank 0's buffers (BatchNorm statistics) on every rank, so all ranks evaluate alike."""
         if self.size == 1:
             return
-        for buffer in module.buffers():
-            dist.broadcast(buffer.data, src=0)
+        for buffer in module.buffers():  # the buffer itself: the module keeps it alive
+            dist.broadcast(buffer, src=0)
+
+
+# Tensors handed to a collective, kept until the backend has let go of them (see _hold).
+_HELD: list[torch.Tensor] = []
+
+
+def _backend_holds(tensor: torch.Tensor) -> bool:
+    """True while a reference other than Python's own is held (by a finished collective)."""
+    return tensor._use_count() > 1
+
+
+def _hold(tensor: torch.Tensor) -> None:
+    """Keep a collective's temporary tensor alive until the backend's thread has dropped it.
+
+    Why: gloo's worker threads (and NCCL's watchdog) drop a finished collective's tensors on
+    their own thread, sometimes after ``wait()`` has returned to Python (1 all_reduce in 7-9 on
+    an idle 2-core machine). If Python has let go of the tensor first, that thread must take
+    the GIL to free the tensor's Python object, and a thread taking the GIL while the
+    interpreter exits is ended mid-destructor: ``std::terminate``, SIGABRT, a finished run
+    reported failed. Held here, the last reference is Python's; :func:`_release_held` drains
+    the list on exit.
+    """
+    _HELD[:] = [held for held in _HELD if _backend_holds(held)]
+    _HELD.append(tensor)
+
+
+def _release_held(timeout_s: float = 10.0) -> None:
+    """Wait (bounded) until the backend has dropped every held tensor, then drop them here."""
+    deadline = time.monotonic() + timeout_s
+    while any(map(_backend_holds, _HELD)) and time.monotonic() < deadline:
+        time.sleep(0.001)  # releases the GIL the backend's thread may be waiting for
+    _HELD.clear()
 
 
 def env_world_size() -> int:
@@ -137,6 +173,7 @@ def distributed_session(device: str, timeout_s: float = 600.0) -> Iterator[tuple
         yield World.current(), placed
     finally:
         dist.destroy_process_group()
+        _release_held()
 
 
 def free_port() -> int:
