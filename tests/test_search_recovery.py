@@ -166,9 +166,14 @@ def test_ctrl_c_with_local_workers_requeues_every_trial_in_flight(tmp_path, whol
     assert len(lines) == 1 and lines[0].startswith("interrupted:"), err
     after = _trials(url)
     assert not [t for t in after if t.state == TrialState.RUNNING]
-    stopped = [t for t in after if t.number in in_flight]
+    # A trial seen running may still finish between that look and the signal (its last
+    # ~0.3 s): kept as complete, not requeued. Every other one is failed as interrupted and
+    # queued again exactly once.
+    stopped = [t for t in after if t.number in in_flight and t.state != TrialState.COMPLETE]
+    assert stopped, "no trial was caught in flight"
     assert all(t.state == TrialState.FAIL for t in stopped)
     assert {t.user_attrs["status"] for t in stopped} == {"interrupted"}
+    in_flight = {t.number for t in stopped}
     queued = [t for t in after if t.state == TrialState.WAITING]
     assert sorted(t.user_attrs["retry_of"] for t in queued) == sorted(in_flight)
 
