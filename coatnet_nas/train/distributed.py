@@ -69,9 +69,7 @@ class World:
             torch.tensor(float(images), dtype=torch.float64, device=loss.device),
             torch.tensor(float(steps), dtype=torch.float64, device=loss.device),
         ])  # fmt: skip
-        dist.all_reduce(packed)
-        _hold(packed)
-        total = packed.tolist()
+        total = _all_reduce(packed).tolist()
         return total[0], round(total[1]), round(total[2]), round(total[3])
 
     def sum_ints(self, *values: int, device: torch.device) -> list[int]:
@@ -79,18 +77,14 @@ class World:
         if self.size == 1:
             return list(values)
         packed = torch.tensor(values, dtype=torch.float64, device=device)
-        dist.all_reduce(packed)
-        _hold(packed)
-        return [round(v) for v in packed.tolist()]
+        return [round(v) for v in _all_reduce(packed).tolist()]
 
     def any(self, flag: bool, device: torch.device) -> bool:
         """True on every rank when it is true on one (decisions that end a run must agree)."""
         if self.size == 1:
             return flag
         value = torch.tensor([1.0 if flag else 0.0], device=device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        _hold(value)
-        return bool(value.item() > 0)
+        return bool(_all_reduce(value, dist.ReduceOp.MAX).item() > 0)
 
     def broadcast_buffers(self, module: torch.nn.Module) -> None:
         """Rank 0's buffers (BatchNorm statistics) on every rank, so all ranks evaluate alike."""
@@ -107,6 +101,13 @@ _HELD: list[torch.Tensor] = []
 def _backend_holds(tensor: torch.Tensor) -> bool:
     """True while a reference other than Python's own is held (by a finished collective)."""
     return tensor._use_count() > 1
+
+
+def _all_reduce(tensor: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> torch.Tensor:
+    """``dist.all_reduce`` of a temporary tensor, in place, held until the backend lets go."""
+    dist.all_reduce(tensor, op=op)
+    _hold(tensor)
+    return tensor
 
 
 def _hold(tensor: torch.Tensor) -> None:
@@ -154,7 +155,10 @@ def distributed_session(device: str, timeout_s: float = 600.0) -> Iterator[tuple
     """
     if dist.is_available() and dist.is_initialized():
         world = World.current()
-        yield world, worker_device(device, world.local_rank, torch.cuda.device_count())
+        try:
+            yield world, worker_device(device, world.local_rank, torch.cuda.device_count())
+        finally:
+            _release_held()
         return
     size = env_world_size()
     if size == 1:
