@@ -103,9 +103,10 @@ def _backend_holds(tensor: torch.Tensor) -> bool:
     return tensor._use_count() > 1
 
 
-def _all_reduce(tensor: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> torch.Tensor:
-    """``dist.all_reduce`` of a temporary tensor, in place, held until the backend lets go."""
-    dist.all_reduce(tensor, op=op)
+def _all_reduce(tensor: torch.Tensor, op: dist.ReduceOp | None = None) -> torch.Tensor:
+    """``dist.all_reduce`` (a sum unless ``op``) of a temporary tensor, in place, held until the
+    backend lets go (nothing of ``torch.distributed`` is touched at import)."""
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op is None else op)
     _hold(tensor)
     return tensor
 
