@@ -1,5 +1,6 @@
 """The command line's contract, in one function: run the app, turn every user error into one
-bounded ``error:`` paragraph and exit code 2, Ctrl-C into 130.
+bounded ``error:`` paragraph and exit code 2, Ctrl-C into 130, SIGTERM into 143 (a first
+Ctrl-C for every command: see :mod:`coatnet_nas.signals`).
 
 Kept apart from the package ``__init__`` (which imports every command to register it) so that a
 command can re-enter the CLI, as each ``--nproc`` rank does, without importing the package.
@@ -16,6 +17,7 @@ from coatnet_nas.cli.app import app
 from coatnet_nas.cli.errors import one_paragraph, user_message
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.limits import bounded
+from coatnet_nas.signals import Terminated, signal_name, terminate_as_interrupt
 
 __all__ = ["run_app"]
 
@@ -23,11 +25,12 @@ __all__ = ["run_app"]
 def run_app(argv: Sequence[str] | None = None) -> int:
     """Run the registered commands with ``argv`` (default ``sys.argv[1:]``); the exit code."""
     try:
-        result = app(
-            args=list(argv) if argv is not None else None,
-            standalone_mode=False,
-            prog_name="coatnet",
-        )
+        with terminate_as_interrupt():  # SIGTERM is a first Ctrl-C in every command
+            result = app(
+                args=list(argv) if argv is not None else None,
+                standalone_mode=False,
+                prog_name="coatnet",
+            )
     except CoatnetError as exc:
         sys.stdout.flush()
         sys.stderr.write(f"error: {bounded(one_paragraph(user_message(exc)))}\n")
@@ -41,6 +44,12 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: {message}{hint}\n")
         return exc.exit_code
     except typer.Exit as exc:
+        return exc.exit_code
+    except Terminated as exc:
+        sys.stdout.flush()
+        sys.stderr.write(
+            f"interrupted ({signal_name(exc.signum)}): stopped; what was finished is kept.\n"
+        )
         return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("interrupted\n")

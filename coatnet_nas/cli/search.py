@@ -230,11 +230,10 @@ def search(
             on_note=notes.append,
             enqueue=[str(p) for p in enqueue],
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
         if live is not None:
             live.stop()
-        search_view.interrupted(name)
-        raise typer.Exit(130) from None
+        raise typer.Exit(search_view.interrupted(name, exc)) from None
     finally:
         if live is not None:
             live.stop()
@@ -293,9 +292,8 @@ def worker(
             device=device,
             worker_index=1000,
         )
-    except KeyboardInterrupt:
-        search_view.interrupted(study)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
+        raise typer.Exit(search_view.interrupted(study, exc)) from None
     console.print(f"worker done: study {study}, {done} architectures evaluated", markup=False)
 
 

@@ -27,15 +27,21 @@ def progress_view(p, title: str) -> Table:
     return table
 
 
-def interrupted(study_name: str) -> None:
-    """The one line after Ctrl-C (the trial in flight is already re-queued)."""
+def interrupted(study_name: str, exc: BaseException | None = None) -> int:
+    """The one line after Ctrl-C or SIGTERM (the trial in flight is already re-queued); the
+    exit status (130 for Ctrl-C, 128 + the signal otherwise: 143 for SIGTERM)."""
     console.file.flush()
     import sys
 
+    from coatnet_nas.signals import signal_name
+
+    signum = getattr(exc, "signum", None)
+    what = f" ({signal_name(signum)})" if signum is not None else ""
     sys.stderr.write(
-        f"interrupted: the trial in progress is re-queued in study {study_name}; run the same "
-        "command to continue.\n"
+        f"interrupted{what}: the trial in progress is re-queued in study {study_name}; run the "
+        "same command to continue.\n"
     )
+    return 128 + signum if signum is not None else 130
 
 
 def leaderboard(rows: list[dict], top: int = 10, score: str = "accuracy") -> Table:

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 
+from coatnet_nas import signals
 from coatnet_nas.cli import train_launch, train_view
 from coatnet_nas.cli.app import app, parse_image_size, print_json
 from coatnet_nas.cli.options import (
@@ -137,7 +138,11 @@ def train(
         10.0, "--save-every", metavar="MIN", help="Minutes between checkpoints (0: every step)."
     ),
     resume: Path | None = typer.Option(
-        None, "--resume", metavar="PATH", help="Continue the run saved there (same options)."
+        None,
+        "--resume",
+        metavar="PATH",
+        help="Continue the run saved there (same options); 'auto': continue from --save when "
+        "that file exists, else start fresh (the one command line a requeued job repeats).",
     ),
     init: Path | None = typer.Option(
         None,
@@ -186,6 +191,7 @@ def train(
         threads=threads, sync_batchnorm=sync_batchnorm,
     )  # fmt: skip
     resolve_device(runtime.device)  # options first: a bad device fails before any loading
+    resume = _auto_resume(resume, save)
     save = save if save is not None else resume  # a resumed run goes on saving where it was
     if save is not None:  # a bad target must fail now, not after the training it would lose
         check_output_file(save, param="save")
@@ -257,7 +263,13 @@ def _train_here(spec, size, world, runtime, recipe, *, dataset, subset, val_frac
     plan = Checkpoints(save, every=save_every * 60) if save is not None else None
     run = partial(train_model, model, data, recipe, runtime=runtime, seed=seed,
                   checkpoints=plan, resume=resume)  # fmt: skip
-    result = run() if quiet else train_view.with_progress(run)
+    try:  # SIGTERM (preemption), Ctrl-C and SLURM's SIGUSR1 act between steps, saving the run
+        with signals.deferred():
+            result = run() if quiet else train_view.with_progress(run)
+    except KeyboardInterrupt as exc:  # a stop signal: the loop saved the run (when --save)
+        if world.main:
+            train_view.stopped(exc, plan)
+        raise typer.Exit(getattr(exc, "exit_code", 130)) from None
     if plan is not None:
         save = _rescue_if_failed(plan, model, adapted, result) if world.main else save
     if not world.main:
@@ -280,6 +292,19 @@ def _train_here(spec, size, world, runtime, recipe, *, dataset, subset, val_frac
         train_view.summary(result, save)
     if result.status == "diverged":
         raise typer.Exit(EXIT_DIVERGED)
+
+
+def _auto_resume(resume: Path | None, save: Path | None) -> Path | None:
+    """``--resume auto``: the ``--save`` file when it exists (a requeued job), else a fresh run."""
+    if resume is None or str(resume) != "auto":
+        return resume
+    if save is None:
+        raise CoatnetError(
+            "resume auto continues the run saved at the save path; give save PATH too "
+            "(e.g. --save run.pt --resume auto).",
+            param="resume",
+        )
+    return save if save.is_file() else None
 
 
 def _check_sources(resume: Path | None, init: Path | None, nproc: int, save_every: float) -> None:

@@ -73,3 +73,26 @@ def summary(result, save: Path | None) -> None:
         console.print(f"{result.status}: {result.reason}", markup=False)
     if save is not None:
         console.print(f"checkpoint: {save}", markup=False)
+
+
+def stopped(exc: BaseException, plan) -> None:
+    """The one line after a stop signal (SIGTERM, Ctrl-C) ended the run between two steps."""
+    import sys
+
+    from coatnet_nas.signals import signal_name
+
+    signum = getattr(exc, "signum", None)
+    what = signal_name(signum) if signum is not None else "Ctrl-C"
+    if plan is None:
+        note = "no checkpoint (train with --save PATH --resume auto to make the run resumable)"
+    elif plan.error is not None:
+        note = f"the checkpoint could not be written: {plan.error}"
+    else:
+        note = (
+            f"checkpoint saved to {plan.written}; run the same command with --resume "
+            f"{plan.written} (or --resume auto) to continue"
+        )
+    console.file.flush()
+    sys.stdout.flush()
+    sys.stderr.write(f"interrupted ({what}): {note}.\n")
+    sys.stderr.flush()

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -24,6 +22,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from coatnet_nas import signals
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.config import COUNTED, TrialStatus
 from coatnet_nas.search.liveness import claim, end_trial, heartbeat, reap, requeue
@@ -161,14 +160,10 @@ def run_trial(study: optuna.Study, objective: Objective, trial: optuna.Trial) ->
 
 
 def _interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Ctrl-C: end the trial as ``interrupted`` and queue it for the next run; a second Ctrl-C
-    during this bookkeeping exits at once (the next run reaps the trial by its process id)."""
-    main = threading.current_thread() is threading.main_thread()  # signals: main thread only
-    previous = signal.signal(signal.SIGINT, lambda *_: os._exit(130)) if main else None
-    try:
+    """Ctrl-C or SIGTERM: end the trial as ``interrupted`` and queue it for the next run; a
+    second one during this bookkeeping exits at once (the next run reaps the trial by its
+    process id)."""
+    with signals.exit_at_once():  # SIGTERM is a first Ctrl-C too: a second one of either exits
         frozen = study._storage.get_trial(trial._trial_id)
         if end_trial(study, frozen, TrialStatus.INTERRUPTED, "interrupted"):
             requeue(study, frozen, count_retry=False)
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)

@@ -9,7 +9,8 @@ then re-queues the trial they were running, at once: see :mod:`~coatnet_nas.sear
 Ctrl-C is the parent's to handle: local workers ignore SIGINT (a terminal sends it to the whole
 process group, ``kill -INT`` to the parent alone), and the parent asks each of them once, with
 :data:`STOP_SIGNAL`, to end its trial as ``interrupted`` and re-queue it. A second Ctrl-C kills
-them at once (the next run reaps their trials by process id).
+them at once (the next run reaps their trials by process id). SIGTERM (preemption) is a first
+Ctrl-C, in the parent and in a worker it reaches directly (:mod:`coatnet_nas.signals`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 
 import optuna
 
+from coatnet_nas import signals
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.objective import Objective
 from coatnet_nas.search.opening import (
@@ -164,28 +166,31 @@ def _stop_workers(procs: list[Any]) -> None:
                 p.kill()
 
 
-def _raise_interrupt(_signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def _worker_process(kwargs: dict[str, Any], threads: int) -> None:
     import torch
 
     if STOP_SIGNAL != signal.SIGINT:  # POSIX: the parent alone decides when workers stop
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(STOP_SIGNAL, _raise_interrupt)
+    # The parent's request, or SIGTERM sent to every process of a job (SLURM): the first one
+    # ends the trial as interrupted and re-queues it; the other is then ignored.
+    stops = tuple(dict.fromkeys((STOP_SIGNAL, *signals.STOP_SIGNALS)))
+    with signals.terminate_as_interrupt(stops, once=True):
+        _work(kwargs, threads, torch)
 
+
+def _work(kwargs: dict[str, Any], threads: int, torch: Any) -> None:
     # K workers x default threads on the same cores oversubscribe them; OpenMP waits then made
     # 2 workers 4x slower than 1 on a 2-core machine. Split the cores instead.
     torch.set_num_threads(threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         run_worker(**kwargs)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         # The trial is already re-queued; the parent reports. A normal exit (not os._exit) runs
         # multiprocessing's finalizers: fvcore's precise-BN progress bar made a named semaphore
         # that would otherwise be reported as leaked on the user's terminal.
-        sys.exit(130)
+        signum = getattr(exc, "signum", STOP_SIGNAL)
+        sys.exit(130 if signum == STOP_SIGNAL else 128 + signum)
 
 
 def new_run_id() -> str:

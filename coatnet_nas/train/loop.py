@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from coatnet_nas import signals
 from coatnet_nas.data.devices import resolve_device
 from coatnet_nas.data.stream import StreamingData
 from coatnet_nas.data.tensors import ProxyData
@@ -213,10 +214,36 @@ class _Run:
             self.checkpoints.save(self)
         self._report_progress()
 
+    def _poll_signals(self) -> None:
+        """Between steps (before the next batch is drawn, so a resume replays it): a SIGUSR1
+        saves the run now; a stop signal (SIGTERM, Ctrl-C) saves it and raises
+        :class:`~coatnet_nas.signals.Terminated` (``KeyboardInterrupt`` for Ctrl-C). Under DDP
+        the ranks agree every ``check_every`` steps, so all of them stop at the same step."""
+        if not signals.listening():
+            return
+        if self.checkpoints is not None and signals.checkpoint_requested():
+            self.checkpoints.save(self)
+        signum = signals.pending()
+        if self.world.size > 1:
+            if self.step % self.check_every:
+                return
+            if not self.world.any(signum is not None, self.device):
+                return
+            signum = signum or signals.STOP_SIGNALS[0]  # another rank was told
+        if signum is None:
+            return
+        if self.checkpoints is not None:
+            self.checkpoints.save(self)
+        close = getattr(self.sampler, "close", None)
+        if close is not None:
+            close()
+        raise signals.interrupt_for(signum)
+
     def run(self) -> TrainResult:
         self.model.train()
         self.clock.restart()
         while self.status is None and not self.budget.done(self.step):
+            self._poll_signals()
             self._advance(self.sampler.next_batch())
         if self.status is None:
             self._end(RunStatus.OK)
