@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -32,6 +33,7 @@ __all__ = [
     "CHECKPOINT_SIGNALS",
     "STOP_SIGNALS",
     "Terminated",
+    "check",
     "checkpoint_requested",
     "deferred",
     "exit_at_once",
@@ -102,9 +104,42 @@ def terminate_as_interrupt(signums: tuple[int, ...] = STOP_SIGNALS, *, once: boo
         if once:  # a Python no-op, not SIG_IGN: one already caught would print a warning
             for s in signums:
                 signal.signal(s, _ignore)
-        raise Terminated(signum)
+        _REQUESTS.raised = signum  # for check(), should this raise be swallowed
+        raise interrupt_for(signum)
 
-    return _handlers(handler, signums)
+    return _raising(_handlers(handler, signums))
+
+
+@contextlib.contextmanager
+def _raising(handlers: Any) -> Iterator[None]:
+    """The handlers, and a quiet ``sys.unraisablehook`` for a stop they raised in a finalizer
+    (Python would print it as "Exception ignored in ..." and drop it; :func:`check` raises it
+    again where it can be received)."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _REQUESTS.raised is not None:
+            return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        with handlers:
+            yield
+    finally:
+        sys.unraisablehook = previous
+        _REQUESTS.raised = None
+
+
+def check() -> None:
+    """Raise the stop that :func:`terminate_as_interrupt` raised but nobody received.
+
+    An exception raised by a signal handler while Python runs a finalizer or a weakref callback
+    (SQLAlchemy's registries have them) is printed as "Exception ignored" and dropped: the
+    process went on as if no signal had come. Loops call this between units of work.
+    """
+    if _REQUESTS.raised is not None and _main_thread():
+        raise interrupt_for(_REQUESTS.raised)
 
 
 def exit_at_once(code_of: dict[int, int] | None = None):
@@ -131,6 +166,7 @@ class _Requests:
         self.stop: int | None = None
         self.checkpoint = False
         self.listening = 0
+        self.raised: int | None = None
 
 
 _REQUESTS = _Requests()

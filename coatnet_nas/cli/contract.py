@@ -8,6 +8,7 @@ command can re-enter the CLI, as each ``--nproc`` rank does, without importing t
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -17,7 +18,7 @@ from coatnet_nas.cli.app import app
 from coatnet_nas.cli.errors import one_paragraph, user_message
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.limits import bounded
-from coatnet_nas.signals import Terminated, signal_name, terminate_as_interrupt
+from coatnet_nas.signals import STOP_SIGNALS, Terminated, signal_name, terminate_as_interrupt
 
 __all__ = ["run_app"]
 
@@ -25,7 +26,8 @@ __all__ = ["run_app"]
 def run_app(argv: Sequence[str] | None = None) -> int:
     """Run the registered commands with ``argv`` (default ``sys.argv[1:]``); the exit code."""
     try:
-        with terminate_as_interrupt():  # SIGTERM is a first Ctrl-C in every command
+        # SIGTERM is a first Ctrl-C in every command (and neither is lost in a finalizer)
+        with terminate_as_interrupt((signal.SIGINT, *STOP_SIGNALS)):
             result = app(
                 args=list(argv) if argv is not None else None,
                 standalone_mode=False,

@@ -180,7 +180,7 @@ class Objective:
         def report(ev: Any) -> None:
             if prune:
                 trial.report(ev.val_accuracy, ev.step)
-                if trial.should_prune():
+                if _should_prune(trial):
                     raise optuna.TrialPruned(f"pruned at step {ev.step}")
 
         progress = (lambda info: self.on_step(trial.number, info)) if self.on_step else None
@@ -188,6 +188,17 @@ class Objective:
             proxy, data, recipe.train_recipe(data), report,
             runtime=Runtime(device=self.device), seed=self.config.seed, progress=progress,
         )  # fmt: skip
+
+
+def _should_prune(trial: optuna.Trial) -> bool:
+    """The pruner's call; while the database is away the training goes on (its result is
+    journaled, see :mod:`~coatnet_nas.search.resilient`) rather than being thrown away."""
+    from coatnet_nas.search.resilient import StorageUnavailable
+
+    try:
+        return trial.should_prune()
+    except StorageUnavailable:
+        return False
 
 
 def _finish(trial: optuna.Trial, status: TrialStatus, reason: str | None) -> None:

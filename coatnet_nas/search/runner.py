@@ -27,6 +27,7 @@ from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.config import COUNTED, TrialStatus
 from coatnet_nas.search.liveness import claim, end_trial, heartbeat, reap, requeue
 from coatnet_nas.search.objective import Objective
+from coatnet_nas.search.resilient import ResilientStorage, StorageUnavailable
 
 __all__ = ["RunLimits", "counted", "drive", "run_lock_path"]
 
@@ -61,6 +62,7 @@ def drive(study: optuna.Study, objective: Objective, limits: RunLimits) -> int:
     max_skips = MAX_DRAWS_PER_TRIAL * asked
     skips = evaluated = 0
     while True:
+        signals.check()  # a stop signal whose exception a finalizer swallowed
         if skips >= max_skips:
             raise CoatnetError(
                 f"{skips} consecutive candidates were over budget or already evaluated; the "
@@ -153,9 +155,17 @@ def run_trial(study: optuna.Study, objective: Objective, trial: optuna.Trial) ->
     except KeyboardInterrupt:
         _interrupted(study, trial)
         raise
+    except StorageUnavailable:  # away before the result existed: the trial stays RUNNING, and
+        raise  # the next run's reaper re-queues it (this process is gone by then)
     except Exception:  # the objective recorded status=error and the reason
         state = TrialState.FAIL
-    frozen = study.tell(trial, values, state=state, skip_if_finished=True)
+    try:
+        frozen = study.tell(trial, values, state=state, skip_if_finished=True)
+    except StorageUnavailable:  # the database stayed away: keep the outcome for the next run
+        backend = getattr(study._storage, "_backend", study._storage)
+        if isinstance(backend, ResilientStorage):
+            backend.record_outcome(trial._trial_id, state, values)
+        raise
     return counted(frozen)
 
 
@@ -164,6 +174,9 @@ def _interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
     second one during this bookkeeping exits at once (the next run reaps the trial by its
     process id)."""
     with signals.exit_at_once():  # SIGTERM is a first Ctrl-C too: a second one of either exits
-        frozen = study._storage.get_trial(trial._trial_id)
+        try:
+            frozen = study._storage.get_trial(trial._trial_id)
+        except StorageUnavailable:
+            return  # the database is away: a reaper re-queues the trial (its process is gone)
         if end_trial(study, frozen, TrialStatus.INTERRUPTED, "interrupted"):
             requeue(study, frozen, count_retry=False)

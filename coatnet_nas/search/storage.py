@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sqlite3
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from coatnet_nas._io import ensure_dir
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.limits import short_repr
+from coatnet_nas.search.schema import check_foreign, sql_schema, sqlite_schema
 
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -27,23 +28,28 @@ __all__ = ["DEFAULT_STORAGE", "make_storage", "safe_dir_name", "sqlite_file"]
 
 DEFAULT_STORAGE = "sqlite:///coatnet-search.db"
 MAX_RETRY = 2  # a trial that killed its worker twice is a candidate's fault, not the machine's
-# Tables Optuna's RDB schema creates; a database holding other tables and none of these is
-# someone else's, and Optuna would add its tables to it.
-OPTUNA_TABLES = frozenset({"studies", "version_info", "alembic_version", "trials"})
 
 
 def make_storage(
-    storage_url: str, heartbeat_interval: int | None = 30, *, create: bool = True
+    storage_url: str,
+    heartbeat_interval: int | None = 30,
+    *,
+    create: bool = True,
+    retry_seconds: float | None = None,
 ) -> RDBStorage:
     """An RDB storage for ``storage_url``; ``heartbeat_interval=None`` for read-only use.
 
     ``create=False`` (report, worker: commands that read an existing study) refuses an SQLite
     file that does not exist instead of creating an empty database. A file that is not an
-    SQLite database, or an SQLite database of another program (other tables, no Optuna schema),
-    is refused before anything is written to it.
+    SQLite database, or a database of another program (not empty, no Optuna schema: see
+    :mod:`~coatnet_nas.search.schema`), is refused before anything is written to it.
+
+    Transient faults (a restarting server, lost connections, serialization failures, a locked
+    SQLite file) are retried for ``retry_seconds`` (default ``$COATNET_STORAGE_RETRY`` or 300 s;
+    see :mod:`~coatnet_nas.search.resilient`). A storage that runs trials (heartbeats on) keeps
+    a local journal of results an outage could not record, and replays earlier ones on opening.
     """
     import optuna
-    from optuna.storages import RDBStorage
 
     if not isinstance(storage_url, str) or "://" not in storage_url:
         raise CoatnetError(
@@ -51,10 +57,13 @@ def make_storage(
             f"postgresql://user@host/db, got {short_repr(storage_url)}.",
             param="storage_url",
         )
+    from coatnet_nas.search.journal import Journal, replay
+    from coatnet_nas.search.resilient import ResilientStorage, retry_seconds_from_env
+
+    window = retry_seconds_from_env() if retry_seconds is None else retry_seconds
     sqlite = storage_url.startswith("sqlite")
-    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {}
-    if sqlite:
-        _check_sqlite_target(storage_url, create)
+    # Server connections are pinged before use: a restarted database's dead ones are replaced.
+    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
     kwargs: dict = {}
     if heartbeat_interval:
         kwargs = {
@@ -63,22 +72,33 @@ def make_storage(
             "heartbeat_stale_trial_callback": _retry_callback(),
         }
     try:
+        if sqlite:
+            _check_sqlite_target(storage_url, create)
+        else:
+            _check_server_database(storage_url, window)
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and needed here
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            storage = RDBStorage(storage_url, engine_kwargs=engine_kwargs, **kwargs)
+            storage = ResilientStorage(
+                storage_url, engine_kwargs=engine_kwargs, retry_seconds=window,
+                journal=Journal(storage_url) if heartbeat_interval else None, **kwargs,
+            )  # fmt: skip
         if sqlite:
             _fast_sqlite(storage)
+        if heartbeat_interval:  # a process that runs trials records what an outage kept aside
+            replay(storage)
         return storage
+    except CoatnetError:
+        raise
     except ImportError as exc:
         raise CoatnetError(
-            f"storage_url {short_repr(storage_url)}: the database driver is not installed "
-            f"({exc}); for PostgreSQL install psycopg2-binary "
-            "(pip install 'coatnet-nas[postgres]').",
+            f"storage_url {short_repr(_hide_password(storage_url))}: the database driver is not "
+            f"installed ({exc}); for PostgreSQL (postgresql:// is psycopg 3, "
+            "postgresql+psycopg2:// psycopg2) pip install 'coatnet-nas[postgres]'.",
             param="storage_url",
         ) from None
     except Exception as exc:  # sqlalchemy.exc.* — bad URL, unreachable server, bad file path
         raise CoatnetError(
-            f"storage_url {short_repr(storage_url)}: cannot open the storage "
+            f"storage_url {short_repr(_hide_password(storage_url))}: cannot open the storage "
             f"({type(exc).__name__}: {str(exc)[:300]}).",
             param="storage_url",
         ) from None
@@ -136,7 +156,7 @@ def _check_sqlite_target(storage_url: str, create: bool) -> None:
 
 
 def _check_existing_sqlite(path: Path) -> None:
-    """An existing file must be empty, or an SQLite database with Optuna's tables or none.
+    """An existing file must be empty, or an SQLite database that is empty or Optuna's.
 
     The file is read only through SQLite, never with a plain ``open()``: closing any descriptor
     of a database file drops every POSIX lock this process holds on it (a worker opens the
@@ -147,35 +167,38 @@ def _check_existing_sqlite(path: Path) -> None:
         raise CoatnetError(
             f"storage_url: {path}: exists and is not a regular file.", param="storage_url"
         )
-    tables = _sqlite_tables(path)
-    if tables and not tables & OPTUNA_TABLES:
-        raise CoatnetError(
-            f"storage_url: {path}: is another program's SQLite database (tables: "
-            f"{', '.join(sorted(tables)[:8])}); refusing to add a study to it (left unchanged).",
-            param="storage_url",
-        )
+    check_foreign(sqlite_schema(path), str(path), "SQLite")
 
 
-def _sqlite_tables(path: Path) -> set[str]:
-    """Table names, read through a read-only connection (the file is not modified)."""
+def _check_server_database(storage_url: str, retry_seconds: float) -> None:
+    """A server database (PostgreSQL, MySQL) must be empty or Optuna's; read before any write."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(storage_url, pool_pre_ping=True)
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        schema = _retry_open(lambda: sql_schema(engine), retry_seconds)
+    finally:
+        engine.dispose()
+    check_foreign(schema, _hide_password(storage_url), engine.dialect.name)
+
+
+def _retry_open(fn, retry_seconds: float):
+    """``fn()``, retried while the database is unreachable (a server restarting) for the window."""
+    from coatnet_nas.search.resilient import is_transient
+
+    deadline, delay = time.monotonic() + retry_seconds, 0.2
+    while True:
         try:
-            rows = con.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as exc:
-        if "not a database" in str(exc):
-            raise CoatnetError(
-                f"storage_url: {path}: exists and is not an SQLite database; refusing to touch "
-                "it (give a new file or an existing study storage).",
-                param="storage_url",
-            ) from None
-        raise CoatnetError(
-            f"storage_url: {path}: cannot read the SQLite database ({exc}); refusing to use it.",
-            param="storage_url",
-        ) from None
-    return {str(r[0]) for r in rows}
+            return fn()
+        except Exception as exc:
+            if not is_transient(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
+
+
+def _hide_password(url: str) -> str:
+    return re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", url)
 
 
 def safe_dir_name(study_name: str) -> str:

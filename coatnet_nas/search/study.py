@@ -201,7 +201,7 @@ def _show(on_progress: Callable[[SearchProgress], None], progress: Callable[[], 
 
     try:
         snap = progress()
-    except sqlalchemy.exc.OperationalError:
+    except (sqlalchemy.exc.OperationalError, CoatnetError):  # busy, or the database is away
         return
     on_progress(snap)
 

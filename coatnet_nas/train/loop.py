@@ -220,6 +220,7 @@ class _Run:
         :class:`~coatnet_nas.signals.Terminated` (``KeyboardInterrupt`` for Ctrl-C). Under DDP
         the ranks agree every ``check_every`` steps, so all of them stop at the same step."""
         if not signals.listening():
+            signals.check()  # a stop raised where it was swallowed (a finalizer): raise it here
             return
         if self.checkpoints is not None and signals.checkpoint_requested():
             self.checkpoints.save(self)
