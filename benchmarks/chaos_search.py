@@ -24,6 +24,7 @@ Prints a markdown section for benchmarks/RESULTS.md and writes the raw counts as
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -45,7 +46,7 @@ SPACE = {
     "name": "chaos",
     "layouts": ["C-T", "C-C", "T-T", "T-C"],
     "stem_depth": 1,
-    "depths": [[1, 2, 3], [1, 2, 3]],
+    "depths": [[1, 3], [1, 3]],
     "widths": [[16], [16, 32, 48, 64], [32, 48, 64, 96, 128]],
     "transformer": {"head_dim": [16]},
     "target": {"image_size": 64, "num_classes": 10},
@@ -94,7 +95,8 @@ class Postgres:
         self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "stop")
 
     def restart(self) -> None:
-        self._run("pg_ctl", "-D", str(self.datadir), "-m", "fast", "-w", "restart")
+        log = f"{self.datadir}/server.log"
+        self._run("pg_ctl", "-D", str(self.datadir), "-l", log, "-m", "fast", "-w", "restart")
 
 
 # --- one worker: `coatnet worker` with a side log of finished trainings -----------------------
@@ -154,11 +156,20 @@ class Worker:
 
 
 def run(minutes: float, seed: int, workers: int, root: Path) -> dict:
+
+    pg = Postgres(root)
+    pg.init()
+    try:
+        return _run(pg, minutes, seed, workers, root)
+    finally:
+        with contextlib.suppress(Exception):
+            pg.stop()
+
+
+def _run(pg: Postgres, minutes: float, seed: int, workers: int, root: Path) -> dict:
     import yaml
 
     rng = random.Random(seed)
-    pg = Postgres(root)
-    pg.init()
     space = root / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     study = "chaos"
@@ -180,6 +191,15 @@ def run(minutes: float, seed: int, workers: int, root: Path) -> dict:
                 "--timeout", f"{left:.0f}s"]  # fmt: skip
 
     pool = [Worker(i, root, argv_for) for i in range(workers)]
+    try:
+        return _schedule(pg, pool, rng, start, end, minutes, root, study)
+    finally:
+        for w in pool:
+            if w.alive():
+                w.proc.kill()
+
+
+def _schedule(pg, pool, rng, start, end, minutes, root, study) -> dict:
     for w in pool:
         w.start()
     events: list[str] = []
@@ -239,7 +259,6 @@ def run(minutes: float, seed: int, workers: int, root: Path) -> dict:
     counts["events"] = events
     counts["worker_exits"] = {w.index: w.exits for w in pool}
     counts["wall_seconds"] = round(time.monotonic() - start)
-    pg.stop()
     return counts
 
 
@@ -301,12 +320,9 @@ def main() -> None:
     from machine import cpu_model
 
     root = Path(tempfile.mkdtemp(prefix="coatnet-chaos-"))
+    root.chmod(0o755)  # the server runs as user postgres
     os.environ.setdefault("COATNET_JOURNAL", str(root / "journal"))
-    try:
-        counts = run(args.minutes, args.seed, args.workers, root)
-    finally:
-        if os.geteuid() == 0:
-            shutil.chown(root, "root")
+    counts = run(args.minutes, args.seed, args.workers, root)
     if args.json:
         args.json.write_text(json.dumps(counts, indent=2))
     day = datetime.date.today().isoformat()

@@ -170,3 +170,19 @@ def test_resume_auto_needs_save_and_starts_fresh_without_a_file(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert json.loads(out)["resumed_from"] is None and ck.is_file()
+
+
+def test_sigterm_on_another_long_command_is_one_line_and_143(tmp_path):
+    # The same contract for every long-running command (here: measuring a latency table).
+    space = tiny_space()
+    path = write(tmp_path, yaml.safe_dump(space), "space.yaml")
+    proc = coatnet_process(
+        "latency", "table", "--space", str(path), "--out", str(tmp_path / "t.json"),
+        "--repeats", "200", "--calibration", "50",
+    )  # fmt: skip
+    time.sleep(4)  # past the imports, measuring
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert _one_line(err).startswith("interrupted (SIGTERM):")

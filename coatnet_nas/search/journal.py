@@ -122,6 +122,8 @@ def replay(storage: Any) -> int:
         return 0
     recorded = 0
     for path in sorted(folder.glob("*.json")):
+        if _writer_alive(path):
+            continue  # its process may still record (or journal) the trial itself
         with FileLock(str(path) + ".lock"):
             if not path.exists():
                 continue  # another process replayed it meanwhile
@@ -135,6 +137,16 @@ def replay(storage: Any) -> int:
         with contextlib.suppress(OSError):
             os.remove(str(path) + ".lock")
     return recorded
+
+
+def _writer_alive(path: Path) -> bool:
+    """Whether the process that wrote ``path`` (``host-pid-...json``) still runs here."""
+    host, _, rest = path.name.rpartition("-")[0].rpartition("-")
+    if host != socket.gethostname() or not rest.isdigit():
+        return False
+    from coatnet_nas.search.liveness import alive
+
+    return int(rest) != os.getpid() and alive(int(rest))
 
 
 def _study_of(storage: Any, trial_id: int) -> Any:
@@ -163,6 +175,11 @@ def _replay_trial(storage: Any, entry: dict[str, Any]) -> int:
         return 1
     if outcome is None or not frozen.params:
         return 0
+    study = _study_of(storage, entry["trial_id"])
+    if frozen.state.name == outcome["state"] and frozen.values == outcome["values"]:
+        return 0  # recorded already (its own process got through after all)
+    if any(t.user_attrs.get("recovered_from") == frozen.number for t in study.get_trials()):
+        return 0  # replayed already
     attrs = {**frozen.user_attrs}
     values: dict[str, Any] = {}
     steps: dict[int, float] = dict(frozen.intermediate_values)
@@ -179,7 +196,7 @@ def _replay_trial(storage: Any, entry: dict[str, Any]) -> int:
         values["value"] = steps[max(steps)]
     elif outcome["values"] is not None:
         values["values"] = outcome["values"]
-    _study_of(storage, entry["trial_id"]).add_trial(
+    study.add_trial(
         create_trial(
             state=state, params=frozen.params, distributions=frozen.distributions,
             user_attrs=attrs, system_attrs=dict(frozen.system_attrs), intermediate_values=steps,

@@ -96,12 +96,38 @@ def is_transient(exc: BaseException) -> bool:
         seen.add(id(error))
         if isinstance(error, sa.IntegrityError):
             return False
-        if isinstance(error, (sa.OperationalError, sa.InterfaceError, sa.DisconnectionError)):
+        if isinstance(error, sa.DisconnectionError):
             return True
         if isinstance(error, sa.DBAPIError) and error.connection_invalidated:
             return True
+        if isinstance(error, (sa.OperationalError, sa.InterfaceError)):
+            return _transient_cause(error)
         error = error.__cause__ or error.__context__
     return False
+
+
+# SQLSTATE classes worth waiting out: connection exceptions, transaction rollback
+# (serialization failure, deadlock), insufficient resources (too many connections), operator
+# intervention (shutdown, starting up), system errors.
+_TRANSIENT_SQLSTATE = ("08", "40", "53", "57", "58")
+# Without a SQLSTATE (no server reached): a wrong URL fails the same way every time.
+_PERMANENT = re.compile(
+    r"authentication|password|does not exist|no pg_hba|permission denied|unknown host|"
+    r"could not translate host name|name or service not known|invalid dsn|no such table|"
+    r"unable to open database file",
+    re.IGNORECASE,
+)
+
+
+def _transient_cause(error: BaseException) -> bool:
+    orig = getattr(error, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(code, str) and code:
+        return code[:2] in _TRANSIENT_SQLSTATE
+    text = str(orig if orig is not None else error)
+    if "sqlite" in type(orig).__module__:
+        return "locked" in text or "busy" in text
+    return not _PERMANENT.search(text)
 
 
 class ResilientStorage(RDBStorage):
@@ -139,13 +165,13 @@ class ResilientStorage(RDBStorage):
         self._call(lambda: RDBStorage.__setstate__(self, state))
 
     # -- the retry loop --------------------------------------------------------------------
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def _call(self, fn: Callable[[], Any], finishing: bool = False) -> Any:
         delay, failed = 0.2, False
         while True:
             try:
                 result = fn()
             except Exception as exc:
-                if isinstance(exc, UpdateFinishedTrialError) and failed:
+                if finishing and failed and isinstance(exc, UpdateFinishedTrialError):
                     raise _AlreadyDone from exc  # the failed attempt had committed
                 if not is_transient(exc):
                     raise
@@ -220,7 +246,8 @@ class ResilientStorage(RDBStorage):
             if entry is not None and entry["writes"]:  # the database is back: catch up first
                 self._call(lambda: apply_writes(self, entry))
                 self.journal.writes_done(trial_id)  # type: ignore[union-attr]
-            result = self._call(lambda: method(self, trial_id, *args, **kwargs))
+            finishing = name == "set_trial_state_values"
+            result = self._call(lambda: method(self, trial_id, *args, **kwargs), finishing)
         except _AlreadyDone:
             return True  # set_trial_state_values: the attempt that "failed" had committed
         except StorageUnavailable:

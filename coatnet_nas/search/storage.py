@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_STORAGE", "make_storage", "safe_dir_name", "sqlite_file"]
 
 DEFAULT_STORAGE = "sqlite:///coatnet-search.db"
+_OPEN_SECONDS = 60.0
 MAX_RETRY = 2  # a trial that killed its worker twice is a candidate's fault, not the machine's
 
 
@@ -176,7 +177,9 @@ def _check_server_database(storage_url: str, retry_seconds: float) -> None:
 
     engine = sqlalchemy.create_engine(storage_url, pool_pre_ping=True)
     try:
-        schema = _retry_open(lambda: sql_schema(engine), retry_seconds)
+        # A server never reached yet may be restarting, or the URL may be wrong: wait a
+        # minute at most before saying so (a worker restarted during an outage still waits).
+        schema = _retry_open(lambda: sql_schema(engine), min(retry_seconds, _OPEN_SECONDS))
     finally:
         engine.dispose()
     check_foreign(schema, _hide_password(storage_url), engine.dialect.name)
