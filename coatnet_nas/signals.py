@@ -40,6 +40,7 @@ __all__ = [
     "interrupt_for",
     "listening",
     "pending",
+    "raised",
     "signal_name",
     "terminate_as_interrupt",
 ]
@@ -129,6 +130,11 @@ def _raising(handlers: Any) -> Iterator[None]:
     finally:
         sys.unraisablehook = previous
         _REQUESTS.raised = None
+
+
+def raised() -> int | None:
+    """The stop signal :func:`terminate_as_interrupt` raised in this block (None: none)."""
+    return _REQUESTS.raised
 
 
 def check() -> None:

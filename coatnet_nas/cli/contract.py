@@ -18,7 +18,13 @@ from coatnet_nas.cli.app import app
 from coatnet_nas.cli.errors import one_paragraph, user_message
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.limits import bounded
-from coatnet_nas.signals import STOP_SIGNALS, Terminated, signal_name, terminate_as_interrupt
+from coatnet_nas.signals import (
+    STOP_SIGNALS,
+    Terminated,
+    raised,
+    signal_name,
+    terminate_as_interrupt,
+)
 
 __all__ = ["run_app"]
 
@@ -33,6 +39,7 @@ def run_app(argv: Sequence[str] | None = None) -> int:
                 standalone_mode=False,
                 prog_name="coatnet",
             )
+            stopped = raised()
     except CoatnetError as exc:
         sys.stdout.flush()
         sys.stderr.write(f"error: {bounded(one_paragraph(user_message(exc)))}\n")
@@ -48,12 +55,19 @@ def run_app(argv: Sequence[str] | None = None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except Terminated as exc:
-        sys.stdout.flush()
-        sys.stderr.write(
-            f"interrupted ({signal_name(exc.signum)}): stopped; what was finished is kept.\n"
-        )
-        return exc.exit_code
+        return _stopped(exc)
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("interrupted\n")
         return 130
+    if stopped is not None and stopped != signal.SIGINT and result == 130:
+        # Typer turned the stop into a bare 130 (the command has no words of its own for it).
+        return _stopped(Terminated(stopped))
     return result if isinstance(result, int) else 0
+
+
+def _stopped(exc: Terminated) -> int:
+    sys.stdout.flush()
+    sys.stderr.write(
+        f"interrupted ({signal_name(exc.signum)}): stopped; what was finished is kept.\n"
+    )
+    return exc.exit_code

@@ -5,6 +5,8 @@ at once after ``kill -9`` used to find its killed trial still RUNNING. Every tri
 records the host and process id that runs it; a worker on the same host sees at once that the
 process is gone, fails the trial (``status=worker_died``) and re-queues its parameters. Across
 machines the heartbeat does the same job (:func:`reap` runs Optuna's ``fail_stale_trials`` too).
+A trial whose worker died between creating it and claiming it has neither a process id nor a
+heartbeat; it is reaped once it is 4 heartbeat intervals old.
 """
 
 from __future__ import annotations
@@ -59,8 +61,15 @@ def reap(study: optuna.Study) -> int:
     the one whose ``tell`` succeeds re-queues the trial.
     """
     reaped = 0
+    storage = study._storage  # Optuna's own fail_stale_trials reads it the same way
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         pid = t.user_attrs.get(PID_ATTR)
+        if HOST_ATTR not in t.user_attrs and interval is not None and _unclaimed(t, interval):
+            reason = "worker died between creating the trial and claiming it"
+            if end_trial(study, t, TrialStatus.WORKER_DIED, reason):
+                requeue(study, t, count_retry=True)
+            continue
         if t.user_attrs.get(HOST_ATTR) != _HOST or not isinstance(pid, int):
             continue
         if pid == os.getpid() or alive(pid):
@@ -68,12 +77,23 @@ def reap(study: optuna.Study) -> int:
         if end_trial(study, t, TrialStatus.WORKER_DIED, f"worker died (process {pid})"):
             requeue(study, t, count_retry=True)
             reaped += 1
-    storage = study._storage  # Optuna's own fail_stale_trials reads it the same way
-    if getattr(storage, "get_heartbeat_interval", lambda: None)() is not None:
+    if interval is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)
     return reaped
+
+
+def _unclaimed(t: FrozenTrial, interval: int) -> bool:
+    """A RUNNING trial nobody claimed for 4 heartbeat intervals (a live worker claims it within
+    milliseconds of creating it; no heartbeat ever starts for it, so only this finds it)."""
+    import datetime
+
+    start = t.datetime_start
+    if start is None:
+        return False
+    now = datetime.datetime.now(start.tzinfo)
+    return (now - start).total_seconds() > 4 * interval
 
 
 def end_trial(study: optuna.Study, t: FrozenTrial, status: TrialStatus, reason: str) -> bool:
