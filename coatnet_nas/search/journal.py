@@ -144,9 +144,17 @@ def _writer_alive(path: Path) -> bool:
     host, _, rest = path.name.rpartition("-")[0].rpartition("-")
     if host != socket.gethostname() or not rest.isdigit():
         return False
-    from coatnet_nas.search.liveness import alive
-
-    return int(rest) != os.getpid() and alive(int(rest))
+    pid = int(rest)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as f:  # a zombie (killed, not yet waited for) is dead
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except ProcessLookupError:
+        return False
+    except (OSError, IndexError):
+        return True  # no permission, or no /proc: kill(0) said it exists
 
 
 def _study_of(storage: Any, trial_id: int) -> Any:
