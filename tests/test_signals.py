@@ -146,7 +146,8 @@ def test_sigterm_checkpoints_train_and_resume_auto_continues_exactly(tmp_path):
     assert first.returncode == 143, (out, err)
     assert out == ""  # no JSON result: the run did not finish
     line = _one_line(err)
-    assert line.startswith("interrupted (SIGTERM): checkpoint saved to") and "--resume" in line
+    assert line.startswith("interrupted (SIGTERM): stopped at step") and "--resume" in line
+    assert f"checkpoint saved to {ck}" in line
     saved = torch.load(ck, weights_only=True)["train"]
     assert not saved["finished"] and 0 < saved["step"] < 40
 

@@ -268,7 +268,7 @@ def _train_here(spec, size, world, runtime, recipe, *, dataset, subset, val_frac
             result = run() if quiet else train_view.with_progress(run)
     except KeyboardInterrupt as exc:  # a stop signal: the loop saved the run (when --save)
         if world.main:
-            train_view.stopped(exc, plan)
+            train_view.stopped(exc)
         raise typer.Exit(getattr(exc, "exit_code", 130)) from None
     if plan is not None:
         save = _rescue_if_failed(plan, model, adapted, result) if world.main else save

@@ -75,22 +75,28 @@ def summary(result, save: Path | None) -> None:
         console.print(f"checkpoint: {save}", markup=False)
 
 
-def stopped(exc: BaseException, plan) -> None:
-    """The one line after a stop signal (SIGTERM, Ctrl-C) ended the run between two steps."""
+def stopped(exc: BaseException) -> None:
+    """The one line after a stop signal (SIGTERM, Ctrl-C) ended the run between two steps
+    (the training loop attached what it saved to the exception)."""
     import sys
 
     from coatnet_nas.signals import signal_name
 
     signum = getattr(exc, "signum", None)
     what = signal_name(signum) if signum is not None else "Ctrl-C"
-    if plan is None:
-        note = "no checkpoint (train with --save PATH --resume auto to make the run resumable)"
-    elif plan.error is not None:
-        note = f"the checkpoint could not be written: {plan.error}"
+    written, error = getattr(exc, "checkpoint", None), getattr(exc, "checkpoint_error", None)
+    at = f" at step {exc.step}" if hasattr(exc, "step") else ""
+    if error is not None:
+        note = f"stopped{at}; the checkpoint could not be written: {error}"
+    elif written is None:
+        note = (
+            f"stopped{at}, no checkpoint (train with --save PATH --resume auto to make the run "
+            "resumable)"
+        )
     else:
         note = (
-            f"checkpoint saved to {plan.written}; run the same command with --resume "
-            f"{plan.written} (or --resume auto) to continue"
+            f"stopped{at}, checkpoint saved to {written}; run the same command with --resume "
+            f"{written} (or --resume auto) to continue"
         )
     console.file.flush()
     sys.stdout.flush()

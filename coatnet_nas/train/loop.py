@@ -233,12 +233,18 @@ class _Run:
             signum = signum or signals.STOP_SIGNALS[0]  # another rank was told
         if signum is None:
             return
-        if self.checkpoints is not None:
+        stop = signals.interrupt_for(signum)
+        if self.checkpoints is not None:  # what was saved travels with the stop, for the CLI
             self.checkpoints.save(self)
+            stop.checkpoint, stop.checkpoint_error = (
+                self.checkpoints.written,
+                self.checkpoints.error,
+            )
+        stop.step = self.step
         close = getattr(self.sampler, "close", None)
         if close is not None:
             close()
-        raise signals.interrupt_for(signum)
+        raise stop
 
     def run(self) -> TrainResult:
         self.model.train()
