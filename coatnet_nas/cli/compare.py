@@ -18,6 +18,7 @@ from coatnet_nas.cli import compare_view
 from coatnet_nas.cli.app import app, console, parse_image_size, print_json
 from coatnet_nas.cli.options import (
     BatchSize,
+    Budget,
     DataDir,
     Dataset,
     Device,
@@ -25,7 +26,9 @@ from coatnet_nas.cli.options import (
     LearningRate,
     Warmup,
     WeightDecay,
+    choice,
 )
+from coatnet_nas.cli.options import Holdout as HoldoutOption
 from coatnet_nas.compare.config import (
     DEFAULT_LAYOUTS,
     DEFAULT_TRAIN,
@@ -47,9 +50,8 @@ def _opt(flag: str, help: str, metavar: str | None = None) -> Any:
     return typer.Option(None, flag, help=help, metavar=metavar, show_default=False)
 
 
-HoldoutOpt = Annotated[
-    Holdout,
-    typer.Option("--holdout", help="split (seeded val split) or test (official test set)."),
+VaryOpt = Annotated[
+    Vary, typer.Option("--vary", help="What budget fitting scales.", **choice(Vary, "vary"))
 ]
 
 
@@ -69,14 +71,8 @@ def compare(
         metavar="PATH",
         help="Base spec YAML the layouts are built from (default: CoAtNet-0).",
     ),
-    budget: str | None = typer.Option(
-        None,
-        "--budget",
-        metavar="FLOPS",
-        help="FLOPs budget per layout at the training size, e.g. 5M or 4GFLOPs "
-        "(default: the base spec's own cost there).",
-    ),
-    vary: Vary = typer.Option(Vary.WIDTHS, "--vary", help="What budget fitting scales."),
+    flops: Budget = None,
+    vary: VaryOpt = Vary.WIDTHS,
     depth_mult: float = typer.Option(
         1.0,
         "--depth-mult",
@@ -102,7 +98,7 @@ def compare(
     val_fraction: float = typer.Option(
         0.1, "--val-fraction", metavar="FRACTION", help="Held-out fraction shared by all regimes."
     ),
-    holdout: HoldoutOpt = Holdout.SPLIT,
+    holdout: HoldoutOption = Holdout.SPLIT,
     data_seed: int = typer.Option(
         0,
         "--data-seed",
@@ -131,7 +127,7 @@ def compare(
     weight_decay: WeightDecay = None,
     warmup: Warmup = None,
     label_smoothing: LabelSmoothing = None,
-    drop_path: float | None = _opt(
+    drop_path_rate: float | None = _opt(
         "--drop-path", f"Stochastic depth for every run (default {D.drop_path_rate:g}).", "RATE"
     ),
     augment: bool | None = _opt(
@@ -147,7 +143,7 @@ def compare(
     ),
     threads: int | None = _opt("--threads", "CPU threads per run (default: cores / workers).", "N"),
     device: Device = "auto",
-    out: Path | None = typer.Option(
+    out_dir: Path | None = typer.Option(
         None,
         "--out",
         metavar="PATH",
@@ -172,7 +168,7 @@ def compare(
     base = load_spec(base_path or DEFAULT_BASE)
     set_by_user = dict(
         epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-        warmup=warmup, label_smoothing=label_smoothing, drop_path_rate=drop_path,
+        warmup=warmup, label_smoothing=label_smoothing, drop_path_rate=drop_path_rate,
         augment=augment,
     )  # fmt: skip
     changes = {k: v for k, v in set_by_user.items() if v is not None}
@@ -181,7 +177,7 @@ def compare(
     train = D.evolve(**changes) if changes else D
     images = DEFAULT_TRAIN_EVAL_IMAGES if train_eval_images is None else train_eval_images
     recipe = CompareRecipe(train, images)
-    flops = parse_flops(budget, what="--budget") if budget is not None else None
+    flops = parse_flops(flops, what="flops") if flops is not None else None
     config = CompareConfig(
         base=base, layouts=tuple(w.strip() for w in layouts.split(",") if w.strip()),
         flops=flops, vary=vary, depth_mult=depth_mult, dataset=dataset,
@@ -193,7 +189,7 @@ def compare(
     config.validate()  # cheap checks before the data is read for its size
     if config.image_size is None:
         config = _natural_size(config, quiet=json_out)
-    out_dir = out or Path("runs") / default_name(config)
+    out_dir = out_dir or Path("runs") / default_name(config)
     display = (
         None
         if json_out

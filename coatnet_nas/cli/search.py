@@ -14,22 +14,18 @@ from rich.live import Live
 
 from coatnet_nas.cli import search_view
 from coatnet_nas.cli.app import app, console
-from coatnet_nas.cli.options import DataDir, Device, MemoryCap, ProxyDataset, check_memory_cap
-from coatnet_nas.errors import CoatnetError
+from coatnet_nas.cli.options import (
+    Budget,
+    DataDir,
+    Device,
+    MaxParams,
+    MemoryCap,
+    ProxyDataset,
+    check_memory_cap,
+)
 from coatnet_nas.search.storage import DEFAULT_STORAGE, safe_dir_name
 from coatnet_nas.search.strategies import Pruner, Sampler
-from coatnet_nas.units import parse_flops, parse_latency, parse_params
-
-
-def parse_duration(text: str | None) -> float | None:
-    """``90``, ``90s``, ``30m``, ``1.5h`` -> seconds."""
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", text.lower())
-    if not match or float(match.group(1)) <= 0:
-        raise CoatnetError(f"--timeout: expected a duration like 90s, 30m or 1.5h, got {text!r}.")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-
+from coatnet_nas.units import parse_duration, parse_flops, parse_latency, parse_params
 
 STORAGE_HELP = "SQLAlchemy URL of the study storage, e.g. postgresql://user@host/db."
 OUT_HELP = "Output folder for best.yaml, trials.csv and plots (default: runs/<study>)."
@@ -54,18 +50,8 @@ def _table_json(path: Path | None) -> dict | None:
 
 @app.command()
 def search(
-    budget: str | None = typer.Option(
-        None,
-        "--budget",
-        metavar="FLOPS",
-        help="FLOPs budget at the target size, e.g. 4GFLOPs (default: the space's budget).",
-    ),
-    max_params: str | None = typer.Option(
-        None,
-        "--max-params",
-        metavar="PARAMS",
-        help="Parameter budget at the target size, e.g. 30M (default: the space's budget).",
-    ),
+    flops: Budget = None,
+    params: MaxParams = None,
     max_latency: str | None = typer.Option(
         None,
         "--max-latency",
@@ -73,7 +59,7 @@ def search(
         help="Latency limit at the target size, e.g. 20ms, predicted from --table before any "
         "training.",
     ),
-    table: Path | None = typer.Option(
+    latency_table: Path | None = typer.Option(
         None,
         "--table",
         metavar="PATH",
@@ -106,8 +92,10 @@ def search(
         help="Evaluate this spec first as a yardstick, e.g. specs/coatnet0.yaml (repeatable).",
     ),
     timeout: str | None = typer.Option(None, "--timeout", metavar="DURATION", help=TIMEOUT_HELP),
-    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", metavar="URL", help=STORAGE_HELP),
-    study: str | None = typer.Option(
+    storage_url: str = typer.Option(
+        DEFAULT_STORAGE, "--storage", metavar="URL", help=STORAGE_HELP
+    ),
+    study_name: str | None = typer.Option(
         None,
         "--study",
         metavar="NAME",
@@ -118,7 +106,7 @@ def search(
     ),
     sampler: Sampler = typer.Option(Sampler.TPE, "--sampler", help=SAMPLER_HELP),
     pruner: Pruner = typer.Option(Pruner.HYPERBAND, "--pruner", help=PRUNER_HELP),
-    objective: str = typer.Option(
+    objectives: str = typer.Option(
         "accuracy",
         "--objective",
         metavar="NAMES",
@@ -150,8 +138,10 @@ def search(
         help="train (proxy recipe) or a training-free score: naswot, synflow, snip, grad_norm, "
         "jacob_cov, params, flops (seconds per trial; check it first with coatnet proxy-check).",
     ),
-    out: Path | None = typer.Option(None, "--out", metavar="PATH", help=OUT_HELP),
-    heartbeat: int = typer.Option(30, "--heartbeat", metavar="SECONDS", help=HEARTBEAT_HELP),
+    out_dir: Path | None = typer.Option(None, "--out", metavar="PATH", help=OUT_HELP),
+    heartbeat_interval: int = typer.Option(
+        30, "--heartbeat", metavar="SECONDS", help=HEARTBEAT_HELP
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary at the end."),
 ) -> None:
     """Search layouts, depths and widths under a budget; scores are proxy-trained accuracies,
@@ -172,18 +162,9 @@ def search(
         epochs=proxy_epochs,
         subset=subset,
     )
-    flops = parse_flops(budget, what="--budget") if budget is not None else space.budget.flops
-    params = (
-        parse_params(max_params, what="--max-params")
-        if max_params is not None
-        else space.budget.params
-    )
-    latency_s = parse_latency(max_latency, what="--max-latency") if max_latency else None
-    if flops is None and params is None and latency_s is None:
-        raise CoatnetError(
-            "a search needs a budget: pass --budget (FLOPs), --max-params (parameters) and/or "
-            "--max-latency with --table, or give the search space a budget: section."
-        )
+    flops = parse_flops(flops, what="flops") if flops is not None else space.budget.flops
+    params = parse_params(params, what="params") if params is not None else space.budget.params
+    latency_s = parse_latency(max_latency, what="max_latency") if max_latency else None
     check_memory_cap(memory_cap)
     if memory_cap is not None:  # read by the data layer here and in every worker process
         from coatnet_nas.data.mapped import CAP_ENV  # torch-heavy: only when asked for
@@ -193,14 +174,14 @@ def search(
         space=space,
         flops=flops,
         params=params,
-        objectives=tuple(o.strip() for o in objective.split(",") if o.strip()),
+        objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
         seed=seed,
         proxy=proxy.strip(),
         max_latency=latency_s,
-        latency_table=_table_json(table),
+        latency_table=_table_json(latency_table),
     )
-    name = study or default_study_name(config)
-    if study is None and config.training_free:  # keep training-free studies apart by default
+    name = study_name or default_study_name(config)
+    if study_name is None and config.training_free:  # keep training-free studies apart by default
         name += "-" + re.sub(r"[^A-Za-z0-9._]+", "-", config.proxy).strip("-")
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     live = Live(console=console, refresh_per_second=4, transient=False) if not json_out else None
@@ -215,7 +196,7 @@ def search(
     try:
         result = run_search(
             config,
-            storage_url=storage,
+            storage_url=storage_url,
             study_name=name,
             trials=trials if trials is not None or study_trials is not None else 10,
             study_trials=study_trials,
@@ -223,7 +204,7 @@ def search(
             workers=workers,
             sampler=sampler,
             pruner=pruner,
-            heartbeat_interval=heartbeat,
+            heartbeat_interval=heartbeat_interval,
             device=device,
             on_progress=show,
             poll_seconds=0.5,
@@ -239,20 +220,22 @@ def search(
         if live is not None:
             live.stop()
     export = export_study(
-        result, out or Path("runs") / safe_dir_name(name), budget_flops=flops,
+        result, out_dir or Path("runs") / safe_dir_name(name), budget_flops=flops,
         max_latency_ms=latency_s * 1e3 if latency_s else None,
     )  # fmt: skip
     export.notes.extend(notes)
     score = config.proxy if config.training_free else "accuracy"
-    search_view.show_export(export, json_out, name, storage, score)
+    search_view.show_export(export, json_out, name, storage_url, score)
     if notes:
         raise typer.Exit(1)
 
 
 @app.command()
 def worker(
-    storage: str = typer.Option(..., "--storage", metavar="URL", help=STORAGE_HELP),
-    study: str = typer.Option(..., "--study", metavar="NAME", help="Name of an existing study."),
+    storage_url: str = typer.Option(..., "--storage", metavar="URL", help=STORAGE_HELP),
+    study_name: str = typer.Option(
+        ..., "--study", metavar="NAME", help="Name of an existing study."
+    ),
     trials: int | None = typer.Option(
         None,
         "--trials",
@@ -270,7 +253,7 @@ def worker(
         "the study's seed (default: the study's seed; the process id keeps workers apart).",
     ),
     device: Device = "auto",
-    heartbeat: int | None = typer.Option(
+    heartbeat_interval: int | None = typer.Option(
         None, "--heartbeat", metavar="SECONDS", help=HEARTBEAT_HELP + WORKER_STRATEGY
     ),
 ) -> None:
@@ -282,40 +265,44 @@ def worker(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         done = run_worker(
-            storage,
-            study,
+            storage_url,
+            study_name,
             trials=trials,
             timeout=parse_duration(timeout),
             sampler=sampler,
             pruner=pruner,
             seed=seed,
-            heartbeat_interval=heartbeat,
+            heartbeat_interval=heartbeat_interval,
             device=device,
             worker_index=1000,
         )
     except KeyboardInterrupt:
-        search_view.interrupted(study)
+        search_view.interrupted(study_name)
         raise typer.Exit(130) from None
-    console.print(f"worker done: study {study}, {done} architectures evaluated", markup=False)
+    console.print(f"worker done: study {study_name}, {done} architectures evaluated", markup=False)
 
 
 @app.command()
 def report(
-    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", metavar="URL", help=STORAGE_HELP),
-    study: str = typer.Option(..., "--study", metavar="NAME", help="Name of an existing study."),
-    out: Path | None = typer.Option(None, "--out", metavar="PATH", help=OUT_HELP),
+    storage_url: str = typer.Option(
+        DEFAULT_STORAGE, "--storage", metavar="URL", help=STORAGE_HELP
+    ),
+    study_name: str = typer.Option(
+        ..., "--study", metavar="NAME", help="Name of an existing study."
+    ),
+    out_dir: Path | None = typer.Option(None, "--out", metavar="PATH", help=OUT_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary."),
 ) -> None:
     """Regenerate best.yaml, trials.csv, plots and the leaderboard of any study."""
     from coatnet_nas.search import export_study
     from coatnet_nas.search.opening import open_existing_study
 
-    study_obj, config = open_existing_study(storage, study)
+    study_obj, config = open_existing_study(storage_url, study_name)
     export = export_study(
         study_obj,
-        out or Path("runs") / safe_dir_name(study),
+        out_dir or Path("runs") / safe_dir_name(study_name),
         budget_flops=config.flops,
         max_latency_ms=config.max_latency * 1e3 if config.max_latency else None,
     )
     score = config.proxy if config.training_free else "accuracy"
-    search_view.show_export(export, json_out, study, storage, score)
+    search_view.show_export(export, json_out, study_name, storage_url, score)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from coatnet_nas.data.devices import resolve_device
 from coatnet_nas.data.mapped import MappedImages, adapt_images, memory_cap_bytes
+from coatnet_nas.data.options import Holdout
 from coatnet_nas.data.sources import Progress, RawData, load_raw
 from coatnet_nas.errors import DataError
 
@@ -218,7 +219,7 @@ def prepare_data(
     device: str | torch.device = "cpu",
     data_dir: str | Path | None = None,
     in_chans: int = 3,
-    holdout: Literal["split", "test"] = "split",
+    holdout: Holdout | str = "split",
     crop_padding: int | None = 0,
     flip: bool = True,
     memory_cap: int | str | None = None,
@@ -242,14 +243,13 @@ def prepare_data(
     on disk and each batch is read from the map (``storage == "memmap"``); below the cap they are
     loaded onto the device once, which is fastest.
     """
-    if not 0.0 < subset <= 1.0:
-        raise DataError(f"subset must be a fraction in (0, 1], got {subset}.")
-    if holdout not in ("split", "test"):
-        raise DataError(f"holdout must be 'split' or 'test', got {holdout!r}.")
-    if holdout == "split" and not 0.0 < val_fraction < 1.0:
-        raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+    from coatnet_nas.data.options import check_split
+
+    holdout = check_split(subset, val_fraction, holdout).value  # type: ignore[assignment]
     if crop_padding is not None and crop_padding < 0:
-        raise DataError(f"crop_padding must be >= 0 pixels, got {crop_padding}.")
+        raise DataError(
+            f"crop_padding must be >= 0 pixels, got {crop_padding}.", param="crop_padding"
+        )
     if in_chans not in (1, 3):
         raise DataError(f"in_chans must be 1 or 3 for image datasets, got {in_chans}.")
     size = _size(image_size)

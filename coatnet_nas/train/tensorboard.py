@@ -1,0 +1,77 @@
+"""TensorBoard event files for a training run, fed by the trainer's progress callback.
+
+``torch.utils.tensorboard`` needs the ``tensorboard`` package (``pip install
+coatnet-nas[tensorboard]``); it is imported only when a log is opened. A
+:class:`TensorBoardLog` writes, per progress snapshot, ``train/loss``, ``train/accuracy``,
+``train/lr`` and ``train/images_per_second`` (and ``val/accuracy`` after each evaluation), at
+the global step, plus the model graph once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from coatnet_nas.errors import CoatnetError
+
+__all__ = ["TensorBoardLog"]
+
+
+class TensorBoardLog:
+    """An event-file writer in ``folder`` (created); :meth:`chain` wraps a progress callback."""
+
+    def __init__(self, folder: str | Path, *, param: str = "tensorboard") -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise CoatnetError(
+                f"{param} needs the tensorboard package: pip install 'coatnet-nas[tensorboard]'.",
+                param=param,
+            ) from None
+        from coatnet_nas._io import ensure_dir
+
+        self.folder = ensure_dir(Path(folder), param=param)
+        self.writer = SummaryWriter(log_dir=str(self.folder))
+        self._last_val: float | None = None
+
+    def start(self, model: Any, data: Any) -> None:
+        """The model graph, traced on one validation-sized input (skipped if it cannot trace)."""
+        import torch
+
+        h, w = model.spec.image_size
+        example = torch.zeros(1, model.spec.in_chans, h, w, device=next(model.parameters()).device)
+        was_training = model.training
+        model.eval()
+        try:
+            self.writer.add_graph(model, example, use_strict_trace=False)
+        except Exception:  # a graph is a nicety; the scalars are what the run is watched by
+            pass
+        finally:
+            model.train(was_training)
+
+    def write(self, info: Any) -> None:
+        """One progress snapshot (:class:`~coatnet_nas.train.ProgressInfo`) as scalars."""
+        step = info.step
+        self.writer.add_scalar("train/loss", info.train_loss, step)
+        self.writer.add_scalar("train/accuracy", info.train_accuracy, step)
+        self.writer.add_scalar("train/images_per_second", info.images_per_second, step)
+        if info.lr is not None:
+            self.writer.add_scalar("train/lr", info.lr, step)
+        if info.val_accuracy is not None and self._last_val != info.val_accuracy:
+            self.writer.add_scalar("val/accuracy", info.val_accuracy, step)  # a new evaluation
+            self._last_val = info.val_accuracy
+
+    def chain(self, progress: Callable | None) -> Callable:
+        """A progress callback that writes each snapshot, then calls ``progress``."""
+
+        def both(info: Any) -> None:
+            self.write(info)
+            if progress is not None:
+                progress(info)
+
+        return both
+
+    def close(self) -> None:
+        self.writer.flush()
+        self.writer.close()
