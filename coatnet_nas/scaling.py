@@ -23,6 +23,10 @@ class Vary(str, Enum):
     DEPTHS = "depths"
     BOTH = "both"
 
+    def __str__(self) -> str:
+        return self.value
+
+
 WIDTH_QUANTUM = 8
 
 
@@ -187,9 +191,8 @@ def shrink_spec(
     from coatnet_nas.spec import validation_reason
     from coatnet_nas.units import parse_image_size
 
-    for name, value in (("width_mult", width_mult), ("depth_mult", depth_mult)):
-        if not value > 0:
-            raise BudgetError(f"{name}: multipliers must be positive, got {value:g}.", param=name)
+    check_multiplier("width_mult", width_mult)
+    check_multiplier("depth_mult", depth_mult)
     spec = scale_spec(spec, width_mult, depth_mult)
     if image_size is None:
         return spec
@@ -204,3 +207,10 @@ def shrink_spec(
         raise CoatnetError(
             f"image_size {h}x{w}: {validation_reason(exc)}", param="image_size"
         ) from None
+
+
+def check_multiplier(name: str, value: float) -> float:
+    """A width or depth multiplier must be positive (``name``: the caller's parameter)."""
+    if not value > 0:
+        raise BudgetError(f"{name}: multipliers must be positive, got {value:g}.", param=name)
+    return value

@@ -272,8 +272,8 @@ def test_cli_table_then_build_latency_json(tmp_path, capsys) -> None:
     spec = tmp_path / "ct.yaml"
     spec.write_text(json.dumps(CT))
     out = tmp_path / "t.json"
-    args = ["latency", "table", "--spec", str(spec), "--out", str(out), "--repeats", "2",
-            "--warmup", "0", "--calibration", "1", "--json"]  # fmt: skip
+    args = ["latency", "table", str(spec), "--out", str(out), "--repeats", "2",
+            "--warmup-runs", "0", "--calibration", "1", "--json"]  # fmt: skip
     assert run(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["kinds"] > 0 and summary["calibration_models"] == 1

@@ -8,6 +8,7 @@ library error about it names the flag with no table in between (see :mod:`.error
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -20,11 +21,14 @@ from coatnet_nas.errors import as_choice
 from coatnet_nas.train.recipe import AmpMode, TrainRecipe
 
 
-def choice(kind: type[Enum], name: str) -> dict[str, Any]:
+def choice(
+    kind: type[Enum], name: str, parse: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
     """``typer.Option`` keywords for a str Enum: its values shown as the choices, the value
-    checked by the library's own rule (so the message is the one a Python caller gets)."""
+    checked by the library's own rule (``parse``, else the generic one), so the message is the
+    one a Python caller gets."""
     return {
-        "parser": lambda value: as_choice(kind, value, name),
+        "parser": parse or (lambda value: as_choice(kind, value, name)),
         "metavar": "[" + "|".join(m.value for m in kind) + "]",
     }
 

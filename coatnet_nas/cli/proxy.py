@@ -9,8 +9,8 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from coatnet_nas.cli.app import app, console, print_json
-from coatnet_nas.cli.options import DataDir, Device, ProxyDataset
+from coatnet_nas.cli.app import app, console, print_json, renamed
+from coatnet_nas.cli.options import Budget, DataDir, Device, MaxParams, ProxyDataset
 from coatnet_nas.units import parse_flops, parse_params
 
 
@@ -40,13 +40,13 @@ def _table(result) -> Table:
     return table
 
 
-@app.command("proxy-check")
+@app.command("proxy-check", cls=renamed(n="--trials"))
 def proxy_check(
     space_path: Path | None = typer.Option(
         None, "--space", help="Search-space YAML (default: bundled)."
     ),
     n: int = typer.Option(
-        16, "--n", metavar="N", help="Architectures to sample (distinct, within budget)."
+        16, "--trials", metavar="N", help="Architectures to sample (distinct, within budget)."
     ),
     reference: str = typer.Option(
         "train:epochs=10", "--reference", help="The longer recipe proxies are judged against."
@@ -61,18 +61,8 @@ def proxy_check(
     subset: float | None = typer.Option(
         None, "--subset", help="Override the proxy data fraction (all recipes)."
     ),
-    budget: str | None = typer.Option(
-        None,
-        "--budget",
-        metavar="FLOPS",
-        help="FLOPs budget at the target size, e.g. 4GFLOPs (default: the space's).",
-    ),
-    max_params: str | None = typer.Option(
-        None,
-        "--max-params",
-        metavar="PARAMS",
-        help="Parameter budget at the target size, e.g. 30M (default: the space's).",
-    ),
+    flops: Budget = None,
+    params: MaxParams = None,
     top_k: int | None = typer.Option(
         None, "--top-k", metavar="K", help="k of the top-k overlap (default n/4)."
     ),
@@ -97,8 +87,8 @@ def proxy_check(
         dataset=dataset, data_dir=str(data_dir) if data_dir else None, subset=subset
     )
     ensure_dir(out, param="out")  # before the work, not after it
-    flops = parse_flops(budget, what="--budget") if budget is not None else None
-    params = parse_params(max_params, what="--max-params") if max_params is not None else None
+    flops = parse_flops(flops, what="flops") if flops is not None else None
+    params = parse_params(params, what="params") if params is not None else None
     kwargs = dict(
         n=n, reference=reference, proxies=proxies, seed=seed, device=device, top_k=top_k,
         flops=flops, params=params,

@@ -47,7 +47,10 @@ def check_device_name(name: str) -> str:
     index = text.removeprefix("cuda:")
     if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and index.isdigit()):
         return name
-    raise CoatnetError(f"device {name!r}: expected auto, cpu, cuda or cuda:N.", param="device")
+    raise CoatnetError(
+        f"device {name!r}: expected auto, cpu, cuda or cuda:N; that is not a device name.",
+        param="device",
+    )
 
 
 def worker_device(device: str, worker_index: int, visible: int) -> str:

@@ -22,6 +22,9 @@ class Holdout(str, Enum):
     SPLIT = "split"
     TEST = "test"
 
+    def __str__(self) -> str:
+        return self.value
+
 
 class AutoAugment(str, Enum):
     """Streaming's batched policy: TrivialAugment, RandAugment (n=2, m=9), or none."""
@@ -29,6 +32,9 @@ class AutoAugment(str, Enum):
     TRIVIAL = "trivial"
     RAND = "rand"
     NONE = "none"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def check_split(subset: float, val_fraction: float, holdout: Holdout | str) -> Holdout:
