@@ -13,7 +13,7 @@ from coatnet_nas.cli.app import SHRINK, app, console, parse_image_size, print_js
 from coatnet_nas.cli.build_latency import show_latency
 from coatnet_nas.cli.build_tables import cost_table, profile_table
 from coatnet_nas.cli.errors import one_paragraph, user_message
-from coatnet_nas.cli.options import MaxParams, choice
+from coatnet_nas.cli.options import Budget, MaxParams, choice
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.export.formats import DeployRuntime, parse_runtime
 from coatnet_nas.limits import bounded
@@ -179,13 +179,7 @@ def _write_spec(spec: ModelSpec, path: Path, *, quiet: bool) -> None:
 @app.command()
 def scale(
     spec_path: str = SpecArg,
-    flops: str = typer.Option(
-        ...,
-        "--budget",
-        metavar="FLOPS",
-        help="FLOPs budget (multiply-accumulates), e.g. 4GFLOPs, 500M or 4e9.",
-        rich_help_panel=SHRINK,
-    ),
+    flops: Budget = ...,  # type: ignore[assignment]
     params: MaxParams = None,
     vary: Vary = typer.Option(
         Vary.WIDTHS, "--vary", help="What to scale.", **choice(Vary, "vary"),

@@ -9,7 +9,17 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from coatnet_nas.cli.app import app, console, print_json, renamed
+from coatnet_nas.cli.app import (
+    DATA,
+    OPTIMISATION,
+    OUTPUT,
+    RUNTIME,
+    SHRINK,
+    app,
+    console,
+    print_json,
+    renamed,
+)
 from coatnet_nas.cli.options import Budget, DataDir, Device, MaxParams, ProxyDataset
 from coatnet_nas.units import parse_flops, parse_params
 
@@ -43,37 +53,62 @@ def _table(result) -> Table:
 @app.command("proxy-check", cls=renamed(n="--trials"))
 def proxy_check(
     space_path: Path | None = typer.Option(
-        None, "--space", help="Search-space YAML (default: bundled)."
+        None, "--space", rich_help_panel=SHRINK, help="Search-space YAML (default: bundled)."
     ),
     n: int = typer.Option(
-        16, "--trials", metavar="N", help="Architectures to sample (distinct, within budget)."
+        16,
+        "--trials",
+        rich_help_panel=OPTIMISATION,
+        metavar="N",
+        help="Architectures to sample (distinct, within budget).",
     ),
     reference: str = typer.Option(
-        "train:epochs=10", "--reference", help="The longer recipe proxies are judged against."
+        "train:epochs=10",
+        "--reference",
+        rich_help_panel=OPTIMISATION,
+        help="The longer recipe proxies are judged against.",
     ),
     proxies: str = typer.Option(
         "train:epochs=1,naswot,synflow,snip,grad_norm,jacob_cov,params,flops",
         "--proxies",
+        rich_help_panel=OPTIMISATION,
         help="Comma-separated proxies: train[:key=value,...] or a training-free score.",
     ),
     dataset: ProxyDataset = None,
     data_dir: DataDir = None,
     subset: float | None = typer.Option(
-        None, "--subset", help="Override the proxy data fraction (all recipes)."
+        None,
+        "--subset",
+        rich_help_panel=DATA,
+        help="Override the proxy data fraction (all recipes).",
     ),
     flops: Budget = None,
     params: MaxParams = None,
     top_k: int | None = typer.Option(
-        None, "--top-k", metavar="K", help="k of the top-k overlap (default n/4)."
+        None,
+        "--top-k",
+        rich_help_panel=OPTIMISATION,
+        metavar="K",
+        help="k of the top-k overlap (default n/4).",
     ),
     seed: int = typer.Option(
-        0, "--seed", metavar="N", help="One seed for sampling, data split and model init."
+        0,
+        "--seed",
+        rich_help_panel=RUNTIME,
+        metavar="N",
+        help="One seed for sampling, data split and model init.",
     ),
     device: Device = "auto",
     out: Path = typer.Option(
-        Path("runs/proxy-check"), "--out", metavar="DIR", help="Output folder."
+        Path("runs/proxy-check"),
+        "--out",
+        rich_help_panel=OUTPUT,
+        metavar="DIR",
+        help="Output folder.",
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary, no progress."),
+    json_out: bool = typer.Option(
+        False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary, no progress."
+    ),
 ) -> None:
     """Sample architectures, score each with every proxy and the reference, report Spearman rho,
     Kendall tau and top-k overlap, and write proxy_check.csv, proxy_stats.csv and a scatter PNG.

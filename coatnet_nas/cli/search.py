@@ -10,10 +10,9 @@ import re
 from pathlib import Path
 
 import typer
-from rich.live import Live
 
 from coatnet_nas.cli import search_view
-from coatnet_nas.cli.app import app, console
+from coatnet_nas.cli.app import DATA, OPTIMISATION, OUTPUT, RUNTIME, SHRINK, app, console
 from coatnet_nas.cli.options import (
     Budget,
     DataDir,
@@ -55,6 +54,7 @@ def search(
     max_latency: str | None = typer.Option(
         None,
         "--max-latency",
+        rich_help_panel=SHRINK,
         metavar="TIME",
         help="Latency limit at the target size, e.g. 20ms, predicted from --table before any "
         "training.",
@@ -62,12 +62,17 @@ def search(
     latency_table: Path | None = typer.Option(
         None,
         "--table",
+        rich_help_panel=SHRINK,
         metavar="PATH",
         help="Latency table from 'coatnet latency table' for the device the model will run on "
         "(for --max-latency or --objective accuracy,latency).",
     ),
     space_path: Path | None = typer.Option(
-        None, "--space", metavar="PATH", help="Search-space YAML (default: the bundled one)."
+        None,
+        "--space",
+        rich_help_panel=SHRINK,
+        metavar="PATH",
+        help="Search-space YAML (default: the bundled one).",
     ),
     dataset: ProxyDataset = None,
     memory_cap: MemoryCap = None,
@@ -75,6 +80,7 @@ def search(
     trials: int | None = typer.Option(
         None,
         "--trials",
+        rich_help_panel=OPTIMISATION,
         metavar="N",
         help="New architectures this run evaluates (default 10; over-budget draws and repeats "
         "of an evaluated architecture do not count).",
@@ -82,33 +88,47 @@ def search(
     study_trials: int | None = typer.Option(
         None,
         "--study-trials",
+        rich_help_panel=OPTIMISATION,
         metavar="N",
         help="Stop once the study holds N evaluated architectures (from any process).",
     ),
     enqueue: list[Path] = typer.Option(
         [],
         "--enqueue",
+        rich_help_panel=OPTIMISATION,
         metavar="SPEC",
         help="Evaluate this spec first as a yardstick, e.g. specs/coatnet0.yaml (repeatable).",
     ),
-    timeout: str | None = typer.Option(None, "--timeout", metavar="DURATION", help=TIMEOUT_HELP),
+    timeout: str | None = typer.Option(
+        None, "--timeout", rich_help_panel=OPTIMISATION, metavar="DURATION", help=TIMEOUT_HELP
+    ),
     storage_url: str = typer.Option(
-        DEFAULT_STORAGE, "--storage", metavar="URL", help=STORAGE_HELP
+        DEFAULT_STORAGE, "--storage", rich_help_panel=RUNTIME, metavar="URL", help=STORAGE_HELP
     ),
     study_name: str | None = typer.Option(
         None,
         "--study",
+        rich_help_panel=RUNTIME,
         metavar="NAME",
         help="Study to create or resume (default: named after space, budget and objectives).",
     ),
     workers: int = typer.Option(
-        1, "--workers", metavar="N", help="Local worker processes (they share the CPU cores)."
+        1,
+        "--workers",
+        rich_help_panel=RUNTIME,
+        metavar="N",
+        help="Local worker processes (they share the CPU cores).",
     ),
-    sampler: Sampler = typer.Option(Sampler.TPE, "--sampler", help=SAMPLER_HELP),
-    pruner: Pruner = typer.Option(Pruner.HYPERBAND, "--pruner", help=PRUNER_HELP),
+    sampler: Sampler = typer.Option(
+        Sampler.TPE, "--sampler", rich_help_panel=OPTIMISATION, help=SAMPLER_HELP
+    ),
+    pruner: Pruner = typer.Option(
+        Pruner.HYPERBAND, "--pruner", rich_help_panel=OPTIMISATION, help=PRUNER_HELP
+    ),
     objectives: str = typer.Option(
         "accuracy",
         "--objective",
+        rich_help_panel=OPTIMISATION,
         metavar="NAMES",
         help="accuracy, or accuracy then costs to minimize, e.g. accuracy,flops, "
         "accuracy,params or accuracy,latency (with --table).",
@@ -116,6 +136,7 @@ def search(
     seed: int = typer.Option(
         0,
         "--seed",
+        rich_help_panel=RUNTIME,
         metavar="N",
         help="One integer seeding the data split, model init and the sampler (each run and "
         "worker draws its own sampler seed from it and the study's size, so a resumed run "
@@ -123,38 +144,42 @@ def search(
     ),
     device: Device = "auto",
     proxy_epochs: float | None = typer.Option(
-        None, "--proxy-epochs", metavar="N", help="Proxy training epochs (default: the space's)."
+        None,
+        "--proxy-epochs",
+        rich_help_panel=OPTIMISATION,
+        metavar="N",
+        help="Proxy training epochs (default: the space's).",
     ),
     subset: float | None = typer.Option(
         None,
         "--subset",
+        rich_help_panel=DATA,
         metavar="FRACTION",
         help="Fraction of the proxy data set used (default: the space's).",
     ),
     proxy: str = typer.Option(
         "train",
         "--proxy",
+        rich_help_panel=OPTIMISATION,
         metavar="NAME",
         help="train (proxy recipe) or a training-free score: naswot, synflow, snip, grad_norm, "
         "jacob_cov, params, flops (seconds per trial; check it first with coatnet proxy-check).",
     ),
-    out_dir: Path | None = typer.Option(None, "--out", metavar="PATH", help=OUT_HELP),
-    heartbeat_interval: int = typer.Option(
-        30, "--heartbeat", metavar="SECONDS", help=HEARTBEAT_HELP
+    out_dir: Path | None = typer.Option(
+        None, "--out", rich_help_panel=OUTPUT, metavar="PATH", help=OUT_HELP
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary at the end."),
+    heartbeat_interval: int = typer.Option(
+        30, "--heartbeat", rich_help_panel=RUNTIME, metavar="SECONDS", help=HEARTBEAT_HELP
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary at the end."
+    ),
 ) -> None:
     """Search layouts, depths and widths under a budget; scores are proxy-trained accuracies,
     or a training-free score with --proxy."""
     import optuna
 
-    from coatnet_nas.search import (
-        SearchConfig,
-        default_study_name,
-        export_study,
-        load_space,
-        run_search,
-    )
+    from coatnet_nas.search import SearchConfig, export_study, load_space, run_search
 
     space = load_space(space_path).with_proxy(
         dataset=dataset,
@@ -165,11 +190,7 @@ def search(
     flops = parse_flops(flops, what="flops") if flops is not None else space.budget.flops
     params = parse_params(params, what="params") if params is not None else space.budget.params
     latency_s = parse_latency(max_latency, what="max_latency") if max_latency else None
-    check_memory_cap(memory_cap)
-    if memory_cap is not None:  # read by the data layer here and in every worker process
-        from coatnet_nas.data.mapped import CAP_ENV  # torch-heavy: only when asked for
-
-        os.environ[CAP_ENV] = memory_cap
+    _share_memory_cap(memory_cap)
     config = SearchConfig(
         space=space,
         flops=flops,
@@ -180,45 +201,31 @@ def search(
         max_latency=latency_s,
         latency_table=_table_json(latency_table),
     )
-    name = study_name or default_study_name(config)
-    if study_name is None and config.training_free:  # keep training-free studies apart by default
-        name += "-" + re.sub(r"[^A-Za-z0-9._]+", "-", config.proxy).strip("-")
+    name = _study_name(study_name, config)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    live = Live(console=console, refresh_per_second=4, transient=False) if not json_out else None
     notes: list[str] = []
-
-    def show(progress) -> None:
-        if live is not None:
-            live.update(search_view.progress_view(progress, name))
-
-    if live is not None:
-        live.start()
     try:
-        result = run_search(
-            config,
-            storage_url=storage_url,
-            study_name=name,
-            trials=trials if trials is not None or study_trials is not None else 10,
-            study_trials=study_trials,
-            timeout=parse_duration(timeout),
-            workers=workers,
-            sampler=sampler,
-            pruner=pruner,
-            heartbeat_interval=heartbeat_interval,
-            device=device,
-            on_progress=show,
-            poll_seconds=0.5,
-            on_note=notes.append,
-            enqueue=[str(p) for p in enqueue],
-        )
+        with search_view.live_progress(name, quiet=json_out) as show:
+            result = run_search(
+                config,
+                storage_url=storage_url,
+                study_name=name,
+                trials=trials if trials is not None or study_trials is not None else 10,
+                study_trials=study_trials,
+                timeout=parse_duration(timeout),
+                workers=workers,
+                sampler=sampler,
+                pruner=pruner,
+                heartbeat_interval=heartbeat_interval,
+                device=device,
+                on_progress=show,
+                poll_seconds=0.5,
+                on_note=notes.append,
+                enqueue=[str(p) for p in enqueue],
+            )
     except KeyboardInterrupt:
-        if live is not None:
-            live.stop()
         search_view.interrupted(name)
         raise typer.Exit(130) from None
-    finally:
-        if live is not None:
-            live.stop()
     export = export_study(
         result, out_dir or Path("runs") / safe_dir_name(name), budget_flops=flops,
         max_latency_ms=latency_s * 1e3 if latency_s else None,
@@ -230,31 +237,67 @@ def search(
         raise typer.Exit(1)
 
 
+def _share_memory_cap(memory_cap: str | None) -> None:
+    """Checked, and set for the data layer here and in every worker process."""
+    check_memory_cap(memory_cap)
+    if memory_cap is not None:
+        from coatnet_nas.data.mapped import CAP_ENV  # torch-heavy: only when asked for
+
+        os.environ[CAP_ENV] = memory_cap
+
+
+def _study_name(given: str | None, config) -> str:  # type: ignore[no-untyped-def]
+    """The study's name: given, else from space, budget and objectives (and a training-free
+    proxy, so those studies stay apart by default)."""
+    from coatnet_nas.search import default_study_name
+
+    if given is not None:
+        return given
+    name = default_study_name(config)
+    if config.training_free:
+        name += "-" + re.sub(r"[^A-Za-z0-9._]+", "-", config.proxy).strip("-")
+    return name
+
+
 @app.command()
 def worker(
-    storage_url: str = typer.Option(..., "--storage", metavar="URL", help=STORAGE_HELP),
+    storage_url: str = typer.Option(
+        ..., "--storage", rich_help_panel=RUNTIME, metavar="URL", help=STORAGE_HELP
+    ),
     study_name: str = typer.Option(
-        ..., "--study", metavar="NAME", help="Name of an existing study."
+        ..., "--study", rich_help_panel=RUNTIME, metavar="NAME", help="Name of an existing study."
     ),
     trials: int | None = typer.Option(
         None,
         "--trials",
+        rich_help_panel=OPTIMISATION,
         metavar="N",
         help="Add this many trials (default: until the study's target is reached).",
     ),
-    timeout: str | None = typer.Option(None, "--timeout", metavar="DURATION", help=TIMEOUT_HELP),
-    sampler: Sampler | None = typer.Option(None, "--sampler", help=SAMPLER_HELP + WORKER_STRATEGY),
-    pruner: Pruner | None = typer.Option(None, "--pruner", help=PRUNER_HELP + WORKER_STRATEGY),
+    timeout: str | None = typer.Option(
+        None, "--timeout", rich_help_panel=OPTIMISATION, metavar="DURATION", help=TIMEOUT_HELP
+    ),
+    sampler: Sampler | None = typer.Option(
+        None, "--sampler", rich_help_panel=OPTIMISATION, help=SAMPLER_HELP + WORKER_STRATEGY
+    ),
+    pruner: Pruner | None = typer.Option(
+        None, "--pruner", rich_help_panel=OPTIMISATION, help=PRUNER_HELP + WORKER_STRATEGY
+    ),
     seed: int | None = typer.Option(
         None,
         "--seed",
+        rich_help_panel=RUNTIME,
         metavar="N",
         help="One integer seeding this worker's sampler only; data split and model init keep "
         "the study's seed (default: the study's seed; the process id keeps workers apart).",
     ),
     device: Device = "auto",
     heartbeat_interval: int | None = typer.Option(
-        None, "--heartbeat", metavar="SECONDS", help=HEARTBEAT_HELP + WORKER_STRATEGY
+        None,
+        "--heartbeat",
+        rich_help_panel=RUNTIME,
+        metavar="SECONDS",
+        help=HEARTBEAT_HELP + WORKER_STRATEGY,
     ),
 ) -> None:
     """Join an existing study from this machine and run trials until its target is reached."""
@@ -285,13 +328,17 @@ def worker(
 @app.command()
 def report(
     storage_url: str = typer.Option(
-        DEFAULT_STORAGE, "--storage", metavar="URL", help=STORAGE_HELP
+        DEFAULT_STORAGE, "--storage", rich_help_panel=RUNTIME, metavar="URL", help=STORAGE_HELP
     ),
     study_name: str = typer.Option(
-        ..., "--study", metavar="NAME", help="Name of an existing study."
+        ..., "--study", rich_help_panel=RUNTIME, metavar="NAME", help="Name of an existing study."
     ),
-    out_dir: Path | None = typer.Option(None, "--out", metavar="PATH", help=OUT_HELP),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", rich_help_panel=OUTPUT, metavar="PATH", help=OUT_HELP
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary."
+    ),
 ) -> None:
     """Regenerate best.yaml, trials.csv, plots and the leaderboard of any study."""
     from coatnet_nas.search import export_study
