@@ -9,6 +9,7 @@ the global step, plus the model graph once.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,9 @@ class TensorBoardLog:
         was_training = model.training
         model.eval()
         try:
-            self.writer.add_graph(model, example, use_strict_trace=False)
+            with warnings.catch_warnings():  # the tracer's notes are about tracing, not the run
+                warnings.simplefilter("ignore")
+                self.writer.add_graph(model, example, use_strict_trace=False)
         except Exception:  # a graph is a nicety; the scalars are what the run is watched by
             pass
         finally:
