@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from coatnet_nas.cli import build as _build  # noqa: F401  (registers commands)
 from coatnet_nas.cli import compare as _compare  # noqa: F401  (registers commands)
+from coatnet_nas.cli import dashboard as _dashboard  # noqa: F401  (registers commands)
 from coatnet_nas.cli import data as _data  # noqa: F401  (registers commands)
 from coatnet_nas.cli import export as _export  # noqa: F401  (registers commands)
 from coatnet_nas.cli import latency as _latency  # noqa: F401  (registers commands)
