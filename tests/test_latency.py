@@ -298,7 +298,7 @@ def test_cli_table_then_build_latency_json(tmp_path, capsys) -> None:
     assert run(["build", str(spec), "--latency", "--table", str(out), "--image-size", "64"]) == 0
     err = capsys.readouterr().err
     assert "note: none of the" in err and "interpolated" in err
-    assert f"--spec {spec} --image-size 64" in err
+    assert f"latency table {spec} --image-size 64" in err
 
 
 def test_cli_build_latency_in_onnxruntime(tmp_path, capsys) -> None:
