@@ -187,7 +187,6 @@ Threads = Annotated[
         rich_help_panel=RUNTIME,
     ),
 ]
-Seed = Annotated[int, typer.Option("--seed", metavar="N", help="Seed.", rich_help_panel=RUNTIME)]
 ProxyDataset = Annotated[
     str | None,
     typer.Option(

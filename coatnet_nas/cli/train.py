@@ -54,38 +54,54 @@ CropPadding = Annotated[
 ]
 Stream = Annotated[
     bool,
-    _opt("--stream", DATA, "folder:PATH only: decode files in loader workers on every step "
-         "(full resolution, e.g. 224) instead of a prepared cache; augmented on the device."),
-]  # fmt: skip
+    _opt(
+        "--stream",
+        DATA,
+        "folder:PATH only: decode files in loader workers on every step "
+        "(full resolution, e.g. 224) instead of a prepared cache; augmented on the device.",
+    ),
+]
 LoaderWorkers = Annotated[
     int, _opt("--loader-workers", DATA, "With --stream: decoding processes (0: inline).", "K")
 ]
 AutoAugmentOpt = Annotated[
     AutoAugment,
-    _opt("--auto-augment", DATA, "With --stream: trivial (TrivialAugment), rand (RandAugment "
-         "n=2 m=9) or none; random-resized crop and flip always.",
-         **choice(AutoAugment, "auto_augment")),
-]  # fmt: skip
+    _opt(
+        "--auto-augment",
+        DATA,
+        "With --stream: trivial (TrivialAugment), rand (RandAugment "
+        "n=2 m=9) or none; random-resized crop and flip always.",
+        **choice(AutoAugment, "auto_augment"),
+    ),
+]
 Mixup = Annotated[float, _opt("--mixup", DATA, "With --stream: mixup, lambda in (0, MAX).", "MAX")]
 Cutmix = Annotated[float, _opt("--cutmix", DATA, "With --stream: cutmix probability.", "P")]
 Epochs = Annotated[
     float | None,
     _opt("--epochs", OPTIMISATION, f"Epoch budget (default {_DEFAULT.epochs:g}).", "N"),
-]  # fmt: skip
+]
 Steps = Annotated[int | None, _opt("--steps", OPTIMISATION, "Step budget.", "N")]
 Seconds = Annotated[
     float | None, _opt("--seconds", OPTIMISATION, "Wall-time budget, evaluations included.", "S")
 ]
 GradClip = Annotated[
     float | None,
-    _opt("--grad-clip", OPTIMISATION,
-         f"Max gradient norm, 0 disables (default {_DEFAULT.grad_clip:g}).", "NORM"),
-]  # fmt: skip
+    _opt(
+        "--grad-clip",
+        OPTIMISATION,
+        f"Max gradient norm, 0 disables (default {_DEFAULT.grad_clip:g}).",
+        "NORM",
+    ),
+]
 Augment = Annotated[
     bool | None,
-    _opt("--augment/--no-augment", OPTIMISATION, "Random crop + flip (default on).",
-         show_default=False),
-]  # fmt: skip
+    _opt(
+        "--augment/--no-augment",
+        OPTIMISATION,
+        "Random crop + flip (default on).",
+        show_default=False,
+    ),
+]
 DropPath = Annotated[
     float | None, _opt("--drop-path", OPTIMISATION, "Override the spec's stochastic depth.", "R")
 ]
@@ -94,9 +110,14 @@ EvalEvery = Annotated[
 ]
 PreciseBn = Annotated[
     int | None,
-    _opt("--precise-bn", OPTIMISATION, f"Batches to recompute BatchNorm stats on before each "
-         f"eval, 0: off (default {_DEFAULT.precise_bn}).", "N"),
-]  # fmt: skip
+    _opt(
+        "--precise-bn",
+        OPTIMISATION,
+        f"Batches to recompute BatchNorm stats on before each "
+        f"eval, 0: off (default {_DEFAULT.precise_bn}).",
+        "N",
+    ),
+]
 Ema = Annotated[
     float | None, _opt("--ema", OPTIMISATION, "Also keep and evaluate an EMA of the weights.", "D")
 ]
@@ -113,9 +134,13 @@ SyncBn = Annotated[
 ]
 Save = Annotated[
     Path | None,
-    _opt("--save", OUTPUT, "Checkpoint the run (each epoch, every --save-every minutes, at "
-         "the end).", "PATH"),
-]  # fmt: skip
+    _opt(
+        "--save",
+        OUTPUT,
+        "Checkpoint the run (each epoch, every --save-every minutes, at the end).",
+        "PATH",
+    ),
+]
 SaveEvery = Annotated[
     float, _opt("--save-every", OUTPUT, "Minutes between checkpoints (0: every step).", "MIN")
 ]
@@ -124,16 +149,23 @@ Resume = Annotated[
 ]
 Init = Annotated[
     Path | None,
-    _opt("--init", OUTPUT, "Start from these weights (e.g. a 224 model fine-tuned at 384).",
-         "PATH"),
-]  # fmt: skip
+    _opt(
+        "--init", OUTPUT, "Start from these weights (e.g. a 224 model fine-tuned at 384).", "PATH"
+    ),
+]
 Tensorboard = Annotated[
     Path | None,
-    _opt("--tensorboard", OUTPUT, "Write TensorBoard event files (loss, accuracy, learning "
-         "rate, images/s, the model graph) into this folder.", "DIR"),
-]  # fmt: skip
+    _opt(
+        "--tensorboard",
+        OUTPUT,
+        "Write TensorBoard event files (loss, accuracy, learning "
+        "rate, images/s, the model graph) into this folder.",
+        "DIR",
+    ),
+]
 
 
+# The signature lists the options one help panel per line group (fmt: skip keeps that table).
 @app.command()
 def train(
     ctx: typer.Context,
@@ -246,13 +278,18 @@ def _json(job, outcome, runtime, shrink: dict) -> dict:  # type: ignore[no-untyp
     h, w = spec.image_size
     return {
         **outcome.result.to_dict(),
-        "spec": {"name": spec.name, "layout": spec.layout, "depths": list(spec.depths),
-                 "widths": list(spec.widths), "image_size": [h, w],
-                 **shrink},
+        "spec": {
+            "name": spec.name,
+            "layout": spec.layout,
+            "depths": list(spec.depths),
+            "widths": list(spec.widths),
+            "image_size": [h, w],
+            **shrink,
+        },
         "dataset": outcome.data.describe(),
         "recipe": job.recipe.model_dump(mode="json"),
         "runtime": {**asdict(runtime), "amp": runtime.amp.value, "seed": job.seed},
         "checkpoint": str(outcome.checkpoint) if outcome.checkpoint is not None else None,
         "resumed_from": str(saving.resume) if saving.resume is not None else None,
         "init": str(saving.init) if saving.init is not None else None,
-    }  # fmt: skip
+    }
