@@ -193,6 +193,13 @@ def compare(
     fresh: bool = typer.Option(
         False, "--fresh", rich_help_panel=OUTPUT, help="Discard runs stored in --out first."
     ),
+    tensorboard: Path | None = typer.Option(
+        None,
+        "--tensorboard",
+        metavar="DIR",
+        help="Write TensorBoard event files per run (DIR/<layout>_<regime>_seed=N).",
+        rich_help_panel=OUTPUT,
+    ),
     json_out: bool = typer.Option(
         False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary, no tables."
     ),
@@ -236,7 +243,7 @@ def compare(
     try:
         result = run_compare(
             config, out_dir, workers=workers, device=device, threads=threads, fresh=fresh,
-            on_event=display.event if display else None,
+            on_event=_with_tensorboard(display.event if display else None, tensorboard),
         )  # fmt: skip
     finally:
         if display is not None:
@@ -249,6 +256,25 @@ def compare(
         compare_view.report(summary)
     if result.errors:
         raise typer.Exit(EXIT_RUNS_FAILED)
+
+
+def _with_tensorboard(on_event: Any, folder: Path | None) -> Any:
+    """``on_event`` that also writes each run's progress to its own TensorBoard folder."""
+    if folder is None:
+        return on_event
+    from coatnet_nas.train.tensorboard import TensorBoardRuns
+
+    runs = TensorBoardRuns(folder)
+
+    def both(event: Any) -> None:
+        if event.job is not None and event.kind == "progress" and event.info is not None:
+            runs.write(event.job.key, event.info)
+        elif event.job is not None and event.kind in ("done", "error"):
+            runs.finish(event.job.key)
+        if on_event is not None:
+            on_event(event)
+
+    return both
 
 
 def _natural_size(config: Any, quiet: bool) -> Any:

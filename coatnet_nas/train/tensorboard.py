@@ -9,6 +9,7 @@ the global step, plus the model graph once.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,24 +17,33 @@ from typing import Any
 
 from coatnet_nas.errors import CoatnetError
 
-__all__ = ["TensorBoardLog"]
+__all__ = ["TensorBoardLog", "TensorBoardRuns"]
+
+
+def _summary_writer(param: str) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise CoatnetError(
+            f"{param} needs the tensorboard package: pip install 'coatnet-nas[tensorboard]'.",
+            param=param,
+        ) from None
+    return SummaryWriter
+
+
+def _folder(folder: str | Path, param: str) -> Path:
+    from coatnet_nas._io import ensure_dir
+
+    return ensure_dir(Path(folder), param=param)
 
 
 class TensorBoardLog:
     """An event-file writer in ``folder`` (created); :meth:`chain` wraps a progress callback."""
 
     def __init__(self, folder: str | Path, *, param: str = "tensorboard") -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise CoatnetError(
-                f"{param} needs the tensorboard package: pip install 'coatnet-nas[tensorboard]'.",
-                param=param,
-            ) from None
-        from coatnet_nas._io import ensure_dir
-
-        self.folder = ensure_dir(Path(folder), param=param)
-        self.writer = SummaryWriter(log_dir=str(self.folder))
+        writer = _summary_writer(param)
+        self.folder = _folder(folder, param)
+        self.writer = writer(log_dir=str(self.folder))
         self._last_val: float | None = None
 
     def start(self, model: Any, data: Any) -> None:
@@ -78,3 +88,30 @@ class TensorBoardLog:
     def close(self) -> None:
         self.writer.flush()
         self.writer.close()
+
+
+class TensorBoardRuns:
+    """One event folder per run under ``folder`` (``folder/<run name>``), for commands that
+    train many runs (``coatnet compare``) and hear their progress as ``(run, info)`` events."""
+
+    def __init__(self, folder: str | Path, *, param: str = "tensorboard") -> None:
+        self.folder, self.param = Path(folder), param
+        self.logs: dict[str, TensorBoardLog] = {}
+        _summary_writer(param)  # both fail now, not after the first run trained
+        _folder(self.folder, param)
+
+    def write(self, run: str, info: Any) -> None:
+        log = self.logs.get(run)
+        if log is None:
+            name = re.sub(r"[^A-Za-z0-9._=-]+", "_", run).strip("_") or "run"
+            log = self.logs[run] = TensorBoardLog(self.folder / name, param=self.param)
+        log.write(info)
+
+    def finish(self, run: str) -> None:
+        log = self.logs.pop(run, None)
+        if log is not None:
+            log.close()
+
+    def close(self) -> None:
+        for run in list(self.logs):
+            self.finish(run)
