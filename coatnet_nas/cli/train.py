@@ -198,6 +198,7 @@ def train(
     from coatnet_nas.presets import resolve_spec
     from coatnet_nas.scaling import shrink_spec
     from coatnet_nas.train import Runtime
+    from coatnet_nas.train.distributed import distributed_session, env_world_size
     from coatnet_nas.train.job import Saving, TrainJob
 
     given = {k: v for k, v in ctx.params.items() if k in TrainRecipe.model_fields}
@@ -212,8 +213,6 @@ def train(
     saving = Saving(save, save_every, resume, init)
     spec = shrink_spec(resolve_spec(spec_path), width_mult, depth_mult, image_size)
     job = TrainJob(spec, data, recipe, runtime, seed, saving, nproc)
-    from coatnet_nas.train.distributed import distributed_session, env_world_size
-
     if nproc > 1 and env_world_size() == 1:  # this process launches the ranks
         return train_launch.launch(ctx, nproc, runtime)
     with distributed_session(runtime.device) as (world, placed):

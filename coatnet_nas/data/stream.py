@@ -131,7 +131,7 @@ class StreamingData:
                 param="holdout",
             )
         train_rows, val_rows = split_indices(
-            plan.n_train, subset, val_fraction, int(options.get("seed", 0)), holdout == "test"
+            plan.n_train, subset, val_fraction, int(options.get("seed", 0)), holdout
         )
         if holdout == "test":
             held = FileImages(files[plan.n_train :], list(plan.labels[plan.n_train :]), load)

@@ -199,13 +199,15 @@ def _stats(images: torch.Tensor | MappedImages) -> tuple[torch.Tensor, torch.Ten
 
 
 def split_indices(
-    n: int, subset: float, val_fraction: float, seed: int, holdout: bool
+    n: int, subset: float, val_fraction: float, seed: int, holdout: Holdout | str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, val) index arrays into the training pool; val empty when ``holdout``."""
+    """Seeded (train, val) index arrays into the training pool; val empty when validation
+    comes from the test set (``holdout="test"``)."""
+    holdout = Holdout(holdout)
     order = np.random.default_rng(seed).permutation(n)
     keep = min(n, max(2, round(n * subset)))
     order = order[:keep]
-    n_val = 0 if holdout else min(keep - 1, max(1, round(keep * val_fraction)))
+    n_val = 0 if holdout is Holdout.TEST else min(keep - 1, max(1, round(keep * val_fraction)))
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
@@ -256,9 +258,7 @@ def prepare_data(
     dev = resolve_device(device)
     cap = memory_cap_bytes(memory_cap)
     raw = load_raw(name, data_dir, size, progress=progress)
-    train_idx, val_idx = split_indices(
-        len(raw.train_labels), subset, val_fraction, seed, holdout == "test"
-    )
+    train_idx, val_idx = split_indices(len(raw.train_labels), subset, val_fraction, seed, holdout)
     if holdout == "test":
         val_src, val_rows = _test_rows(raw, subset, seed)
     else:
