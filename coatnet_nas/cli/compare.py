@@ -204,9 +204,10 @@ def compare(
         False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary, no tables."
     ),
 ) -> None:
-    """Train layouts at one FLOPs budget in a small and a large data regime, and rank them by
-    generalization (val accuracy with scarce data) and capacity (train loss with plentiful data),
-    next to the CoAtNet paper's rankings. Re-running the same command resumes where it stopped.
+    """Train layouts at one FLOPs budget in a small and a large data regime, and rank them.
+
+    Generalization (val accuracy with scarce data) and capacity (train loss with plentiful data)
+    are ranked next to the CoAtNet paper's rankings. Re-running the same command resumes where it stopped.
 
     Exit status: 0 when every run finished, 1 when some runs failed (rerun to retry them),
     2 for bad input.

@@ -28,9 +28,10 @@ def dashboard(
         rich_help_panel=RUNTIME,
     ),
 ) -> None:
-    """Serve the storage's studies in optuna-dashboard: every trial's architecture, size,
-    latency, status and proxy recipe, and the search plots; live while a search runs.
-    Ctrl-C stops it."""
+    """Serve the storage's studies in optuna-dashboard (Ctrl-C stops it).
+
+    Every trial's architecture, size, latency, status and proxy recipe, and the search plots;
+    live while a search runs."""
     from coatnet_nas.search.dashboard import serve_dashboard
 
     def ready(url: str) -> None:

@@ -57,8 +57,7 @@ def export(
     ),
     json_out: Json = False,
 ) -> None:
-    """Export SPEC (with --weights) or a checkpoint to a file that runs without coatnet-nas,
-    checked numerically."""
+    """Export SPEC or a checkpoint to a checked file that runs without coatnet-nas."""
     from coatnet_nas._io import check_output_file
     from coatnet_nas.export.api import export_model
     from coatnet_nas.export.source import export_source

@@ -41,7 +41,7 @@ app.add_typer(latency_app, name="latency")
 def table(
     specs: list[str] = typer.Argument(
         None,
-        metavar="[SPEC]...",
+        metavar="SPEC",
         help="Measure the blocks of these specs (files or presets); without any, the space's.",
     ),
     out: Path = typer.Option(

@@ -110,8 +110,10 @@ def proxy_check(
         False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary, no progress."
     ),
 ) -> None:
-    """Sample architectures, score each with every proxy and the reference, report Spearman rho,
-    Kendall tau and top-k overlap, and write proxy_check.csv, proxy_stats.csv and a scatter PNG.
+    """Check how well cheap proxies rank sampled architectures against a longer reference.
+
+    Scores each architecture with every proxy and the reference, reports Spearman rho, Kendall
+    tau and top-k overlap, and writes proxy_check.csv, proxy_stats.csv and a scatter PNG.
     """
     from coatnet_nas._io import ensure_dir
     from coatnet_nas.proxies.check import run_proxy_check
