@@ -124,7 +124,8 @@ class Objective:
             _finish(trial, TrialStatus.PRUNED, "pruned by the pruner at an intermediate evaluation")
             raise
         except Exception as exc:
-            _finish(trial, TrialStatus.ERROR, f"{type(exc).__name__}: {exc}"[:2000])
+            cause = f" (cause: {exc.__cause__!r})" if exc.__cause__ is not None else ""
+            _finish(trial, TrialStatus.ERROR, f"{type(exc).__name__}: {exc}{cause}"[:2000])
             raise
         for key in (
             "val_accuracy",

@@ -100,8 +100,12 @@ def is_transient(exc: BaseException) -> bool:
             return True
         if isinstance(error, sa.DBAPIError) and error.connection_invalidated:
             return True
+        if isinstance(error, sa.PendingRollbackError):
+            return True  # a connection lost mid-transaction; the next session starts clean
         if isinstance(error, (sa.OperationalError, sa.InterfaceError)):
             return _transient_cause(error)
+        if isinstance(error, sa.DBAPIError):  # InternalError, DatabaseError, ...: only a lost
+            return _transient_cause(error, connection_only=True)  # connection says transient
         error = error.__cause__ or error.__context__
     return False
 
@@ -119,7 +123,12 @@ _PERMANENT = re.compile(
 )
 
 
-def _transient_cause(error: BaseException) -> bool:
+_CONNECTION = re.compile(
+    r"connection|closed|terminat|shut ?down|reset by peer|broken pipe|server", re.IGNORECASE
+)
+
+
+def _transient_cause(error: BaseException, connection_only: bool = False) -> bool:
     orig = getattr(error, "orig", None)
     code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     if isinstance(code, str) and code:
@@ -127,6 +136,8 @@ def _transient_cause(error: BaseException) -> bool:
     text = str(orig if orig is not None else error)
     if "sqlite" in type(orig).__module__:
         return "locked" in text or "busy" in text
+    if connection_only:
+        return bool(_CONNECTION.search(text)) and not _PERMANENT.search(text)
     return not _PERMANENT.search(text)
 
 
