@@ -16,6 +16,9 @@ outage (:data:`RETRY_ENV`, default :data:`DEFAULT_RETRY_SECONDS`):
   writes of trials this process runs go to a local :class:`~coatnet_nas.search.journal.Journal`
   instead, so a training that finishes meanwhile keeps its result: the next process that opens
   the storage records it (:func:`~coatnet_nas.search.journal.replay`).
+
+(Just over ~300 lines: the fault classification, the retry loop and the calls with their own
+rules are one policy, read together.)
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ recipe's ``batch_size`` is the *global* batch, split evenly over the ranks, grad
 averaged by ``DistributedDataParallel``, every decision that ends the run is agreed by all ranks
 and only rank 0 reports progress and writes checkpoints. With one process none of that runs.
 
-(Just over ~300 lines: the step, its budget checks and the rank agreement are read together.)
+(Over ~300 lines: the step, its budget checks, the rank agreement and the stop-signal poll
+between steps are read together.)
 """
 
 from __future__ import annotations
