@@ -35,3 +35,26 @@ class BudgetError(CoatnetError):
 
 class DataError(CoatnetError):
     """A dataset that cannot be found, read or verified."""
+
+
+class DiskFullError(CoatnetError):
+    """A write that the file system refused: full (ENOSPC, a quota) or failing (EIO).
+
+    ``path`` is the file that was being written (its previous version is left intact),
+    ``needed`` the bytes it needs (at least; None when unknown) and ``free`` the bytes free on
+    that file system now (None when it cannot be read).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        needed: int | None,
+        free: int | None,
+        param: str | None = None,
+    ):
+        super().__init__(message, param=param)
+        self.path = path
+        self.needed = needed
+        self.free = free
