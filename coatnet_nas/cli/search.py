@@ -13,9 +13,11 @@ import typer
 from rich.live import Live
 
 from coatnet_nas.cli import search_view
+from coatnet_nas.cli import slurm_options as slurm
 from coatnet_nas.cli.app import app, console
 from coatnet_nas.cli.options import DataDir, Device, MemoryCap, ProxyDataset, check_memory_cap
 from coatnet_nas.errors import CoatnetError
+from coatnet_nas.search.launchers import Launcher
 from coatnet_nas.search.storage import DEFAULT_STORAGE, safe_dir_name
 from coatnet_nas.search.strategies import Pruner, Sampler
 from coatnet_nas.units import parse_flops, parse_latency, parse_params
@@ -153,6 +155,16 @@ def search(
     out: Path | None = typer.Option(None, "--out", metavar="PATH", help=OUT_HELP),
     heartbeat: int = typer.Option(30, "--heartbeat", metavar="SECONDS", help=HEARTBEAT_HELP),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary at the end."),
+    launcher: slurm.LauncherOpt = Launcher.LOCAL,
+    slurm_partition: slurm.Partition = None,
+    slurm_time: slurm.Time = "4:00:00",
+    slurm_cpus: slurm.Cpus = None,
+    slurm_gpus: slurm.Gpus = None,
+    slurm_mem_gb: slurm.Mem = None,
+    slurm_account: slurm.Account = None,
+    slurm_logs: slurm.Logs = Path("runs/slurm/%j"),
+    slurm_setup: slurm.Setup = [],  # noqa: B006  (typer reads the default; never mutated)
+    slurm_option: slurm.Extra = [],  # noqa: B006
 ) -> None:
     """Search layouts, depths and widths under a budget; scores are proxy-trained accuracies,
     or a training-free score with --proxy."""
@@ -184,6 +196,11 @@ def search(
             "a search needs a budget: pass --budget (FLOPs), --max-params (parameters) and/or "
             "--max-latency with --table, or give the search space a budget: section."
         )
+    slurm_settings = slurm.slurm_options(
+        launcher, partition=slurm_partition, time=slurm_time, cpus=slurm_cpus, gpus=slurm_gpus,
+        mem_gb=slurm_mem_gb, account=slurm_account, logs=slurm_logs, setup=slurm_setup,
+        extra=slurm_option,
+    )  # fmt: skip
     check_memory_cap(memory_cap)
     if memory_cap is not None:  # read by the data layer here and in every worker process
         from coatnet_nas.data.mapped import CAP_ENV  # torch-heavy: only when asked for
@@ -229,6 +246,8 @@ def search(
             poll_seconds=0.5,
             on_note=notes.append,
             enqueue=[str(p) for p in enqueue],
+            launcher=launcher,
+            slurm=slurm_settings,
         )
     except KeyboardInterrupt:
         if live is not None:
