@@ -340,4 +340,6 @@ def _rescue_if_failed(plan, model, spec, result) -> Path:
         return plan.written
     fallback = Path.cwd() / f"coatnet-rescued-{plan.path.name or 'model.pt'}"
     save_checkpoint(fallback, model, spec=spec, result=result)
-    raise CoatnetError(f"{plan.error} The trained model was saved to {fallback} instead.")
+    raise CoatnetError(
+        f"{plan.error} The trained model was saved to {fallback} instead.", param="save"
+    )
