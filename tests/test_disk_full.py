@@ -118,6 +118,24 @@ def test_other_write_errors_stay_what_they_were(tmp_path: Path) -> None:
     assert not isinstance(info.value, DiskFullError)
 
 
+def test_a_download_onto_a_full_disk(small_fs, tmp_path: Path) -> None:
+    from coatnet_nas.data.fetch import download
+    from tests.test_fetch import Server
+
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "big.bin").write_bytes(os.urandom(300_000))
+    server = Server(tmp_path / "www")
+    try:
+        fs = small_fs(128)
+        with pytest.raises(DiskFullError) as info:
+            download(f"{server.url}/big.bin", fs / "big.bin", "0" * 32)
+    finally:
+        server.close()
+    assert info.value.needed == 300_000 and info.value.path == str(fs / "big.bin")
+    one_paragraph(str(info.value), "big.bin", "file system is full", "300.0 kB")
+    assert list(fs.iterdir()) == []  # no partial file
+
+
 # --- the commands --------------------------------------------------------------------------
 def test_train_save_onto_a_full_disk(small_fs, tmp_path: Path, capsys) -> None:
     fs = small_fs(512)
