@@ -113,10 +113,14 @@ def _v1_limit(folder: Path) -> float | None:
 
 @contextlib.contextmanager
 def cpu_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` torch threads (``None``: leave the setting alone)."""
+    """Run the block with ``threads`` torch threads (``None``: torch's setting, capped at
+    :func:`usable_cpus`: torch's default follows the affinity mask but not a cgroup quota)."""
     if threads is None:
-        yield
-        return
+        cap = usable_cpus()
+        if torch.get_num_threads() <= cap:
+            yield
+            return
+        threads = cap
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

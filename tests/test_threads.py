@@ -104,3 +104,17 @@ def test_taskset_one_core_gives_one_thread_per_worker_and_one_decoder():
         )  # fmt: skip
         cpus = usable_cpus()
         assert both.stdout.split()[0] == str(min(2, cpus))
+
+
+def test_torch_default_threads_are_capped_at_the_usable_cores(monkeypatch):
+    import torch
+
+    import coatnet_nas.threads as threads
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(threads, "usable_cpus", lambda **_: 1)  # as under a 1-CPU quota
+    with threads.cpu_threads(None):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with threads.cpu_threads(3):  # an explicit count is kept as given
+        assert torch.get_num_threads() == 3
