@@ -37,9 +37,9 @@ def test_slurm_times_and_settings_are_checked() -> None:
         240, 90, 1440, 31, 3240,
     ]  # fmt: skip
     for bad in ("4h", "", "0:30", "1:2:3:4"):
-        with pytest.raises(CoatnetError, match="slurm time"):
+        with pytest.raises(CoatnetError, match=r"slurm\.time"):
             parse_slurm_time(bad)
-    with pytest.raises(CoatnetError, match="cpus_per_task must be > 0"):
+    with pytest.raises(CoatnetError, match=r"slurm\.cpus_per_task must be > 0"):
         SlurmOptions(cpus_per_task=0).checked()
     assert Launcher.parse("slurm") is Launcher.SLURM
     with pytest.raises(CoatnetError, match="local, slurm"):

@@ -158,13 +158,13 @@ def search(
     launcher: slurm.LauncherOpt = Launcher.LOCAL,
     slurm_partition: slurm.Partition = None,
     slurm_time: slurm.Time = "4:00:00",
-    slurm_cpus: slurm.Cpus = None,
-    slurm_gpus: slurm.Gpus = None,
+    slurm_cpus_per_task: slurm.Cpus = None,
+    slurm_gpus_per_task: slurm.Gpus = None,
     slurm_mem_gb: slurm.Mem = None,
     slurm_account: slurm.Account = None,
-    slurm_logs: slurm.Logs = Path("runs/slurm/%j"),
+    slurm_folder: slurm.Logs = Path("runs/slurm/%j"),
     slurm_setup: slurm.Setup = [],  # noqa: B006  (typer reads the default; never mutated)
-    slurm_option: slurm.Extra = [],  # noqa: B006
+    slurm_extra: slurm.Extra = [],  # noqa: B006
 ) -> None:
     """Search layouts, depths and widths under a budget; scores are proxy-trained accuracies,
     or a training-free score with --proxy."""
@@ -197,9 +197,9 @@ def search(
             "--max-latency with --table, or give the search space a budget: section."
         )
     slurm_settings = slurm.slurm_options(
-        launcher, partition=slurm_partition, time=slurm_time, cpus=slurm_cpus, gpus=slurm_gpus,
-        mem_gb=slurm_mem_gb, account=slurm_account, logs=slurm_logs, setup=slurm_setup,
-        extra=slurm_option,
+        launcher, partition=slurm_partition, time=slurm_time, cpus=slurm_cpus_per_task,
+        gpus=slurm_gpus_per_task, mem_gb=slurm_mem_gb, account=slurm_account, logs=slurm_folder,
+        setup=slurm_setup, extra=slurm_extra,
     )  # fmt: skip
     check_memory_cap(memory_cap)
     if memory_cap is not None:  # read by the data layer here and in every worker process

@@ -87,10 +87,11 @@ class SlurmOptions:
         for name in ("cpus_per_task", "gpus_per_task", "mem_gb"):
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise CoatnetError(f"slurm {name} must be > 0, got {value}.", param=name)
+                raise CoatnetError(f"slurm.{name} must be > 0, got {value}.", param=f"slurm.{name}")
         if self.cluster not in ("slurm", "local"):
             raise CoatnetError(
-                f"slurm cluster must be slurm or local, got {self.cluster!r}.", param="cluster"
+                f"slurm.cluster must be slurm or local, got {self.cluster!r}.",
+                param="slurm.cluster",
             )
         return self
 
@@ -100,9 +101,9 @@ def parse_slurm_time(text: str) -> int:
     match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", str(text).strip())
     if match is None:
         raise CoatnetError(
-            f"slurm time must be a SLURM time limit such as 4:00:00, 1-00:00:00 or 90 "
+            f"slurm.time must be a SLURM time limit such as 4:00:00, 1-00:00:00 or 90 "
             f"(minutes), got {text!r}.",
-            param="time",
+            param="slurm.time",
         )
     days, a, b, c = (int(g) if g is not None else None for g in match.groups())
     if days is not None:  # D-HH, D-HH:MM, D-HH:MM:SS
@@ -114,7 +115,9 @@ def parse_slurm_time(text: str) -> int:
     else:  # MM
         seconds = a * 60
     if seconds < 60:
-        raise CoatnetError(f"slurm time must be at least one minute, got {text!r}.", param="time")
+        raise CoatnetError(
+            f"slurm.time must be at least one minute, got {text!r}.", param="slurm.time"
+        )
     return -(-seconds // 60)
 
 

@@ -213,7 +213,7 @@ def _slurm_options(
     """The checked SLURM settings (None for local workers); a SQLite file is refused on SLURM."""
     if launcher is Launcher.LOCAL:
         if slurm is not None:
-            raise CoatnetError("slurm settings apply with launcher slurm.", param="slurm")
+            raise CoatnetError("slurm settings apply with launcher slurm only.", param="launcher")
         return None
     slurm = (slurm or SlurmOptions()).checked()
     if slurm.cluster == "slurm" and not storage_url.startswith(("postgresql", "mysql")):
