@@ -69,10 +69,18 @@ def save_payload(path: str | Path, payload: dict[str, Any], *, param: str = "sav
     payload = {**payload, DIGEST: payload_digest(payload)}
     return atomic_write(
         path,
-        lambda tmp: torch.save(payload, tmp),
+        lambda tmp: _save_through_python(payload, tmp),
         param=param,
         size=lambda: written_size(lambda f: torch.save(payload, f)),
     )
+
+
+def _save_through_python(payload: dict[str, Any], tmp: Path) -> None:
+    """``torch.save`` into a file Python opened: the ``OSError`` of a full disk or a spent
+    quota then stays attached to torch's ``RuntimeError`` (as its context), where
+    :func:`~coatnet_nas._io.atomic_write` finds its errno; same speed as a path (measured)."""
+    with open(tmp, "wb") as f:
+        torch.save(payload, f)
 
 
 @dataclass
