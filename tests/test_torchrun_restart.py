@@ -86,7 +86,7 @@ def test_torchrun_max_restarts_finishes_a_killed_run_from_its_checkpoint(tmp_pat
                 "--nproc-per-node", "2", "--max-restarts", "1", "--monitor-interval", "0.2",
                 "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
                 "--rdzv-id", "restart-test",
-                "-m", "coatnet_nas.train"]  # fmt: skip
+                "-m", "coatnet_nas.cli", "train"]  # fmt: skip
     proc = _start(args, module=torchrun)
     try:
         start = max(_step(ck), 0)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from coatnet_nas.cli.app import RUNTIME
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.launchers import Launcher, SlurmOptions
 
@@ -20,6 +21,7 @@ LauncherOpt = Annotated[
         "--launcher",
         help="local: worker processes here; slurm: --workers tasks of a SLURM job array "
         "(through submitit, pip install 'coatnet-nas[slurm]') on a PostgreSQL --storage.",
+        rich_help_panel=RUNTIME,
     ),
 ]
 Partition = Annotated[
