@@ -51,6 +51,7 @@ def _table_json(path: Path | None) -> dict | None:
 
 @app.command()
 def search(
+    ctx: typer.Context,
     flops: Budget = None,
     params: MaxParams = None,
     max_latency: str | None = typer.Option(
@@ -202,11 +203,6 @@ def search(
     params = parse_params(params, what="params") if params is not None else space.budget.params
     latency_s = parse_latency(max_latency, what="max_latency") if max_latency else None
     _share_memory_cap(memory_cap)
-    slurm_settings = slurm.slurm_options(
-        launcher, partition=slurm_partition, time=slurm_time, cpus=slurm_cpus_per_task,
-        gpus=slurm_gpus_per_task, mem_gb=slurm_mem_gb, account=slurm_account, logs=slurm_folder,
-        setup=slurm_setup, extra=slurm_extra,
-    )  # fmt: skip
     config = SearchConfig(
         space=space,
         flops=flops,
@@ -238,8 +234,7 @@ def search(
                 poll_seconds=0.5,
                 on_note=notes.append,
                 enqueue=[str(p) for p in enqueue],
-                launcher=launcher,
-                slurm=slurm_settings,
+                **slurm.launch_args(ctx.params),
             )
     except KeyboardInterrupt:
         search_view.interrupted(name)

@@ -11,7 +11,7 @@ from coatnet_nas.cli.app import RUNTIME
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.launchers import Launcher, SlurmOptions
 
-__all__ = ["slurm_options"]
+__all__ = ["launch_args", "slurm_options"]
 
 PANEL = "SLURM (with --launcher slurm)"
 
@@ -112,3 +112,15 @@ def slurm_options(
         partition=partition, time=time, cpus_per_task=cpus, gpus_per_task=gpus, mem_gb=mem_gb,
         account=account, folder=str(logs), setup=tuple(setup), extra=pairs,
     )  # fmt: skip
+
+
+def launch_args(params: dict) -> dict:
+    """``run_search``'s ``launcher`` and ``slurm`` from ``coatnet search``'s --launcher and
+    --slurm-* options (its ctx.params)."""
+    settings = slurm_options(
+        params["launcher"], partition=params["slurm_partition"], time=params["slurm_time"],
+        cpus=params["slurm_cpus_per_task"], gpus=params["slurm_gpus_per_task"],
+        mem_gb=params["slurm_mem_gb"], account=params["slurm_account"],
+        logs=params["slurm_folder"], setup=params["slurm_setup"], extra=params["slurm_extra"],
+    )  # fmt: skip
+    return {"launcher": params["launcher"], "slurm": settings}
