@@ -4,6 +4,9 @@ A study, a comparison or a checkpoint is read back later (resume, report), so a 
 be seen half-written: every writer here writes a temporary file in the target's directory and
 renames it into place (atomic within one file system). A target that exists but is not a regular
 file (a device node, a FIFO, a directory) is refused rather than replaced.
+
+A full or failing disk leaves the previous file as it was and raises one
+:class:`~coatnet_nas.errors.DiskFullError` (:mod:`coatnet_nas._space`).
 """
 
 from __future__ import annotations
@@ -16,17 +19,36 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from coatnet_nas._space import (
+    DISK_ERRNOS,
+    Size,
+    allocate_file,
+    disk_errno,
+    disk_error,
+    free_bytes,
+    needed_bytes,
+    reserve_file,
+    size_of,
+    write_buffered,
+    written_size,
+)
 from coatnet_nas.errors import CoatnetError
 
 __all__ = [
+    "allocate_file",
     "atomic_write",
     "atomic_write_json",
     "atomic_write_text",
     "check_output_file",
+    "disk_error",
     "ensure_dir",
+    "free_bytes",
     "json_safe",
     "pyplot",
+    "reserve_file",
     "save_figure",
+    "write_buffered",
+    "written_size",
 ]
 
 
@@ -76,13 +98,23 @@ def check_output_file(path: str | Path, *, param: str | None = None) -> Path:
 
 
 def atomic_write(
-    path: str | Path, write: Callable[[Path], None], *, param: str | None = None
+    path: str | Path,
+    write: Callable[[Path], None],
+    *,
+    param: str | None = None,
+    size: Size = None,
 ) -> Path:
-    """Call ``write(tmp)`` to fill a temporary file, then rename it over ``path``."""
+    """Call ``write(tmp)`` to fill a temporary file, then rename it over ``path``.
+
+    ``size`` is the bytes the file will take (or a function that counts them, called only if the
+    disk turns out to be full), for the :class:`DiskFullError` message.
+    """
     path = check_output_file(path, param=param)
     try:  # a folder that passes the access check can still refuse files (/proc, a full disk)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
+        if exc.errno in DISK_ERRNOS:
+            raise disk_error(path, exc.errno, needed_bytes(size, 0, path), param=param) from None
         raise CoatnetError(
             f"{_named(param)}{path}: cannot write ({exc.strerror or exc}).", param=param
         ) from None
@@ -91,15 +123,24 @@ def atomic_write(
     finally:
         os.close(fd)
     tmp = Path(tmp_name)
+    failed: tuple[int | None, str, int] | None = None
     try:
         write(tmp)
         os.replace(tmp, path)
-    except OSError as exc:
-        raise CoatnetError(
-            f"{_named(param)}{path}: cannot write ({exc.strerror or exc}).", param=param
-        ) from None
+    except (OSError, RuntimeError) as exc:
+        code = disk_errno(exc, tmp)
+        if code is None and not isinstance(exc, OSError):
+            raise  # a bug in the writer, not the disk
+        failed = (code, str(getattr(exc, "strerror", None) or exc), size_of(tmp))
     finally:
         tmp.unlink(missing_ok=True)
+    # Out of the handler: the traceback no longer holds the writer's open file, so the space
+    # of the unlinked temporary is free again when the message measures it.
+    if failed is not None:
+        code, reason, written = failed
+        if code is not None:
+            raise disk_error(path, code, needed_bytes(size, written, path), param=param)
+        raise CoatnetError(f"{_named(param)}{path}: cannot write ({reason}).", param=param)
     return path
 
 
@@ -114,7 +155,8 @@ def _file_mode(path: Path) -> int:
 
 
 def atomic_write_text(path: str | Path, text: str, *, param: str | None = None) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), param=param)
+    data = text.encode("utf-8")
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), param=param, size=len(data))
 
 
 def atomic_write_json(path: str | Path, obj: Any, *, param: str | None = None) -> Path:

@@ -37,6 +37,29 @@ class DataError(CoatnetError):
     """A dataset that cannot be found, read or verified."""
 
 
+class DiskFullError(CoatnetError):
+    """A write that the file system refused: full (ENOSPC, a quota) or failing (EIO).
+
+    ``path`` is the file that was being written (its previous version is left intact),
+    ``needed`` the bytes it needs (at least; None when unknown) and ``free`` the bytes free on
+    that file system now (None when it cannot be read).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        needed: int | None,
+        free: int | None,
+        param: str | None = None,
+    ):
+        super().__init__(message, param=param)
+        self.path = path
+        self.needed = needed
+        self.free = free
+
+
 def as_choice(kind, value, param: str):  # type: ignore[no-untyped-def]
     """``value`` (a member or its value) as a member of the str Enum ``kind``, else one
     :class:`CoatnetError` naming ``param`` and the allowed values."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from coatnet_nas.cli import search_view
+from coatnet_nas.cli import slurm_options as slurm
 from coatnet_nas.cli.app import DATA, OPTIMISATION, OUTPUT, RUNTIME, SHRINK, app, console
 from coatnet_nas.cli.options import (
     Budget,
@@ -22,6 +23,7 @@ from coatnet_nas.cli.options import (
     ProxyDataset,
     check_memory_cap,
 )
+from coatnet_nas.search.launchers import Launcher
 from coatnet_nas.search.storage import DEFAULT_STORAGE, safe_dir_name
 from coatnet_nas.search.strategies import Pruner, Sampler
 from coatnet_nas.units import parse_duration, parse_flops, parse_latency, parse_params
@@ -49,6 +51,7 @@ def _table_json(path: Path | None) -> dict | None:
 
 @app.command()
 def search(
+    ctx: typer.Context,
     flops: Budget = None,
     params: MaxParams = None,
     max_latency: str | None = typer.Option(
@@ -174,6 +177,16 @@ def search(
     json_out: bool = typer.Option(
         False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary at the end."
     ),
+    launcher: slurm.LauncherOpt = Launcher.LOCAL,
+    slurm_partition: slurm.Partition = None,
+    slurm_time: slurm.Time = "4:00:00",
+    slurm_cpus_per_task: slurm.Cpus = None,
+    slurm_gpus_per_task: slurm.Gpus = None,
+    slurm_mem_gb: slurm.Mem = None,
+    slurm_account: slurm.Account = None,
+    slurm_folder: slurm.Logs = Path("runs/slurm/%j"),
+    slurm_setup: slurm.Setup = [],  # noqa: B006  (typer reads the default; never mutated)
+    slurm_extra: slurm.Extra = [],  # noqa: B006
 ) -> None:
     """Search layouts, depths and widths under a budget (proxy-trained or --proxy scores)."""
     import optuna
@@ -211,6 +224,7 @@ def search(
                 poll_seconds=0.5,
                 on_note=notes.append,
                 enqueue=[str(p) for p in enqueue],
+                **slurm.launch_args(ctx.params),
             )
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
         raise typer.Exit(search_view.interrupted(name, exc)) from None

@@ -13,13 +13,12 @@ EXIT_DIVERGED = 1  # a run that diverged finished, but its model is no good
 
 def launch(ctx: typer.Context, nproc: int, runtime) -> None:
     """Run this same command in ``nproc`` ranks (torch's elastic agent) and exit as rank 0."""
-    import os
-
+    from coatnet_nas.threads import threads_per_worker
     from coatnet_nas.train.distributed import WorkersFailed, launch_local
 
     params = dict(ctx.params)
     if params["threads"] is None and not runtime.device.startswith("cuda"):
-        params["threads"] = max(1, (os.cpu_count() or 1) // nproc)  # ranks share the CPU
+        params["threads"] = threads_per_worker(nproc)  # ranks share the cores we were given
     argv = argv_for(ctx.command, params)
     try:
         launch_local(nproc, rank_main, [argv])

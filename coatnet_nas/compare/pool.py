@@ -20,6 +20,7 @@ import torch
 from coatnet_nas.compare.config import CompareConfig
 from coatnet_nas.compare.job import CompareEvent, Job, load_data, run_job
 from coatnet_nas.errors import CoatnetError
+from coatnet_nas.threads import threads_per_worker
 from coatnet_nas.train import ProgressInfo
 
 PROGRESS_INTERVAL = 1.0  # seconds between a worker's progress events
@@ -41,7 +42,7 @@ def run_workers(
         job_queue.put(job)
     for _ in range(workers):
         job_queue.put(None)
-    per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
+    per_worker = threads or threads_per_worker(workers)
     procs = [
         ctx.Process(
             target=_worker_main,

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from coatnet_nas import __version__
-from coatnet_nas._io import atomic_write, atomic_write_json, ensure_dir
+from coatnet_nas._io import allocate_file, atomic_write, atomic_write_json, ensure_dir
 from coatnet_nas.data import locate
 from coatnet_nas.data.decode import DECODERS, default_decoder
 from coatnet_nas.data.folder import FolderPlan, empty_classes_message, scan_folder
@@ -175,6 +175,7 @@ def _copy_rows(source: Path, keep: np.ndarray, target: Path) -> None:
     out = np.lib.format.open_memmap(
         target, mode="w+", dtype=np.uint8, shape=(len(keep), *rows.shape[1:])
     )
+    allocate_file(target)  # a full disk: an error now, not SIGBUS mid-copy
     for start in range(0, len(keep), 1024):
         out[start : start + 1024] = rows[keep[start : start + 1024]]
     out.flush()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from coatnet_nas._space import DISK_ERRNOS, disk_error
 from coatnet_nas.data.locate import cache_root
 from coatnet_nas.data.sources import parse_name
 from coatnet_nas.errors import DataError
@@ -121,6 +122,8 @@ def download(
     """Stream ``url`` to ``target`` atomically, verifying its MD5; raise :class:`DataError`."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
+    total: int | None = None
+    full: int | None = None
     try:
         digest = hashlib.md5(usedforsecurity=False)
         request = urllib.request.Request(url, headers={"User-Agent": "coatnet-nas"})
@@ -155,6 +158,10 @@ def download(
             param="mirror",
         ) from None
     except (OSError, TimeoutError, http.client.HTTPException) as exc:
-        raise DataError(f"{url}: download failed ({exc}).") from None
+        full = getattr(exc, "errno", None) if getattr(exc, "errno", None) in DISK_ERRNOS else None
+        if full is None:
+            raise DataError(f"{url}: download failed ({exc}).") from None
     finally:
         tmp.unlink(missing_ok=True)
+    if full is not None:  # measured once the partial file is gone
+        raise disk_error(target, full, total)

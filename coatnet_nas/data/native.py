@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from coatnet_nas import __version__
-from coatnet_nas._io import atomic_write, atomic_write_json
+from coatnet_nas._io import allocate_file, atomic_write, atomic_write_json
 from coatnet_nas.data.cache import FORMAT, _locked, _manifest, _save_npy, prepared_root
 from coatnet_nas.data.raw import RawData, readonly
 from coatnet_nas.errors import CoatnetError, DataError
@@ -79,6 +79,7 @@ def _write(directory: Path, raw: RawData, kind: str, root: str, stamp: float) ->
 
     def rows(tmp: Path) -> None:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        allocate_file(tmp)  # a full disk: an error now, not SIGBUS mid-copy
         start = 0
         for part in parts:
             out[start : start + len(part)] = part

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from coatnet_nas._io import atomic_write_json
+from coatnet_nas._io import atomic_write_json, reserve_file
 from coatnet_nas.data.decode import UnreadableImage, decode_fitted
+from coatnet_nas.errors import DiskFullError
+from coatnet_nas.threads import usable_cpus
 
 __all__ = ["CHUNK", "DECODED", "Progress", "decode_into", "default_workers"]
 
@@ -33,11 +35,8 @@ DECODED = {"images": 0}
 
 
 def default_workers() -> int:
-    """One decoding process per usable core."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    """One decoding process per usable core (affinity mask and cgroup quota)."""
+    return usable_cpus()
 
 
 def _decode_chunk(
@@ -70,13 +69,20 @@ def _read_progress(path: Path, plan: str) -> dict[int, list]:
 
 
 def _open_work(work: Path, shape: tuple[int, ...], resume: bool) -> None:
+    """The work file, its blocks allocated (a full disk under the map would be a SIGBUS)."""
     if resume:
         try:
             if np.load(work, mmap_mode="r").shape == shape:
+                reserve_file(work)
                 return
         except (OSError, ValueError):
             pass
     np.lib.format.open_memmap(work, mode="w+", dtype=np.uint8, shape=shape).flush()
+    try:
+        reserve_file(work)
+    except DiskFullError:
+        work.unlink(missing_ok=True)  # an empty sparse file helps nobody
+        raise
 
 
 def _chunks(

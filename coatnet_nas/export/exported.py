@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from coatnet_nas._io import write_buffered
 from coatnet_nas.export.tracing import batch_dim, export_failed, quiet
 
 __all__ = ["write_exported"]
@@ -19,4 +20,5 @@ def write_exported(model: nn.Module, example: torch.Tensor, path: str | Path) ->
             program = torch.export.export(model, (example,), dynamic_shapes=(batch_dim(),))
         except Exception as exc:
             raise export_failed("exported", exc) from None
-        torch.export.save(program, str(path))
+        # Into memory first: a C++ writer on a full disk may abort rather than raise.
+        write_buffered(path, lambda f: torch.export.save(program, f))

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from coatnet_nas._io import write_buffered
 from coatnet_nas.export.tracing import export_failed, quiet
 
 __all__ = ["write_torchscript"]
@@ -24,4 +25,5 @@ def write_torchscript(model: nn.Module, example: torch.Tensor, path: str | Path)
             traced = torch.jit.trace(model, (example,), check_trace=False)
         except Exception as exc:
             raise export_failed("torchscript", exc) from None
-        torch.jit.save(traced, str(path))
+        # Into memory first: torch's C++ writer aborts the process on a full disk.
+        write_buffered(path, lambda f: torch.jit.save(traced, f))

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.config import SearchConfig
+from coatnet_nas.search.launchers import Launcher, SlurmOptions, launch_slurm, ready_to_submit
 from coatnet_nas.search.liveness import reap
 from coatnet_nas.search.objective import Objective
 from coatnet_nas.search.opening import TARGET_ATTR, open_storage, open_study
@@ -107,6 +108,8 @@ def run_search(
     study_trials: int | None = None,
     on_note: Callable[[str], None] | None = None,
     enqueue: Sequence[Any] = (),
+    launcher: Launcher | str = Launcher.LOCAL,
+    slurm: SlurmOptions | None = None,
 ) -> optuna.Study:
     """Evaluate ``trials`` new architectures in the study (created or resumed), ``workers``
     processes at once; stop early if the study holds ``study_trials`` evaluated trials.
@@ -117,12 +120,16 @@ def run_search(
     ``poll_seconds`` and once at the end. A local worker that dies does not stop the search:
     ``on_note`` gets a line about it (without ``on_note``, a :class:`CoatnetError` is raised after
     the others finished). ``enqueue`` holds specs (or YAML paths) evaluated first, as yardsticks.
+    With ``launcher="slurm"`` the ``workers`` run as a SLURM job array (``slurm``'s settings;
+    :mod:`~coatnet_nas.search.launchers`) working until the study holds its target.
     """
     if trials is None and study_trials is None:
         raise CoatnetError("trials: give trials and/or study_trials.", param="trials")
     for value, param in ((trials, "trials"), (study_trials, "study_trials"), (workers, "workers")):
         if value is not None and value < 1:
             raise CoatnetError(f"{param} must be >= 1, got {value}.", param=param)
+    launcher = Launcher.parse(launcher)
+    slurm = _slurm_options(launcher, slurm, storage_url)
     sampler = Sampler.parse(sampler, "sampler")
     pruner = Pruner.parse(pruner, "pruner")
     check_heartbeat(heartbeat_interval)
@@ -157,13 +164,16 @@ def run_search(
         seed=config.seed,
         run_id=run_id,
     )
+    if slurm is not None:  # tasks on other machines share the study's target, not a run id
+        kwargs.update(trials=None, study_trials=target, run_id=None)
     start = time.monotonic()
     goal = study_trials if trials is None else trials
     stop = threading.Event()
     poller = None
 
     def progress() -> SearchProgress:
-        return snapshot(study, goal, start, run_id if trials is not None else None)
+        mine = trials is not None and slurm is None
+        return snapshot(study, goal, start, run_id if mine else None)
 
     if on_progress is not None:
 
@@ -175,7 +185,10 @@ def run_search(
         poller.start()
     notes: list[str] = []
     try:
-        if workers == 1:
+        if slurm is not None:
+            notes = launch_slurm(workers, kwargs, slurm, name=f"coatnet-{name}"[:64])
+            reap(study)
+        elif workers == 1:
             run_worker(**kwargs, objective=objective)
         else:
             notes = run_local_workers(workers, **kwargs)
@@ -192,6 +205,26 @@ def run_search(
             raise CoatnetError(" ".join(notes))
         on_note(note)
     return study
+
+
+def _slurm_options(
+    launcher: Launcher, slurm: SlurmOptions | None, storage_url: str
+) -> SlurmOptions | None:
+    """The checked SLURM settings (None for local workers); a SQLite file is refused on SLURM."""
+    if launcher is Launcher.LOCAL:
+        if slurm is not None:
+            raise CoatnetError("slurm settings apply with launcher slurm only.", param="launcher")
+        return None
+    slurm = (slurm or SlurmOptions()).checked()
+    if slurm.cluster == "slurm" and not storage_url.startswith(("postgresql", "mysql")):
+        raise CoatnetError(
+            f"launcher slurm runs the workers on other machines, which must share the study: "
+            f"give a PostgreSQL storage (postgresql+psycopg2://user@host/db), not {storage_url!r} "
+            "(SQLite files are not safe on the network file systems nodes share).",
+            param="storage_url",
+        )
+    ready_to_submit(slurm)
+    return slurm
 
 
 def _show(on_progress: Callable[[SearchProgress], None], progress: Callable[[], SearchProgress]):

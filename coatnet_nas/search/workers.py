@@ -40,6 +40,7 @@ from coatnet_nas.search.opening import (
 )
 from coatnet_nas.search.runner import RunLimits, drive, run_lock_path
 from coatnet_nas.search.strategies import Pruner, Sampler, make_pruner, make_sampler
+from coatnet_nas.threads import threads_per_worker
 
 __all__ = ["check_heartbeat", "derive_seed", "new_run_id", "run_local_workers", "run_worker"]
 
@@ -114,7 +115,7 @@ def run_local_workers(workers: int, **kwargs: Any) -> list[str]:
     each worker that exited with an error, so the caller can still report the study.
     """
     ctx = mp.get_context("spawn")  # fork would copy torch's thread pools and open connections
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads_per_worker(workers)  # the cores this job was given, not the machine's
     procs = [
         ctx.Process(
             target=_worker_process,

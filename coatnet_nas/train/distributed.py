@@ -170,15 +170,37 @@ def distributed_session(device: str, timeout_s: float = 600.0) -> Iterator[tuple
     cuda = placed.startswith("cuda")
     if cuda:
         torch.cuda.set_device(torch.device(placed))
+    timeout = timedelta(seconds=timeout_s)
+    store = _attempt_store(timeout)
     dist.init_process_group(
-        "nccl" if cuda else "gloo", init_method="env://", timeout=timedelta(seconds=timeout_s),
+        "nccl" if cuda else "gloo", timeout=timeout,
         device_id=torch.device(placed) if cuda else None,
+        **({"store": store, "rank": int(os.environ["RANK"]), "world_size": size}
+           if store is not None else {"init_method": "env://"}),
     )  # fmt: skip
     try:
         yield World.current(), placed
     finally:
         dist.destroy_process_group()
         _release_held()
+
+
+def _attempt_store(timeout: timedelta) -> Any:
+    """Under torchrun's agent store, a store of this restart attempt's own keys (else None).
+
+    The agent's store outlives a restart (``torchrun --max-restarts``), and torch's ``env://``
+    adds no per-attempt prefix: a restarted rank could read the address a killed rank of the
+    previous attempt published and fail to connect (gloo: "connectFullMesh failed ... Connection
+    refused", seen in 2 of 9 restarts here). Prefixing the keys with the attempt avoids that.
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    client = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+        timeout=timeout,
+    )  # fmt: skip
+    return dist.PrefixStore(f"coatnet/attempt_{attempt}", client)
 
 
 def free_port() -> int:

@@ -154,4 +154,6 @@ def _written(plan: Any, model: Any, result: Any) -> Path | None:
         return plan.written
     fallback = Path.cwd() / f"coatnet-rescued-{plan.path.name or 'model.pt'}"
     save_checkpoint(fallback, model, spec=model.spec, result=result)
-    raise CoatnetError(f"{plan.error} The trained model was saved to {fallback} instead.")
+    raise CoatnetError(
+        f"{plan.error} The trained model was saved to {fallback} instead.", param="save"
+    )

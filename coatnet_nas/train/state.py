@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from coatnet_nas._io import atomic_write
 from coatnet_nas.errors import CoatnetError
-from coatnet_nas.train.checkpoint import FORMAT, read_payload
+from coatnet_nas.train.checkpoint import FORMAT, read_payload, save_payload
 from coatnet_nas.train.result import EvalReport, TrainResult
 
 if TYPE_CHECKING:
@@ -56,7 +55,7 @@ class Checkpoints:
         self._last = time.perf_counter()
         payload = _payload(run, result)
         try:
-            self.written = atomic_write(self.path, lambda t: torch.save(payload, t), param="save")
+            self.written = save_payload(self.path, payload)
             self.error = None
         except CoatnetError as exc:
             self.error = str(exc)
