@@ -105,6 +105,20 @@ def search(
         metavar="SPEC",
         help="Evaluate this spec first as a yardstick, e.g. specs/coatnet0.yaml (repeatable).",
     ),
+    baseline: list[str] = typer.Option(
+        [],
+        "--baseline",
+        metavar="NAME",
+        help="A paper model fitted to the budget that goes through every rung as a yardstick: "
+        "coatnet0 (repeatable).",
+    ),
+    rungs: int | None = typer.Option(
+        None,
+        "--rungs",
+        metavar="N",
+        help="Use the first N rungs of the space's promotion ladder (1: the proxy alone, no "
+        "re-training of finalists; default: all).",
+    ),
     timeout: str | None = typer.Option(None, "--timeout", metavar="DURATION", help=TIMEOUT_HELP),
     storage: str = typer.Option(DEFAULT_STORAGE, "--storage", metavar="URL", help=STORAGE_HELP),
     study: str | None = typer.Option(
@@ -165,6 +179,7 @@ def search(
         load_space,
         run_search,
     )
+    from coatnet_nas.search.warmstart import fitted_baseline
 
     space = load_space(space_path).with_proxy(
         dataset=dataset,
@@ -172,6 +187,8 @@ def search(
         epochs=proxy_epochs,
         subset=subset,
     )
+    if rungs is not None:
+        space = space.with_rungs(rungs)
     flops = parse_flops(budget, what="--budget") if budget is not None else space.budget.flops
     params = (
         parse_params(max_params, what="--max-params")
@@ -202,6 +219,8 @@ def search(
     name = study or default_study_name(config)
     if study is None and config.training_free:  # keep training-free studies apart by default
         name += "-" + re.sub(r"[^A-Za-z0-9._]+", "-", config.proxy).strip("-")
+    yardsticks = [str(p) for p in enqueue]
+    yardsticks += [fitted_baseline(b, space, flops, params) for b in baseline]
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     live = Live(console=console, refresh_per_second=4, transient=False) if not json_out else None
     notes: list[str] = []
@@ -228,7 +247,7 @@ def search(
             on_progress=show,
             poll_seconds=0.5,
             on_note=notes.append,
-            enqueue=[str(p) for p in enqueue],
+            enqueue=yardsticks,
         )
     except KeyboardInterrupt:
         if live is not None:

@@ -88,6 +88,7 @@ def summarize(trials: list[FrozenTrial], config: SearchConfig) -> LadderSummary:
     table = entries(evaluations(trials))
     levels = len(config.ladder) + 1
     complete = ladder_state(trials, config, 0)[1][-1] if config.ladder else True
+
     def wanted(rung: int, e: Entry) -> int:
         noise = config.ladder and rung == 0 and e.baseline is not None
         return NOISE_SEEDS if noise else _seeds_for(config, rung)
@@ -109,14 +110,24 @@ def summarize(trials: list[FrozenTrial], config: SearchConfig) -> LadderSummary:
     for label in labels:
         reached = [e for (_, r), e in done.items() if e.baseline == label]
         if not reached:
-            summary.verdicts.append({"baseline": label, "rung": None, "text": (
-                f"{label} has no score (over the budget, failed, or not run yet)")})  # fmt: skip
+            summary.verdicts.append(
+                {
+                    "baseline": label,
+                    "rung": None,
+                    "text": (f"{label} has no score (over the budget, failed, or not run yet)"),
+                }
+            )
             continue
         best = max(reached, key=lambda e: e.rung)
         summary.baselines.append({**_row(best, specs, layouts), "label": label})
         if best.rung != top:
-            summary.verdicts.append({"baseline": label, "rung": best.rung, "text": (
-                f"{label} reached rung {best.rung} only; no comparison on rung {top}")})  # fmt: skip
+            summary.verdicts.append(
+                {
+                    "baseline": label,
+                    "rung": best.rung,
+                    "text": (f"{label} reached rung {best.rung} only; no comparison on rung {top}"),
+                }
+            )
             continue
         diff = margin(list(winner.scores.values()), list(best.scores.values()))
         summary.verdicts.append(

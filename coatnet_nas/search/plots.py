@@ -112,8 +112,9 @@ def ladder_figure(scored: list[dict[str, Any]]) -> Any:
             continue  # never promoted
         xs = sorted(rungs)
         color = f"C{k % 10}"
-        ax.plot(xs, [sum(rungs[x]) / len(rungs[x]) for x in xs], color=color,
-                ls="--" if arch in label else "-", lw=1, label=label.get(arch, arch)[:40])  # fmt: skip
+        means = [sum(rungs[x]) / len(rungs[x]) for x in xs]
+        style = "--" if arch in label else "-"
+        ax.plot(xs, means, color=color, ls=style, lw=1, label=label.get(arch, arch)[:40])
         for x in xs:
             ax.scatter([x] * len(rungs[x]), rungs[x], s=10, color=color)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -27,7 +27,7 @@ _NOT_CANDIDATES = {TrialStatus.OVER_BUDGET.value}
 
 def params_of(t: FrozenTrial) -> dict[str, Any]:
     """The trial's parameters (a queued trial holds them as fixed parameters until it runs)."""
-    return dict(t.params) or dict(t.system_attrs.get("fixed_params", {}))
+    return dict(t.system_attrs.get("fixed_params") or t.params)  # not a half-sampled copy
 
 
 def evaluation(t: FrozenTrial) -> Evaluation | None:

@@ -169,9 +169,7 @@ def promotions(
     finished0 = sum(e.finished(1) for e in nonbase0)
     inflight0 = sum(not e.finished(1) for e in nonbase0)
     remaining = max(expected0 - finished0, inflight0)
-    complete.append(remaining == 0 and all(
-        e.finished(1) for (_, r), e in table.items() if r == 0
-    ))  # fmt: skip
+    complete.append(remaining == 0 and all(e.finished(1) for (_, r), e in table.items() if r == 0))
     if rungs:  # baselines measure the proxy's seed noise at rung 0
         for (_, r), e in table.items():
             known = set(e.scores) | e.pending | e.dead
@@ -212,17 +210,13 @@ def promotions(
         members |= {e.arch for e in chosen if e.baseline is None}
         expected = min(rung.top, len(order)) if complete[-1] else rung.top
         finished = sum(
-            1
-            for a in members
-            if (a, level) in table and table[(a, level)].finished(rung.seeds)
+            1 for a in members if (a, level) in table and table[(a, level)].finished(rung.seeds)
         )
         inflight = len(members) - finished
         remaining = max(expected - finished, inflight)
         level_entries = [e for (_, r), e in table.items() if r == level]
         all_done = all(e.finished(rung.seeds) for e in level_entries)
         complete.append(
-            complete[-1] and remaining == 0 and all_done and not any(
-                p.rung == level for p in out
-            )
-        )  # fmt: skip
+            complete[-1] and remaining == 0 and all_done and not any(p.rung == level for p in out)
+        )
     return out, complete

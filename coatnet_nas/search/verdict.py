@@ -46,7 +46,7 @@ def t975(df: float) -> float:
     Welch degrees round down, which widens the interval slightly; above 30: 1.96-ish)."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    k = int(math.floor(df))
+    k = math.floor(df)
     if k <= len(_T975):
         return _T975[k - 1]
     return 1.959964 + 2.4 / k  # within 0.002 of the exact value above 30

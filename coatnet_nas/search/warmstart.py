@@ -80,7 +80,9 @@ def _first_problem(space: SearchSpace, spec: ModelSpec, params: dict[str, Any]) 
     return None
 
 
-def enqueue_yardsticks(study: optuna.Study, config: Any, yardsticks: list[tuple[str, dict]]) -> None:
+def enqueue_yardsticks(
+    study: optuna.Study, config: Any, yardsticks: list[tuple[str, dict]]
+) -> None:
     """Queue each yardstick once per study (rung 0, seed 0; the ladder queues the rest).
 
     Without a ladder an architecture the study already holds is not queued again; with one, a
