@@ -18,7 +18,7 @@ better); a non-finite score ends PRUNED with ``status=invalid_score``.
 
 A trial of a promotion ladder carries ``rung`` and ``seed`` user attributes (enqueued with them;
 a sampled trial is rung 0, seed 0): it trains with that rung's proxy recipe and that seed, and
-only rung 0 reports to the pruner.
+only a sampled trial (rung 0, seed 0) reports to the pruner.
 """
 
 from __future__ import annotations
@@ -193,8 +193,9 @@ class Objective:
         recipe = self.config.space.rung_recipe(rung)
         proxy = scale_spec(spec, recipe.width_mult, recipe.depth_mult)
         data = self.data(recipe)
-        # the pruner compares rung-0 learning curves; a promoted candidate is trained in full
-        prune = not self.config.multi_objective and rung == 0
+        # the pruner compares rung-0 learning curves of sampled candidates; a promoted one, or
+        # a repeated seed measuring the proxy's noise, is trained in full
+        prune = not self.config.multi_objective and rung == 0 and seed == 0
 
         def report(ev: Any) -> None:
             if prune:
