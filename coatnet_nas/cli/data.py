@@ -17,7 +17,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from coatnet_nas.cli.app import app, console, parse_image_size, print_json
+from coatnet_nas.cli.app import app, console, parse_image_size, print_json, renamed
 from coatnet_nas.cli.options import DataDir
 from coatnet_nas.errors import CoatnetError
 
@@ -28,13 +28,12 @@ data_app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 
-@data_app.command("fetch")
+@data_app.command("fetch", cls=renamed(dir="--data-dir"))
 def fetch(
     name: str = typer.Argument(..., help="fashion-mnist, cifar10 or cifar100."),
-    dest: Path | None = typer.Option(
+    data_dir: Path | None = typer.Option(
         None,
         "--data-dir",
-        "--dir",
         metavar="PATH",
         help="Download into this directory (default: the user cache dir, searched by every "
         "command; a --data-dir given here must be given to them too).",
@@ -61,7 +60,7 @@ def fetch(
                 tasks[filename] = bar.add_task(filename, total=total)
             bar.update(tasks[filename], completed=done, total=total)
 
-        target = fetch_dataset(name, dest, mirror=mirror, progress=progress, force=force)
+        target = fetch_dataset(name, data_dir, mirror=mirror, progress=progress, force=force)
     console.print(f"{name}: verified files in {target}", markup=False)
 
 

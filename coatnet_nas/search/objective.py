@@ -33,6 +33,7 @@ import optuna
 
 from coatnet_nas.cost import estimate_cost
 from coatnet_nas.scaling import scale_spec
+from coatnet_nas.search.attrs import readable_attrs, recipe_label
 from coatnet_nas.search.config import SearchConfig, TrialStatus
 from coatnet_nas.search.dedupe import KEY_ATTR, arch_key, copy_result, earlier_result
 
@@ -97,6 +98,10 @@ class Objective:
         latency_ms = cfg.latency_ms(spec)
         if latency_ms is not None:
             trial.set_user_attr("latency_ms", latency_ms)
+        for name, text in readable_attrs(spec, cost, cfg, latency_ms).items():
+            trial.set_user_attr(name, text)
+        if rung:  # a promoted candidate is trained with its rung's recipe
+            trial.set_user_attr("proxy_recipe", recipe_label(cfg.space.rung_recipe(rung)))
         key = arch_key(spec, cfg, rung, seed)
         trial.set_user_attr(KEY_ATTR, key)
         limit_ms = cfg.max_latency * 1e3 if cfg.max_latency is not None else None
