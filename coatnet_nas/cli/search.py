@@ -197,16 +197,11 @@ def search(
     import optuna
 
     from coatnet_nas.search import SearchConfig, export_study, load_space, run_search
-    from coatnet_nas.search.warmstart import fitted_baseline
 
     space = load_space(space_path).with_proxy(
-        dataset=dataset,
-        data_dir=str(data_dir) if data_dir is not None else None,
-        epochs=proxy_epochs,
-        subset=subset,
-    )
-    if rungs is not None:
-        space = space.with_rungs(rungs)
+        dataset=dataset, data_dir=str(data_dir) if data_dir is not None else None,
+        epochs=proxy_epochs, subset=subset,
+    ).with_rungs(ALL_RUNGS if rungs is None else rungs)  # fmt: skip
     flops = parse_flops(flops, what="flops") if flops is not None else space.budget.flops
     params = parse_params(params, what="params") if params is not None else space.budget.params
     latency_s = parse_latency(max_latency, what="max_latency") if max_latency else None
@@ -222,8 +217,6 @@ def search(
         latency_table=_table_json(latency_table),
     )
     name = _study_name(study_name, config)
-    yardsticks = [str(p) for p in enqueue]
-    yardsticks += [fitted_baseline(b, space, flops, params) for b in baseline]
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     notes: list[str] = []
     try:
@@ -243,7 +236,7 @@ def search(
                 on_progress=show,
                 poll_seconds=0.5,
                 on_note=notes.append,
-                enqueue=yardsticks,
+                enqueue=_yardsticks(enqueue, baseline, config),
             )
     except KeyboardInterrupt:
         search_view.interrupted(name)
@@ -266,6 +259,17 @@ def _share_memory_cap(memory_cap: str | None) -> None:
         from coatnet_nas.data.mapped import CAP_ENV  # torch-heavy: only when asked for
 
         os.environ[CAP_ENV] = memory_cap
+
+
+ALL_RUNGS = 1 + 1000  # --rungs unset: every rung of the space's ladder (at most 1000 rungs)
+
+
+def _yardsticks(enqueue: list[Path], baselines: list[str], config) -> list:  # type: ignore[no-untyped-def]
+    """``--enqueue`` paths, then each ``--baseline`` fitted to the search's budget."""
+    from coatnet_nas.search.warmstart import fitted_baseline
+
+    fitted = [fitted_baseline(b, config.space, config.flops, config.params) for b in baselines]
+    return [*(str(p) for p in enqueue), *fitted]
 
 
 def _study_name(given: str | None, config) -> str:  # type: ignore[no-untyped-def]
