@@ -9,7 +9,16 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from coatnet_nas._io import atomic_write_text, check_output_file
-from coatnet_nas.cli.app import SHRINK, app, console, parse_image_size, print_json, print_stderr
+from coatnet_nas.cli.app import (
+    OUTPUT,
+    RUNTIME,
+    SHRINK,
+    app,
+    console,
+    parse_image_size,
+    print_json,
+    print_stderr,
+)
 from coatnet_nas.cli.build_latency import show_latency
 from coatnet_nas.cli.build_tables import cost_table, profile_table
 from coatnet_nas.cli.errors import one_paragraph, user_message
@@ -81,32 +90,45 @@ def validate(
 def build(
     spec_path: str = SpecArg,
     profile: bool = typer.Option(
-        False, "--profile", help="Trace with fvcore: FLOPs/params per stage."
+        False,
+        "--profile",
+        help="Trace with fvcore: FLOPs/params per stage.",
+        rich_help_panel=OUTPUT,
     ),
     estimate: bool = typer.Option(
-        False, "--estimate", help="Closed-form params/FLOPs from the spec alone (no build)."
+        False,
+        "--estimate",
+        help="Closed-form params/FLOPs from the spec alone (no build).",
+        rich_help_panel=OUTPUT,
     ),
     json_out: bool = typer.Option(
-        False, "--json", help="Print one JSON object instead of a table."
+        False, "--json", help="Print one JSON object instead of a table.", rich_help_panel=OUTPUT
     ),
     image_size: str | None = typer.Option(
-        None, "--image-size", help="Override, e.g. 256 or 256x192."
+        None, "--image-size", help="Override, e.g. 256 or 256x192.", rich_help_panel=SHRINK
     ),
-    write: Path | None = typer.Option(None, "--write", help="Write the normalized spec YAML here."),
+    write: Path | None = typer.Option(
+        None, "--write", help="Write the normalized spec YAML here.", rich_help_panel=OUTPUT
+    ),
     latency: bool = typer.Option(
         False,
         "--latency",
         help="Time the batch-1 forward (with --profile: in the profile); with --table: predict "
         "the latency per stage from a latency table instead (no model built).",
+        rich_help_panel=RUNTIME,
     ),
     table: Path | None = typer.Option(
-        None, "--table", help="With --latency: a table from 'coatnet latency table'."
+        None,
+        "--table",
+        help="With --latency: a table from 'coatnet latency table'.",
+        rich_help_panel=RUNTIME,
     ),
     measure: bool = typer.Option(
         False,
         "--measure",
         help="With --latency --table: also time the model end to end on the table's "
         "configuration (threads, batch, device), beside the prediction.",
+        rich_help_panel=RUNTIME,
     ),
     runtime: DeployRuntime | None = typer.Option(
         None,
@@ -114,6 +136,7 @@ def build(
         help="With --latency: also time the model in a deployment runtime: onnxruntime (the "
         "model exported to ONNX and checked first) or torch (eager).",
         **choice(DeployRuntime, "runtime", parse_runtime),
+        rich_help_panel=RUNTIME,
     ),
 ) -> None:
     """Build a model from SPEC; optionally profile it, estimate its cost or normalize the spec."""
@@ -182,15 +205,20 @@ def scale(
     flops: Budget = ...,  # type: ignore[assignment]
     params: MaxParams = None,
     vary: Vary = typer.Option(
-        Vary.WIDTHS, "--vary", help="What to scale.", **choice(Vary, "vary"),
+        Vary.WIDTHS,
+        "--vary",
+        help="What to scale.",
+        **choice(Vary, "vary"),
         rich_help_panel=SHRINK,
     ),
     image_size: str | None = typer.Option(
-        None, "--image-size", help="Resolution the budget applies at."
+        None, "--image-size", help="Resolution the budget applies at.", rich_help_panel=SHRINK
     ),
-    write: Path | None = typer.Option(None, "--write", help="Write the fitted spec YAML here."),
+    write: Path | None = typer.Option(
+        None, "--write", help="Write the fitted spec YAML here.", rich_help_panel=OUTPUT
+    ),
     json_out: bool = typer.Option(
-        False, "--json", help="Print one JSON object instead of a table."
+        False, "--json", help="Print one JSON object instead of a table.", rich_help_panel=OUTPUT
     ),
 ) -> None:
     """Scale SPEC to land as close as possible under a FLOPs (and params) budget."""

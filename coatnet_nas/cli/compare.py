@@ -207,7 +207,8 @@ def compare(
     """Train layouts at one FLOPs budget in a small and a large data regime, and rank them.
 
     Generalization (val accuracy with scarce data) and capacity (train loss with plentiful data)
-    are ranked next to the CoAtNet paper's rankings. Re-running the same command resumes where it stopped.
+    are ranked next to the CoAtNet paper's rankings. Re-running the same command resumes where
+    it stopped.
 
     Exit status: 0 when every run finished, 1 when some runs failed (rerun to retry them),
     2 for bad input.

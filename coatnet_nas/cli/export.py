@@ -37,6 +37,7 @@ def export(
         metavar="CKPT",
         help="With SPEC: the checkpoint whose weights to export (its classes and image size "
         "are taken when they are the only difference).",
+        rich_help_panel=RUNTIME,
     ),
     image_size: ImageSize = None,
     batch: int = typer.Option(
@@ -47,13 +48,24 @@ def export(
         rich_help_panel=RUNTIME,
     ),
     opset: int | None = typer.Option(
-        None, "--opset", metavar="N", help="ONNX opset (18-23; default: the exporter's)."
+        None,
+        "--opset",
+        metavar="N",
+        help="ONNX opset (18-23; default: the exporter's).",
+        rich_help_panel=RUNTIME,
     ),
     no_check: bool = typer.Option(
-        False, "--no-check", help="Skip running the file against PyTorch (not recommended)."
+        False,
+        "--no-check",
+        help="Skip running the file against PyTorch (not recommended).",
+        rich_help_panel=RUNTIME,
     ),
     atol: float = typer.Option(
-        1e-4, "--atol", metavar="TOL", help="Largest allowed absolute difference from PyTorch."
+        1e-4,
+        "--atol",
+        metavar="TOL",
+        help="Largest allowed absolute difference from PyTorch.",
+        rich_help_panel=RUNTIME,
     ),
     json_out: Json = False,
 ) -> None:

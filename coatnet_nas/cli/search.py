@@ -191,9 +191,7 @@ def search(
         False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary at the end."
     ),
 ) -> None:
-    """Search layouts, depths and widths under a budget.
-
-    Scores are proxy-trained accuracies, or a training-free score with --proxy."""
+    """Search layouts, depths and widths under a budget (proxy-trained or --proxy scores)."""
     import optuna
 
     from coatnet_nas.search import SearchConfig, export_study, load_space, run_search
