@@ -268,3 +268,22 @@ def test_summary_of_a_stored_tiny_study_by_hand():
     assert summary.noise["architectures"] == 3
     assert summary.noise["text"].startswith("differences below ±")
     assert summary.winner_trial == 10  # y's first rung-1 trial (it holds the spec)
+
+
+def test_a_requeued_promotion_keeps_its_rung_seed_and_baseline():
+    # Ctrl-C and a dead worker both end the trial and requeue it: the copy must stay a rung-1,
+    # seed-1 evaluation of the same baseline, not become a new rung-0 candidate
+    from coatnet_nas.search.config import TrialStatus
+    from coatnet_nas.search.liveness import end_trial, requeue
+
+    study = optuna.create_study(direction="maximize")
+    attrs = {"rung": 1, "seed": 1, "yardstick": "B"}
+    study.enqueue_trial({"a": "x"}, user_attrs=attrs)
+    trial = study.ask()
+    trial.suggest_categorical("a", ["x", "y"])
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert end_trial(study, frozen, TrialStatus.INTERRUPTED, "interrupted")
+    assert requeue(study, study._storage.get_trial(trial._trial_id), count_retry=False)
+    (waiting,) = study.get_trials(states=(TrialState.WAITING,))
+    assert {k: waiting.user_attrs[k] for k in attrs} == attrs
+    assert waiting.user_attrs["retry_of"] == trial.number
