@@ -33,8 +33,8 @@ def params_of(t: FrozenTrial) -> dict[str, Any]:
 def evaluation(t: FrozenTrial) -> Evaluation | None:
     """What ``t`` says about its architecture on its rung and seed (``None``: not a candidate)."""
     a = t.user_attrs
-    if a.get("status") in _NOT_CANDIDATES:
-        return None
+    if a.get("status") in _NOT_CANDIDATES and not a.get(RUNG_ATTR) and not a.get(SEED_ATTR):
+        return None  # a sampled draw over the budget was never a candidate (a promotion is one)
     params = params_of(t)
     if t.state in (TrialState.WAITING, TrialState.RUNNING):
         state, value = "pending", None
