@@ -31,7 +31,7 @@ demo: $(STAMP) system-deps
 	$(BIN)/coatnet build specs/coatnet0.yaml --profile
 	@mkdir -p runs/demo
 	data=$$([ -d /usr/share/datasets/fashion-mnist ] && echo fashion-mnist || echo synthetic); \
-	$(BIN)/coatnet search --budget 4GFLOPs --trials 4 --dataset $$data \
+	$(BIN)/coatnet search --space specs/search/demo.yaml --budget 4GFLOPs --trials 4 --dataset $$data \
 	  --storage sqlite:///runs/demo/search.db --study demo-$$data --out runs/demo
 
 test: $(STAMP) system-deps

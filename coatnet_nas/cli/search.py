@@ -102,6 +102,22 @@ def search(
         metavar="SPEC",
         help="Evaluate this spec first as a yardstick, e.g. specs/coatnet0.yaml (repeatable).",
     ),
+    baseline: list[str] = typer.Option(
+        [],
+        "--baseline",
+        rich_help_panel=OPTIMISATION,
+        metavar="NAME",
+        help="A paper model fitted to the budget that goes through every rung as a yardstick: "
+        "coatnet0 (repeatable).",
+    ),
+    rungs: int | None = typer.Option(
+        None,
+        "--rungs",
+        rich_help_panel=OPTIMISATION,
+        metavar="N",
+        help="Use the first N rungs of the space's promotion ladder (1: the proxy alone, no "
+        "re-training of finalists; default: all).",
+    ),
     timeout: str | None = typer.Option(
         None, "--timeout", rich_help_panel=OPTIMISATION, metavar="DURATION", help=TIMEOUT_HELP
     ),
@@ -199,6 +215,7 @@ def search(
         epochs=proxy_epochs,
         subset=subset,
     )
+    space = space.with_rungs(rungs) if rungs is not None else space
     _share_memory_cap(memory_cap)
     config = _search_config(
         space, flops, params, max_latency, objectives, seed, proxy, latency_table
@@ -223,7 +240,7 @@ def search(
                 on_progress=show,
                 poll_seconds=0.5,
                 on_note=notes.append,
-                enqueue=[str(p) for p in enqueue],
+                enqueue=_yardsticks(enqueue, baseline, config),
                 **slurm.launch_args(ctx.params),
             )
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM
@@ -266,6 +283,14 @@ def _share_memory_cap(memory_cap: str | None) -> None:
         from coatnet_nas.data.mapped import CAP_ENV  # torch-heavy: only when asked for
 
         os.environ[CAP_ENV] = memory_cap
+
+
+def _yardsticks(enqueue: list[Path], baselines: list[str], config) -> list:  # type: ignore[no-untyped-def]
+    """``--enqueue`` paths, then each ``--baseline`` fitted to the search's budget."""
+    from coatnet_nas.search.warmstart import fitted_baseline
+
+    fitted = [fitted_baseline(b, config.space, config.flops, config.params) for b in baselines]
+    return [*(str(p) for p in enqueue), *fitted]
 
 
 def _study_name(given: str | None, config) -> str:  # type: ignore[no-untyped-def]

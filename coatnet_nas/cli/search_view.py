@@ -64,14 +64,56 @@ def interrupted(study_name: str, exc: BaseException | None = None) -> int:
     return 128 + signum if signum is not None else 130
 
 
+def ladder_json(ladder: dict | None) -> dict:
+    """The verdict's keys of ``--json`` (present, empty, for a study without a ladder)."""
+    empty = {"finalists": [], "baselines": [], "verdicts": [], "rung_correlations": []}
+    return {**empty, "noise": None, **(ladder or {})}
+
+
+def show_ladder(ladder: dict) -> None:
+    """Finalists on the top rung with their intervals, then the verdicts in words."""
+    top = ladder["top_rung"]
+    if top is None:
+        console.print("ladder: no candidate finished yet", markup=False)
+        return
+    table = Table(title=f"finalists on rung {top} of {ladder['rungs'] - 1} (mean val accuracy "
+                  "over seeds, 95% t-interval)")  # fmt: skip
+    for col in ("#", "layout", "depths", "widths", "mean", "± 95%", "seeds"):
+        table.add_column(col, justify="left" if col in ("layout", "depths", "widths") else "right")
+    for rank, f in enumerate(ladder["finalists"], 1):
+        spec = f["spec"] or {}
+        stages = spec.get("stages", [])
+        depths = "-".join(str(x["depth"]) for x in [spec.get("stem", {}), *stages] if x)
+        widths = "-".join(str(x["width"]) for x in [spec.get("stem", {}), *stages] if x)
+        half = f"{f['half_width']:.4f}" if f["half_width"] is not None else "-"
+        table.add_row(str(rank), f["layout"] or "", depths, widths, f"{f['mean']:.4f}", half,
+                      str(f["seeds"]))  # fmt: skip
+    console.print(table)
+    for v in ladder["verdicts"]:
+        console.print(f"verdict: the winner {v['text']}", markup=False)
+    for c in ladder["rung_correlations"]:
+        rho = "n/a (fewer than 3 shared)" if c["spearman"] is None else f"{c['spearman']:+.2f}"
+        console.print(
+            f"rank correlation rung {c['rungs'][0]} -> {c['rungs'][1]}: Spearman {rho} over "
+            f"{c['n']} promoted candidates",
+            markup=False,
+        )
+    if ladder.get("noise"):
+        console.print(f"proxy noise: {ladder['noise']['text']}", markup=False)
+
+
 def leaderboard(rows: list[dict], top: int = 10, score: str = "accuracy") -> Table:
     done = [
         r
         for r in rows
-        if r["state"] == "COMPLETE" and r["feasible"] and r.get("duplicate_of") is None
-    ]
+        if r["state"] == "COMPLETE"
+        and r["feasible"]
+        and r.get("duplicate_of") is None
+        and not r.get("rung")
+        and not r.get("seed")
+    ]  # rung 0's single-seed proxy scores; the ladder's finalists are shown apart
     done.sort(key=lambda r: -(r["val_accuracy"] or 0))
-    what = "proxy val accuracy" if score == "accuracy" else f"training-free score {score}"
+    what = "rung-0 proxy val accuracy" if score == "accuracy" else f"training-free score {score}"
     latency = any(r.get("latency_ms") is not None for r in done)
     table = Table(title=f"leaderboard ({what}; FLOPs/params at target size)")
     columns = ["#", "trial", "layout", "depths", "widths", "params", "FLOPs"]
@@ -120,10 +162,13 @@ def show_export(
                 "files": {k: str(v) for k, v in export.files.items()},
                 "trials": export.rows,
                 "notes": export.notes,
+                **ladder_json(export.ladder),
             }
         )
         return
     console.print(leaderboard(export.rows, score=score))
+    if export.ladder and export.ladder["rungs"] > 1:
+        show_ladder(export.ladder)
     console.print(f"trials by status: {summary(export.rows)}", markup=False)
     for note in export.notes:
         console.print(f"note: {note}", markup=False)

@@ -165,6 +165,14 @@ class SearchConfig:
     def training_free(self) -> bool:
         return self.proxy != "train"
 
+    @property
+    def ladder(self) -> tuple[Any, ...]:
+        """The rungs above rung 0 this study promotes through (:class:`~.rungs.Rung`): none for
+        a training-free score or several objectives (they rank by one trained accuracy)."""
+        if self.training_free or self.multi_objective:
+            return ()
+        return self.space.rungs
+
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON values, the proxy recipe in its current (nested) form."""
         return {

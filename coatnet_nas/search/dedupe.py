@@ -1,5 +1,8 @@
 """Each architecture is evaluated once per study: a canonical key and the earlier result.
 
+With a promotion ladder the key also holds the rung's recipe and the seed: at most one training
+per architecture, rung and seed (none when an equal recipe and seed were trained on a lower rung).
+
 Samplers propose the same point again (TPE in a small space, several workers with one seed, a
 re-queued trial), and on the training proxy a repeat costs a full training. A trial stores
 :func:`arch_key` (the normalized target spec without its name, plus the proxy that scores it) as
@@ -38,16 +41,24 @@ _SAMPLING_POLL_SECONDS = 0.02
 SAMPLING_SECONDS = 60.0
 
 
-def arch_key(spec: Any, config: SearchConfig) -> str:
-    """A stable digest of what decides a trial's score: the architecture and how it is scored."""
+def arch_key(spec: Any, config: SearchConfig, rung: int = 0, seed: int = 0) -> str:
+    """A stable digest of what decides a trial's score: the architecture, how it is scored
+    (the rung's proxy recipe) and the seed; rung 0 seed 0 keys as before the ladder existed.
+
+    The rung itself is not part of it: a rung that only adds seeds (the recipe below, more
+    seeds) reuses the trainings the rung below already did with those seeds.
+    """
     data = spec.to_dict()
     data.pop("name", None)  # "<space>-trial" for every candidate: not part of the architecture
     scored_by = (
         config.proxy
         if config.training_free
-        else config.space.proxy.model_dump(mode="json", exclude={"data_dir"})
+        else config.space.rung_recipe(rung).model_dump(mode="json", exclude={"data_dir"})
     )
-    text = json.dumps({"spec": data, "proxy": scored_by}, sort_keys=True, default=str)
+    what: dict[str, Any] = {"spec": data, "proxy": scored_by}
+    if seed:
+        what["seed"] = seed
+    text = json.dumps(what, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 

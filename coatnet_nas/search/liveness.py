@@ -114,7 +114,7 @@ def requeue(study: optuna.Study, t: FrozenTrial, count_retry: bool) -> bool:
     if retries > MAX_RETRY:
         return False
     attrs: dict[str, Any] = {"retry_of": t.number, RETRIES_ATTR: retries}
-    for key in ("yardstick",):
+    for key in ("yardstick", "rung", "seed"):  # a baseline, a promoted candidate stay so
         if key in t.user_attrs:
             attrs[key] = t.user_attrs[key]
     study.enqueue_trial(dict(t.params), user_attrs=attrs, skip_if_exists=False)

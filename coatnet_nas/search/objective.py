@@ -15,6 +15,10 @@ training-free score (``naswot``, ``synflow``, ...; see :mod:`coatnet_nas.proxies
 untrained shrunken copy on one batch instead, in about a second. Such a trial still checks the
 budget first, records the spec, ``proxy`` and ``proxy_score`` and returns the score (higher is
 better); a non-finite score ends PRUNED with ``status=invalid_score``.
+
+A trial of a promotion ladder carries ``rung`` and ``seed`` user attributes (enqueued with them;
+a sampled trial is rung 0, seed 0): it trains with that rung's proxy recipe and that seed, and
+only a sampled trial (rung 0, seed 0) reports to the pruner.
 """
 
 from __future__ import annotations
@@ -29,11 +33,14 @@ import optuna
 
 from coatnet_nas.cost import estimate_cost
 from coatnet_nas.scaling import scale_spec
-from coatnet_nas.search.attrs import readable_attrs
+from coatnet_nas.search.attrs import readable_attrs, recipe_label
 from coatnet_nas.search.config import SearchConfig, TrialStatus
 from coatnet_nas.search.dedupe import KEY_ATTR, arch_key, copy_result, earlier_result
 
-__all__ = ["Objective", "SearchConfig", "TrialStatus"]
+RUNG_ATTR = "rung"
+SEED_ATTR = "seed"
+
+__all__ = ["RUNG_ATTR", "SEED_ATTR", "Objective", "SearchConfig", "TrialStatus"]
 
 
 @dataclass
@@ -51,12 +58,20 @@ class Objective:
     _data: Any = field(default=None, init=False, repr=False)
     _evaluator: Any = field(default=None, init=False, repr=False)
 
-    def data(self) -> Any:
+    def data(self, recipe: Any = None) -> Any:
+        """The proxy data set of ``recipe`` (default: rung 0's), loaded once per process.
+
+        Every rung splits with the study's seed: one validation set whatever the training seed.
+        """
+        recipe = recipe or self.config.space.proxy
+        key = (recipe.dataset, recipe.data_dir, recipe.image_size, recipe.subset,
+               recipe.val_fraction)  # fmt: skip
         if self._data is None:
+            self._data = {}
+        if key not in self._data:
             from coatnet_nas.data import prepare_data
 
-            recipe = self.config.space.proxy
-            self._data = prepare_data(
+            self._data[key] = prepare_data(
                 recipe.dataset,
                 recipe.image_size,
                 subset=recipe.subset,
@@ -65,12 +80,15 @@ class Objective:
                 device=self.device,
                 data_dir=recipe.data_dir,
             )
-        return self._data
+        return self._data[key]
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         cfg = self.config
         spec = cfg.space.sample(trial)
         cost = estimate_cost(spec)
+        rung, seed = rung_and_seed(trial)
+        trial.set_user_attr(RUNG_ATTR, rung)
+        trial.set_user_attr(SEED_ATTR, seed)
         trial.set_user_attr("spec", spec.to_dict())
         trial.set_user_attr("layout", spec.layout)
         trial.set_user_attr("depths", list(spec.depths))
@@ -82,7 +100,9 @@ class Objective:
             trial.set_user_attr("latency_ms", latency_ms)
         for name, text in readable_attrs(spec, cost, cfg, latency_ms).items():
             trial.set_user_attr(name, text)
-        key = arch_key(spec, cfg)
+        if rung:  # a promoted candidate is trained with its rung's recipe
+            trial.set_user_attr("proxy_recipe", recipe_label(cfg.space.rung_recipe(rung)))
+        key = arch_key(spec, cfg, rung, seed)
         trial.set_user_attr(KEY_ATTR, key)
         limit_ms = cfg.max_latency * 1e3 if cfg.max_latency is not None else None
         over = []
@@ -119,7 +139,7 @@ class Objective:
                 return score
             return (score, *(extra[o] for o in cfg.objectives[1:]))
         try:
-            result = self._train(trial, spec)
+            result = self._train(trial, spec, rung, seed)
         except optuna.TrialPruned:
             _finish(trial, TrialStatus.PRUNED, "pruned by the pruner at an intermediate evaluation")
             raise
@@ -173,13 +193,15 @@ class Objective:
         _finish(trial, TrialStatus.OK, None)
         return float(outcome.value)
 
-    def _train(self, trial: optuna.Trial, spec: Any) -> Any:
+    def _train(self, trial: optuna.Trial, spec: Any, rung: int = 0, seed: int = 0) -> Any:
         from coatnet_nas.train import Runtime, train_spec
 
-        recipe = self.config.space.proxy
+        recipe = self.config.space.rung_recipe(rung)
         proxy = scale_spec(spec, recipe.width_mult, recipe.depth_mult)
-        data = self.data()
-        prune = not self.config.multi_objective
+        data = self.data(recipe)
+        # the pruner compares rung-0 learning curves of sampled candidates; a promoted one, or
+        # a repeated seed measuring the proxy's noise, is trained in full
+        prune = not self.config.multi_objective and rung == 0 and seed == 0
 
         def report(ev: Any) -> None:
             if prune:
@@ -190,7 +212,8 @@ class Objective:
         progress = (lambda info: self.on_step(trial.number, info)) if self.on_step else None
         return train_spec(
             proxy, data, recipe.train_recipe(data), report,
-            runtime=Runtime(device=self.device), seed=self.config.seed, progress=progress,
+            runtime=Runtime(device=self.device), seed=training_seed(self.config.seed, seed),
+            progress=progress,
         )  # fmt: skip
 
 
@@ -203,6 +226,17 @@ def _should_prune(trial: optuna.Trial) -> bool:
         return trial.should_prune()
     except StorageUnavailable:
         return False
+
+
+def rung_and_seed(trial: Any) -> tuple[int, int]:
+    """The rung and seed a trial evaluates (a sampled trial: rung 0, seed 0)."""
+    attrs = getattr(trial, "user_attrs", {}) or {}
+    return int(attrs.get(RUNG_ATTR, 0)), int(attrs.get(SEED_ATTR, 0))
+
+
+def training_seed(study_seed: int, seed: int) -> int:
+    """Model init and batch order for seed ``seed`` (seed 0: the study's seed, as before)."""
+    return study_seed + 1009 * seed
 
 
 def _finish(trial: optuna.Trial, status: TrialStatus, reason: str | None) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "MIN_FOR_IMPORTANCES",
     "flops_figure",
     "history_figure",
+    "ladder_figure",
     "pareto_front",
     "plots",
     "scored_rows",
@@ -51,7 +52,8 @@ def plots(
 ) -> dict[str, Path]:
     """Write the plots into ``out`` (accuracy vs latency when trials have a predicted latency);
     skipped ones get a line in ``notes``."""
-    done = scored_rows(rows)
+    scored = scored_rows(rows)
+    done = [r for r in scored if not r.get("rung") and not r.get("seed")]  # rung 0, sampled
     left_out = sum(r["state"] in ("PRUNED", "FAIL") for r in rows)
     files = {
         "history.png": _save(history_figure(study.study_name, done, left_out), out / "history.png"),
@@ -63,6 +65,16 @@ def plots(
         figure = cost_figure(done, left_out, "latency_ms", 1.0, "predicted latency (ms) at "
                              "target resolution", max_latency_ms)  # fmt: skip
         files["accuracy_vs_latency.png"] = _save(figure, out / "accuracy_vs_latency.png")
+    for rung in sorted({r["rung"] for r in scored if r.get("rung")}):
+        on = [r for r in scored if r.get("rung") == rung]
+        figure = cost_figure(on, 0, "flops", 1e-9, "GFLOPs (MACs) at target resolution",
+                             budget_flops / 1e9 if budget_flops else None)  # fmt: skip
+        figure.axes[0].set_title(f"rung {rung}: accuracy vs flops (every seed)")
+        files[f"accuracy_vs_flops_rung{rung}.png"] = _save(
+            figure, out / f"accuracy_vs_flops_rung{rung}.png"
+        )
+    if any(r.get("rung") for r in scored):
+        files["rungs.png"] = _save(ladder_figure(scored), out / "rungs.png")
     importances = _importances(study, len(done), out, notes)
     if importances is not None:
         files["importances.png"] = importances
@@ -79,6 +91,38 @@ def scored_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         and r["val_accuracy"] is not None
         and r.get("duplicate_of") is None
     ]
+
+
+def ladder_figure(scored: list[dict[str, Any]]) -> Any:
+    """Each promoted candidate's mean accuracy per rung (lines), every seed as a dot; baselines
+    dashed. A line that crosses others is the proxy changing its mind."""
+    plt = pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    by_arch: dict[str, dict[int, list[float]]] = {}
+    label: dict[str, str] = {}
+    for r in scored:
+        arch = f"{r['layout']} {r['depths']} {r['widths']}"
+        by_arch.setdefault(arch, {}).setdefault(r.get("rung") or 0, []).append(r["val_accuracy"])
+        if r.get("yardstick"):
+            label[arch] = str(r["yardstick"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k, (arch, rungs) in enumerate(sorted(by_arch.items())):
+        if max(rungs) == 0:
+            continue  # never promoted
+        xs = sorted(rungs)
+        color = f"C{k % 10}"
+        means = [sum(rungs[x]) / len(rungs[x]) for x in xs]
+        style = "--" if arch in label else "-"
+        ax.plot(xs, means, color=color, ls=style, lw=1, label=label.get(arch, arch)[:40])
+        for x in xs:
+            ax.scatter([x] * len(rungs[x]), rungs[x], s=10, color=color)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("rung")
+    ax.set_ylabel("val accuracy (rung's own recipe)")
+    ax.set_title("promotion ladder: promoted candidates per rung")
+    _legend_outside(ax)
+    return fig
 
 
 def _legend_outside(ax: Any) -> None:

@@ -7,6 +7,11 @@ when ``trials`` of them were evaluated (a failed training counts, as an attempt;
 duplicates and re-queued ones do not), or when the study holds ``study_trials`` evaluated ones.
 Before each trial, dead trials are reaped (:mod:`~coatnet_nas.search.liveness`) and queued ones
 run first, so a worker never leaves a re-queued trial behind because its own count was reached.
+
+With a promotion ladder (:mod:`~coatnet_nas.search.rungs`) the counts are of rung-0 candidates;
+before each decision the promotions due are enqueued (and so run first), and a run that has its
+rung-0 candidates waits while trials in flight may still promote, stopping once the ladder is
+complete or nothing is left in flight.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from coatnet_nas import signals
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.config import COUNTED, TrialStatus
 from coatnet_nas.search.liveness import claim, end_trial, heartbeat, reap, requeue
-from coatnet_nas.search.objective import Objective
+from coatnet_nas.search.objective import RUNG_ATTR, SEED_ATTR, Objective, rung_and_seed
+from coatnet_nas.search.opening import TARGET_ATTR
+from coatnet_nas.search.promotion import promote
 from coatnet_nas.search.resilient import ResilientStorage, StorageUnavailable
 
 __all__ = ["RunLimits", "counted", "drive", "run_lock_path"]
@@ -46,8 +53,14 @@ class RunLimits:
 
 
 def counted(t: FrozenTrial) -> bool:
-    """Whether ``t`` counts as an evaluated trial (see the module docstring)."""
-    return t.state.is_finished() and t.user_attrs.get("status") in COUNTED
+    """Whether ``t`` counts as an evaluated trial (see the module docstring): a rung-0 candidate
+    (a promotion or a repeated seed is extra work the ladder asked for, not a new candidate)."""
+    return (
+        t.state.is_finished()
+        and t.user_attrs.get("status") in COUNTED
+        and not t.user_attrs.get(RUNG_ATTR, 0)
+        and not t.user_attrs.get(SEED_ATTR, 0)
+    )
 
 
 def drive(study: optuna.Study, objective: Objective, limits: RunLimits) -> int:
@@ -72,30 +85,40 @@ def drive(study: optuna.Study, objective: Objective, limits: RunLimits) -> int:
             )
         reap(study)
         with _run_lock(limits.run_id):  # decide and claim atomically among this run's workers
-            decision = _decide(study, limits, start)
+            decision = _decide(study, limits, start, objective.config)
             trial = _ask(study, limits.run_id) if decision == "go" else None
         if decision == "stop":
             return evaluated
         if trial is None:
             time.sleep(_WAIT_SECONDS)  # others' trials in flight may still reach the limit
             continue
+        promoted = bool(rung_and_seed(trial) != (0, 0))
         done = run_trial(study, objective, trial)
         evaluated += done
-        skips = 0 if done else skips + 1
+        skips = 0 if done or promoted else skips + 1
 
 
-def _decide(study: optuna.Study, limits: RunLimits, start: float) -> str:
+def _decide(study: optuna.Study, limits: RunLimits, start: float, config=None) -> str:
     """``go`` (a queued trial, or the limits are not reached even counting trials in flight),
-    ``wait`` (they would be if the trials in flight count) or ``stop``."""
+    ``wait`` (they would be if the trials in flight count, or in-flight trials may still
+    promote) or ``stop``. With a ladder, the promotions due are enqueued first."""
     trials = study.get_trials(deepcopy=False)
-    if any(t.state == TrialState.WAITING for t in trials):
-        return "go"  # a re-queued trial is never left behind
     state = _tally(trials, limits.run_id)
-    if _reached(limits, state[0], state[2]):
-        return "stop"
-    if limits.timeout is not None and time.monotonic() - start > limits.timeout:
-        return "stop"
-    if _reached(limits, state[0] + state[1], state[2] + state[3]):
+    timed_out = limits.timeout is not None and time.monotonic() - start > limits.timeout
+    closing = timed_out or _reached(limits, state[0] + state[1], state[2] + state[3])
+    ladder_done = True
+    if config is not None and config.ladder and not timed_out:
+        target = int(study.user_attrs.get(TARGET_ATTR, 0))
+        expected0 = 0 if closing else max(target, limits.study_trials or 0)
+        enqueued, ladder_done = promote(study, config, trials, expected0)
+        if enqueued:
+            return "go"
+    if any(t.state == TrialState.WAITING for t in trials):
+        return "go"  # a re-queued (or promoted) trial is never left behind
+    if _reached(limits, state[0], state[2]) or timed_out:
+        in_flight = any(t.state == TrialState.RUNNING for t in trials)
+        return "wait" if not ladder_done and in_flight and not timed_out else "stop"
+    if closing:
         return "wait"
     return "go"
 

@@ -28,6 +28,7 @@ from coatnet_nas.proxies.recipe import ProxyRecipe
 from coatnet_nas.registry import block_type, block_types
 from coatnet_nas.search import space_checks
 from coatnet_nas.search.pattern import LayoutLanguage, PatternError
+from coatnet_nas.search.rungs import Rung
 from coatnet_nas.spec import (
     ModelSpec,
     SpecProblems,
@@ -145,6 +146,9 @@ class SearchSpace(_Strict):
     target: Target = Target()
     budget: Budget = Budget()
     proxy: ProxyRecipe = ProxyRecipe()
+    rungs: tuple[Rung, ...] = Field(
+        (), description="rungs above the proxy (rung 0): top candidates re-scored at more fidelity"
+    )
 
     @field_validator("layouts", mode="before")
     @classmethod
@@ -227,6 +231,11 @@ class SearchSpace(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> SearchSpace:
         problems = space_checks.space_problems(self, self._layouts_view())
+        for i in range(len(self.rungs)):
+            try:
+                self.rung_recipe(i + 1)
+            except CoatnetError as exc:
+                problems.append((("rungs", i, "proxy"), str(exc)))
         if problems:
             raise SpecProblems(problems)
         return self
@@ -243,6 +252,30 @@ class SearchSpace(_Strict):
         given = ", ".join(f"{k}={v}" for k, v in changes.items())
         recipe = self.proxy.evolve(what=f"proxy override {given}", **changes)
         return self.model_copy(update={"proxy": recipe})
+
+    def rung_recipe(self, rung: int) -> ProxyRecipe:
+        """The proxy recipe of ``rung`` (0: ``proxy``; above: ``proxy`` with the rung's overrides).
+
+        A rung cannot change the data set (one per study). Raises :class:`CoatnetError`.
+        """
+        if rung == 0:
+            return self.proxy
+        changes = dict(self.rungs[rung - 1].proxy)
+        fixed = sorted(k for k in changes if k in ("dataset", "data_dir"))
+        if fixed:
+            raise CoatnetError(
+                f"{', '.join(fixed)} cannot change between rungs (one data set per search); "
+                "set it in proxy:."
+            )
+        return self.proxy.evolve(what=f"rung {rung} proxy", **changes)
+
+    def with_rungs(self, count: int) -> SearchSpace:
+        """This space with its first ``count`` rungs (1: the proxy alone, no promotion)."""
+        if count < 1:
+            raise CoatnetError(
+                f"rungs must be >= 1 (1: the proxy alone), got {count}.", param="rungs"
+            )
+        return self.model_copy(update={"rungs": self.rungs[: count - 1]})
 
     def _layouts_view(self) -> LayoutLanguage | _ListedLayouts:
         if isinstance(self.layouts, LayoutPattern):

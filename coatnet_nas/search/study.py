@@ -26,7 +26,7 @@ from coatnet_nas.search.opening import TARGET_ATTR, open_storage, open_study
 from coatnet_nas.search.runner import counted, run_lock_path
 from coatnet_nas.search.storage import DEFAULT_STORAGE
 from coatnet_nas.search.strategies import Pruner, Sampler
-from coatnet_nas.search.warmstart import yardstick_params
+from coatnet_nas.search.warmstart import enqueue_yardsticks, yardstick_params
 from coatnet_nas.search.workers import (
     check_heartbeat,
     new_run_id,
@@ -148,8 +148,7 @@ def run_search(
     evaluated = sum(map(counted, study.get_trials(deepcopy=False)))
     target = study_trials or evaluated + (trials or 0)
     study.set_user_attr(TARGET_ATTR, max(target, int(study.user_attrs.get(TARGET_ATTR, 0))))
-    for label, params in yardsticks:
-        study.enqueue_trial(params, user_attrs={"yardstick": label}, skip_if_exists=True)
+    enqueue_yardsticks(study, config, yardsticks)
     run_id = new_run_id()
     kwargs = dict(
         storage_url=storage_url,

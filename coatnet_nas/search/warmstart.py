@@ -4,11 +4,14 @@ A spec becomes the search space's parameters (the inverse of ``SearchSpace.sampl
 sampling them back through a :class:`optuna.trial.FixedTrial`: the architecture must come out the
 same, or the error names the first field that the space cannot express. The study gets them as
 enqueued trials (``yardstick`` user attribute), so they are scored like any other candidate and
-stand in the leaderboard as a yardstick.
+stand in the leaderboard as a yardstick. With a promotion ladder a yardstick is a baseline: it
+goes through every rung, so the search's winner is compared with it at equal fidelity.
+:func:`fitted_baseline` makes one from a paper preset fitted to the search's budget.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,9 @@ from coatnet_nas.registry import block_type
 from coatnet_nas.search.space import SearchSpace
 from coatnet_nas.spec import ModelSpec, load_spec
 
-__all__ = ["yardstick_params"]
+__all__ = ["enqueue_yardsticks", "fitted_baseline", "yardstick_params"]
+
+BASELINES = {"coatnet0": "CoAtNet-0"}  # presets a search can fit to its budget as a baseline
 
 
 def yardstick_params(space: SearchSpace, spec: ModelSpec | str | Path) -> tuple[str, dict]:
@@ -73,3 +78,72 @@ def _first_problem(space: SearchSpace, spec: ModelSpec, params: dict[str, Any]) 
     if drawn.stem.model_dump() != spec.stem.model_dump():
         return f"stem {spec.stem.model_dump()}: the space draws {drawn.stem.model_dump()}"
     return None
+
+
+def enqueue_yardsticks(
+    study: optuna.Study, config: Any, yardsticks: list[tuple[str, dict]]
+) -> None:
+    """Queue each yardstick once per study (rung 0, seed 0; the ladder queues the rest).
+
+    Without a ladder an architecture the study already holds is not queued again; with one, a
+    baseline is queued unless a trial with its label and parameters exists (an earlier unlabeled
+    evaluation of it is then reused by the dedupe, not retrained).
+    """
+    if not config.ladder:
+        for label, params in yardsticks:
+            study.enqueue_trial(params, user_attrs={"yardstick": label}, skip_if_exists=True)
+        return
+    from coatnet_nas.search.promotion import params_of
+
+    known = {
+        (t.user_attrs.get("yardstick"), json.dumps(params_of(t), sort_keys=True, default=str))
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get("yardstick")
+    }
+    for label, params in yardsticks:
+        if (label, json.dumps(params, sort_keys=True, default=str)) not in known:
+            attrs = {"yardstick": label, "rung": 0, "seed": 0}
+            study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+
+
+def fitted_baseline(
+    name: str, space: SearchSpace, flops: int | None, params: int | None
+) -> ModelSpec:
+    """The paper's ``name`` (``coatnet0``) at the space's target size, fitted to the budget.
+
+    Each of :func:`~coatnet_nas.scaling.fit_to_budget`'s ways (depths, widths, both) is tried;
+    the largest fit the space can express wins (fitting by depths keeps the paper's widths).
+    """
+    from coatnet_nas.presets import load_preset
+    from coatnet_nas.scaling import fit_to_budget
+    from coatnet_nas.units import human
+
+    if name not in BASELINES:
+        raise CoatnetError(
+            f"baseline {name!r}: known baselines are {', '.join(BASELINES)}.", param="baseline"
+        )
+    target = space.target
+    spec = load_preset(name).evolve(
+        image_size=target.image_size, num_classes=target.num_classes, in_chans=target.in_chans
+    )
+    budget = " and ".join(
+        f"{human(v, 1)} {what}" for v, what in ((flops, "FLOPs"), (params, "params")) if v
+    )
+    label = f"{BASELINES[name]} (fitted to {budget})"
+    fits = []
+    for vary in ("depths", "widths", "both"):
+        fitted = fit_to_budget(spec, flops=flops, params=params, vary=vary).evolve(name=label)
+        try:
+            yardstick_params(space, fitted)
+        except CoatnetError:
+            continue
+        fits.append(fitted)
+    if not fits:
+        raise CoatnetError(
+            f"baseline {name}: no fit of {BASELINES[name]} to {budget} lies in the search space "
+            f"{space.name!r} (its depths or widths fall outside the space's ranges).",
+            param="baseline",
+        )
+    from coatnet_nas.cost import estimate_cost
+
+    return max(fits, key=lambda s: estimate_cost(s).flops)

@@ -1,0 +1,233 @@
+"""Does the promotion ladder pick better architectures than the proxy alone, at equal wall-clock?
+
+Three arms, each run as ``--searches`` seeded searches on one data set and budget:
+
+- ``ladder``: the space's promotion ladder (``--rungs``), ``--trials`` rung-0 candidates;
+- ``proxy``: today's proxy-only search (TPE, ``--rungs 1``), stopped after the ladder search's
+  wall time for the same seed;
+- ``random``: random sampling, best of N by the proxy, stopped after the same wall time.
+
+Each arm's chosen winner (``best.yaml``: the ladder's validated winner, the others' best proxy
+score) is then re-trained by this script with ``--retrain-seeds`` fresh seeds at the top rung's
+fidelity, and so is the paper's CoAtNet-0 fitted to the budget (the baseline). The report gives
+each arm's median and spread of the re-trained winners and each winner against the baseline
+(Welch 95% interval, in words).
+
+Resumable: every finished search and re-training is recorded in ``<out>/state.json`` as it ends;
+run the same command again to continue (an unfinished ladder search resumes its study; an
+unfinished equal-time search is run again from scratch).
+
+Run (full size, about 90 min on a quiet 2-core CPU with ``--rungs 2``):
+  .venv/bin/python benchmarks/bench_ladder.py --out runs/bench-ladder --trials 16 --rungs 2
+Tiny check (synthetic data, seconds): ``--tiny``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from coatnet_nas.search import SearchConfig, load_space, run_search, space_from_dict
+from coatnet_nas.search.report import best_trial, spec_of
+from coatnet_nas.search.verdict import margin, mean_ci95, verdict
+from coatnet_nas.search.warmstart import fitted_baseline
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from machine import cpu_model  # noqa: E402
+
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+ARMS = ("ladder", "proxy", "random")
+RETRAIN_SEED0 = 10_000  # fresh seeds: no search trained with these
+
+
+def tiny_space() -> dict:
+    return {
+        "name": "tiny",
+        "layouts": ["C-T", "C-C", "T-T"],
+        "stem_depth": 1,
+        "depths": [[1, 2], [1, 2]],
+        "widths": [[16, 32], [32, 64], [32, 64, 96]],
+        "transformer": {"head_dim": [32]},
+        "target": {"image_size": 64, "num_classes": 10},
+        "budget": {"flops": "1G"},
+        "proxy": {"dataset": "synthetic:400", "image_size": 16, "width_mult": 0.5,
+                  "epochs": None, "steps": 4, "subset": 1.0, "batch_size": 32,
+                  "evals_per_epoch": 1},
+        "rungs": [{"top": 2, "seeds": 2, "proxy": {"steps": 8}},
+                  {"top": 1, "seeds": 2, "proxy": {"steps": 8, "image_size": 32}}],
+    }  # fmt: skip
+
+
+class State:
+    """``state.json``: finished searches and re-trainings, written after each one."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+        self.data.setdefault("searches", {})
+        self.data.setdefault("retrains", {})
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
+        tmp.replace(self.path)
+
+
+def search_arm(args, space, flops, arm: str, seed: int, state: State) -> dict[str, Any]:
+    key = f"{arm}:{seed}"
+    done = state.data["searches"].get(key)
+    if done is not None:
+        return done
+    name = f"{arm}-{seed}"
+    db = args.out / f"{name}.db"
+    if arm != "ladder" and db.exists():
+        db.unlink()  # an equal-time search cut short is run again from scratch
+    ladder = arm == "ladder"
+    config = SearchConfig(space=space if ladder else space.with_rungs(1), flops=flops, seed=seed)
+    limit = None if ladder else state.data["searches"][f"ladder:{seed}"]["seconds"]
+    spent = float(state.data.get(f"partial:{key}", 0.0))
+    start = time.perf_counter()
+    study = run_search(
+        config,
+        f"sqlite:///{db}",
+        name,
+        trials=None if ladder else 10_000,
+        study_trials=args.trials if ladder else None,
+        timeout=limit,
+        sampler="random" if arm == "random" else "tpe",
+        pruner="none" if arm == "random" else "hyperband",
+        heartbeat_interval=None,
+        device=args.device,
+    )
+    seconds = spent + time.perf_counter() - start
+    trial = best_trial(study)
+    if trial is None:
+        raise SystemExit(f"{name}: no feasible COMPLETE trial")
+    record = {
+        "seconds": seconds,
+        "winner": spec_of(trial).to_dict(),
+        "trials": len(study.get_trials()),
+        "trained": sum(1 for t in study.get_trials() if "seconds" in t.user_attrs),
+    }
+    state.data["searches"][key] = record
+    state.save()
+    print(f"{key}: {seconds:.0f}s, {record['trained']} trainings", flush=True)
+    return record
+
+
+def retrain(args, space, spec_dict: dict, label: str, state: State) -> list[float]:
+    """Val accuracy of ``spec_dict`` at the top rung's fidelity, one per fresh seed (cached)."""
+    from coatnet_nas.data import prepare_data
+    from coatnet_nas.scaling import scale_spec
+    from coatnet_nas.spec import spec_from_dict
+    from coatnet_nas.train import Runtime, train_spec
+
+    recipe = space.rung_recipe(len(space.rungs))
+    spec = spec_from_dict(spec_dict)
+    arch = json.dumps({k: v for k, v in spec_dict.items() if k != "name"}, sort_keys=True)
+    scores = []
+    for i in range(args.retrain_seeds):
+        key = f"{arch}|{RETRAIN_SEED0 + i}"
+        if key not in state.data["retrains"]:
+            data = prepare_data(recipe.dataset, recipe.image_size, subset=recipe.subset,
+                                val_fraction=recipe.val_fraction, seed=0,
+                                device=args.device)  # fmt: skip
+            result = train_spec(
+                scale_spec(spec, recipe.width_mult, recipe.depth_mult), data,
+                recipe.train_recipe(data), None, runtime=Runtime(device=args.device),
+                seed=RETRAIN_SEED0 + i,
+            )  # fmt: skip
+            state.data["retrains"][key] = float(result.val_accuracy)
+            state.save()
+            print(f"retrain {label} seed {i}: {result.val_accuracy:.4f}", flush=True)
+        scores.append(state.data["retrains"][key])
+    return scores
+
+
+def report(args, space, flops, state: State, baseline_scores: list[float], label: str) -> str:
+    lines = [
+        f"### Promotion ladder vs proxy-only vs random (`bench_ladder.py`, {cpu_model()})",
+        "",
+        f"Space `{space.name}`, budget {flops / 1e9:g} GFLOPs, {args.searches} searches per arm, "
+        f"ladder: {len(space.rungs) + 1} rungs, {args.trials} rung-0 candidates; proxy and "
+        f"random arms stopped at the ladder search's wall time. Winners re-trained with "
+        f"{args.retrain_seeds} fresh seeds at the top rung's recipe "
+        f"({space.rung_recipe(len(space.rungs)).model_dump(exclude={'train'})}).",
+        "",
+        "| arm | search | wall s | trainings | winner (layout, depths, widths) | re-trained mean "
+        "± 95% | vs baseline |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    per_arm: dict[str, list[float]] = {a: [] for a in ARMS}
+    for arm in ARMS:
+        for seed in range(args.searches):
+            rec = state.data["searches"][f"{arm}:{seed}"]
+            scores = retrain(args, space, rec["winner"], f"{arm}-{seed}", state)
+            ci = mean_ci95(scores)
+            per_arm[arm].append(ci.mean)
+            w = rec["winner"]
+            stages = w["stages"]
+            shape = ("-".join(s["type"] for s in stages) + " "
+                     + "-".join(str(x["depth"]) for x in [w["stem"], *stages]) + " "
+                     + "-".join(str(x["width"]) for x in [w["stem"], *stages]))  # fmt: skip
+            half = f" ± {ci.half:.4f}" if ci.half is not None else ""
+            words = verdict(margin(scores, baseline_scores), label)
+            lines.append(f"| {arm} | {seed} | {rec['seconds']:.0f} | {rec['trained']} | {shape} "
+                         f"| {ci.mean:.4f}{half} | {words} |")  # fmt: skip
+    base = mean_ci95(baseline_scores)
+    lines += ["", f"Baseline {label}: {base.mean:.4f}"
+              + (f" ± {base.half:.4f}" if base.half is not None else ""), ""]  # fmt: skip
+    lines += ["| arm | median of winners | spread (min..max) |", "| --- | --- | --- |"]
+    for arm in ARMS:
+        xs = per_arm[arm]
+        lines.append(f"| {arm} | {statistics.median(xs):.4f} | {min(xs):.4f}..{max(xs):.4f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-ladder")
+    parser.add_argument("--searches", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=16, help="rung-0 candidates (ladder arm)")
+    parser.add_argument("--rungs", type=int, default=None, help="first N rungs of the ladder")
+    parser.add_argument("--retrain-seeds", type=int, default=3)
+    parser.add_argument("--budget", type=float, default=4e9, help="FLOPs")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--tiny", action="store_true", help="synthetic data, tiny space")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    space = space_from_dict(tiny_space()) if args.tiny else load_space()
+    if args.rungs is not None:
+        space = space.with_rungs(args.rungs)
+    flops = space.budget.flops if args.tiny else int(args.budget)
+    state = State(args.out / "state.json")
+    start = time.perf_counter()
+    for seed in range(args.searches):
+        for arm in ARMS:  # the ladder first: it sets this seed's wall time for the others
+            search_arm(args, space, flops, arm, seed, state)
+    if args.tiny:
+        base_spec = space_from_dict(tiny_space()).sample(optuna.trial.FixedTrial(
+            {"layout": "C-T", "depth_s1": 1, "depth_s2": 1, "width_s0": 16, "width_s1": 32,
+             "width_s2": 32}))  # fmt: skip
+        label = "tiny baseline"
+    else:
+        base_spec = fitted_baseline("coatnet0", space, flops, None)
+        label = base_spec.name
+    baseline_scores = retrain(args, space, base_spec.to_dict(), label, state)
+    text = report(args, space, flops, state, baseline_scores, label)
+    text += f"\n\nWall time of this invocation: {time.perf_counter() - start:.0f} s.\n"
+    (args.out / "report.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
