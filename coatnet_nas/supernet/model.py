@@ -65,6 +65,10 @@ class Supernet(nn.Module):
         if initialize:
             self.apply(init_weights)
 
+    def no_weight_decay(self) -> set[str]:
+        """As :meth:`CoAtNet.no_weight_decay`: 1-D parameters and the relative-position tables."""
+        return {n for n, p in self.named_parameters() if p.ndim <= 1 or n.endswith("bias_table")}
+
     # --- choosing a sub-network ----------------------------------------------------------------
     def check(self, spec: ModelSpec, what: str = "") -> None:
         """Raise :class:`CoatnetError` (one paragraph) when ``spec`` does not fit."""
