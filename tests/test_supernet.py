@@ -130,11 +130,25 @@ def test_supernet_proxy_scores_and_refuses(trained):
     assert "\n" not in text and len(text) < 1200
 
 
-def test_parse_needs_the_file_first():
+def test_parse_needs_the_file_first(trained, tmp_path):
     with pytest.raises(CoatnetError, match="name the supernet file"):
         parse_proxy("supernet:batches=2")
     with pytest.raises(CoatnetError, match="no option 'epochs'"):
-        parse_proxy("supernet:x.pt,epochs=1")
+        parse_proxy(f"supernet:{trained[1]},epochs=1")
+    with pytest.raises(CoatnetError, match="no such supernet file"):
+        parse_proxy(f"supernet:{tmp_path}/missing.pt")
+
+
+def test_search_with_a_missing_supernet_is_refused_before_it_starts(trained, tmp_path, capsys):
+    space, _ = trained
+    missing = f"supernet:{tmp_path}/missing.pt"
+    storage = f"sqlite:///{tmp_path}/m.db"
+    args = ["search", "--space", str(space), "--proxy", missing, "--trials", "1",
+            "--storage", storage, "--device", "cpu"]  # fmt: skip
+    assert run(args) == 2
+    err = capsys.readouterr().err
+    assert "no such supernet file" in err and "Traceback" not in err
+    assert not (tmp_path / "m.db").exists()
 
 
 def test_search_with_the_supernet_proxy(trained, tmp_path):

@@ -16,6 +16,7 @@ scored mini-batch, default 64), ``batches`` (averaged, default 1), ``seed`` and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from coatnet_nas.errors import CoatnetError
@@ -101,6 +102,11 @@ def _build(name: str, items: list[str], source: str) -> ProxySpec:
             )
         options["path"] = items[0].strip()
         items = items[1:]
+        if not Path(options["path"]).is_file():  # refused before a search or check starts
+            raise CoatnetError(
+                f"proxy {source!r}: {options['path']}: no such supernet file ('coatnet supernet "
+                "train --out FILE' writes one)."
+            )
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()

@@ -24,7 +24,7 @@ from coatnet_nas.supernet.blocks import (
     ElasticTransformerBlock,
     Weights,
 )
-from coatnet_nas.supernet.fit import block_choice, block_limits
+from coatnet_nas.supernet.fit import block_choice, block_limits, fit_problems
 from coatnet_nas.supernet.space import ElasticSpace
 
 __all__ = ["Supernet"]
@@ -72,7 +72,7 @@ class Supernet(nn.Module):
     # --- choosing a sub-network ----------------------------------------------------------------
     def check(self, spec: ModelSpec, what: str = "") -> None:
         """Raise :class:`CoatnetError` (one paragraph) when ``spec`` does not fit."""
-        problems = self.space.problems(spec)
+        problems = fit_problems(self.space, spec)
         if problems:
             more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
             shown = "; ".join(problems[:5]) + more

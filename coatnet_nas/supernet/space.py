@@ -4,7 +4,7 @@
 letters the layout language allows there, the depth range, the width choices per letter (after
 the proxy's shrink, rounded exactly as :func:`~coatnet_nas.scaling.scale_spec` rounds them) and
 the option choices per letter. It samples proxy-size specs (the sandwich rule's largest,
-smallest and random children) and says why a spec does not fit (:meth:`problems`).
+smallest and random children); :mod:`coatnet_nas.supernet.fit` says why a spec does not fit.
 
 The search layer sits above this one, so a search space is read through the attributes it has
 (:class:`SpaceLike`), as :mod:`coatnet_nas.proxies.sample` does.
@@ -135,13 +135,6 @@ class ElasticSpace(_Strict):
             (rng.choice(self.stem_depths), rng.choice(self.stem_widths)),
             options,
         )
-
-    # --- coverage -----------------------------------------------------------------------------
-    def problems(self, spec: ModelSpec) -> list[str]:
-        """Why the proxy-size ``spec`` cannot run inside this supernet (empty: it can)."""
-        from coatnet_nas.supernet.fit import fit_problems
-
-        return fit_problems(self, spec)
 
     def describe(self) -> str:
         widths = "; ".join(
