@@ -119,3 +119,21 @@ def test_a_candidate_outside_the_supernet_is_refused(supernet):
     )
     with pytest.raises(CoatnetError, match="S1 is T"):
         supernet.set_active(other)
+
+
+def test_every_candidate_of_the_default_space_fits_its_supernet():
+    from coatnet_nas.proxies.sample import _RandomTrial
+    from coatnet_nas.scaling import scale_spec
+    from coatnet_nas.search import load_space
+    from coatnet_nas.supernet.fit import fit_problems
+
+    space = load_space()
+    elastic = elastic_space(space, image_size=(32, 32), num_classes=10, in_chans=3,
+                            width_mult=space.proxy.width_mult)  # fmt: skip
+    rng = random.Random(0)
+    for _ in range(200):
+        spec = scale_spec(space.sample(_RandomTrial(rng)), space.proxy.width_mult)
+        spec = spec.evolve(image_size=32, num_classes=10, in_chans=3)
+        assert fit_problems(elastic, spec) == [], spec.to_dict()
+        for stage, pos in zip(spec.stages, elastic.stages, strict=False):
+            assert stage.width in pos.widths[stage.type]  # a choice the supernet trains
