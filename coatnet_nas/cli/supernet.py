@@ -101,7 +101,9 @@ def extract(
     from coatnet_nas.supernet.score import SupernetScorer
     from coatnet_nas.train.checkpoint import save_checkpoint
 
-    scorer = SupernetScorer(supernet_path, device="cpu", batches=max(1, calibrate))
+    scorer = SupernetScorer(
+        supernet_path, device="cpu", batches=max(1, calibrate), param="supernet_path"
+    )
     model, proxy, _ = scorer.model(resolve_spec(spec_path))
     save_checkpoint(out, model, spec=proxy)
     mults = {"width_mult": scorer.space.width_mult, "depth_mult": scorer.space.depth_mult}

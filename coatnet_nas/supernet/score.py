@@ -35,6 +35,7 @@ class SupernetScorer:
     def __init__(
         self, path: str | Path, *, device: str = "auto", batches: int = CALIBRATION_BATCHES,
         batch_size: int = CALIBRATION_BATCH_SIZE, seed: int = 0, eval_batch_size: int = 512,
+        param: str = "proxy",
     ):  # fmt: skip
         from coatnet_nas.data.devices import resolve_device
 
@@ -44,7 +45,7 @@ class SupernetScorer:
                 f"recalibration, got batches={batches}, batch_size={batch_size}.",
                 param="proxy",
             )
-        found = load_supernet(path)
+        found = load_supernet(path, param=param)
         self.path, self.space, self.settings = Path(path), found.space, found.data
         dev = resolve_device(device)
         self.net = found.build().to(dev)
