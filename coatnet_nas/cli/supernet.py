@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from coatnet_nas.cli.app import app, console, print_json
 from coatnet_nas.cli.options import BatchSize, DataDir, Device, LearningRate
@@ -62,21 +69,22 @@ def train(
             device=device, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
         )  # fmt: skip
         rule = SandwichRule(children=children, distill=distill)
-        last = [0.0]
-
-        def progress(info) -> None:  # a line every ~10 s (or at the end) unless --json
-            now = time.perf_counter()
-            if json_out or (now - last[0] < 10 and info.step < info.total):
-                return
-            last[0] = now
-            console.print(f"step {info.step}/{info.total}  loss {info.loss:.3f}  "
-                          f"acc(largest) {info.accuracy:.3f}  {info.seconds:.0f}s")  # fmt: skip
-
-        run = train_supernet(
-            setup.space, setup.data, setup.settings, setup.recipe, out, rule=rule, seed=seed,
-            device=device, resume=resume, save_every=save_every, source=setup.source,
-            progress=progress,
+        columns = (
+            TextColumn("supernet"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
         )  # fmt: skip
+        with Progress(*columns, console=console, disable=json_out) as bar:
+            task = bar.add_task("train", total=None, info="")
+
+            def progress(info) -> None:
+                text = f"loss {info.loss:.3f} acc(largest) {info.accuracy:.3f}"
+                bar.update(task, completed=info.step, total=info.total, info=text)
+
+            run = train_supernet(
+                setup.space, setup.data, setup.settings, setup.recipe, out, rule=rule,
+                seed=seed, device=device, resume=resume, save_every=save_every,
+                source=setup.source, progress=progress,
+            )  # fmt: skip
     summary = {"out": str(run.path), "steps": run.steps, "total": run.total,
                "resumed_from": run.resumed_from, "seconds": round(run.seconds, 2),
                "space": setup.space.describe()}  # fmt: skip
