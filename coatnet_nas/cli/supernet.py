@@ -29,7 +29,7 @@ app.add_typer(supernet_app, name="supernet")
 @supernet_app.command("train")
 def train(
     out: Path = typer.Option(..., "--out", metavar="SUPER.pt", help="Write the supernet here."),
-    space_path: Path | None = typer.Option(
+    space: Path | None = typer.Option(
         None, "--space", help="Search space YAML (default: the bundled default space)."
     ),
     dataset: str | None = typer.Option(
@@ -63,10 +63,9 @@ def train(
     if resume and not out.is_file():
         raise CoatnetError(f"--resume: {out} does not exist; drop --resume to start a run.")
     with cpu_threads(threads):
-        space = load_space(space_path)
         setup = setup_supernet(
-            space, dataset=dataset, data_dir=str(data_dir) if data_dir else None, seed=seed,
-            device=device, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
+            load_space(space), dataset=dataset, data_dir=str(data_dir) if data_dir else None,
+            seed=seed, device=device, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
         )  # fmt: skip
         rule = SandwichRule(children=children, distill=distill)
         columns = (
