@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	@# pip warns about this machine's optional local index folders; keep real errors visible.
-	set -o pipefail; $(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,postgres,export]' 2>&1 \
+	set -o pipefail; $(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,postgres,export,tensorboard,dashboard]' 2>&1 \
 	  | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	touch $@
 

@@ -35,3 +35,14 @@ class BudgetError(CoatnetError):
 
 class DataError(CoatnetError):
     """A dataset that cannot be found, read or verified."""
+
+
+def as_choice(kind, value, param: str):  # type: ignore[no-untyped-def]
+    """``value`` (a member or its value) as a member of the str Enum ``kind``, else one
+    :class:`CoatnetError` naming ``param`` and the allowed values."""
+    try:
+        return kind(value.value if isinstance(value, kind) else value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)
+        shown = repr(value.value if hasattr(value, "value") else value)[:80]
+        raise CoatnetError(f"{param} must be one of {allowed}, got {shown}.", param=param) from None

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from enum import Enum
 
-from coatnet_nas.cost import estimate_cost
-from coatnet_nas.errors import BudgetError
+from coatnet_nas.errors import BudgetError, CoatnetError, as_choice
 from coatnet_nas.spec import ModelSpec, StageSpec
 
-Vary = Literal["widths", "depths", "both"]
+
+class Vary(str, Enum):
+    """What budget fitting scales: stage widths, stage depths, or both (compound)."""
+
+    WIDTHS = "widths"
+    DEPTHS = "depths"
+    BOTH = "both"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 WIDTH_QUANTUM = 8
 
 
@@ -57,6 +67,13 @@ def scale_spec(spec: ModelSpec, width_mult: float = 1.0, depth_mult: float = 1.0
     return _with(spec, widths, depths)
 
 
+def estimate_cost(spec: ModelSpec):  # type: ignore[no-untyped-def]
+    """The closed-form cost (imported on use: the cost model loads torch, ``Vary`` must not)."""
+    from coatnet_nas.cost import estimate_cost as estimate
+
+    return estimate(spec)
+
+
 def _multipliers(vary: Vary, s: float) -> tuple[float, float]:
     if vary == "widths":
         return s, 1.0
@@ -70,7 +87,7 @@ def fit_to_budget(
     spec: ModelSpec,
     flops: int | None = None,
     params: int | None = None,
-    vary: Vary = "widths",
+    vary: Vary | str = Vary.WIDTHS,
     image_size: int | Sequence[int] | None = None,
 ) -> ModelSpec:
     """The largest scaling of ``spec`` whose cost is within ``flops`` and ``params``.
@@ -79,8 +96,7 @@ def fit_to_budget(
     """
     if flops is None and params is None:
         raise BudgetError("fit_to_budget needs a FLOPs budget, a params budget, or both.")
-    if vary not in ("widths", "depths", "both"):
-        raise BudgetError(f"vary must be 'widths', 'depths' or 'both', got {vary!r}.")
+    vary = as_choice(Vary, vary, "vary")
     if image_size is not None:
         spec = spec.with_image_size(image_size)
 
@@ -97,8 +113,8 @@ def fit_to_budget(
     if not fits(at(lo)):
         smallest = estimate_cost(at(lo))
         raise BudgetError(
-            f"budget cannot be met by scaling {spec.name} ({vary}): the smallest valid variant "
-            f"already has {smallest.flops:,} FLOPs and {smallest.params:,} params."
+            f"budget cannot be met by scaling {spec.name} ({vary.value}): the smallest valid "
+            f"variant already has {smallest.flops:,} FLOPs and {smallest.params:,} params."
         )
     for _ in range(60):
         mid = math.sqrt(lo * hi)
@@ -161,3 +177,40 @@ def binding_limit(spec: ModelSpec, flops: int | None, params: int | None) -> str
     if not shares:
         raise BudgetError("binding_limit needs a FLOPs budget, a params budget, or both.")
     return max(shares, key=shares.__getitem__)
+
+
+def shrink_spec(
+    spec: ModelSpec,
+    width_mult: float = 1.0,
+    depth_mult: float = 1.0,
+    image_size: int | str | Sequence[int] | None = None,
+) -> ModelSpec:
+    """A proxy of ``spec``: widths and stage depths scaled, at ``image_size`` (None: its own)."""
+    from pydantic import ValidationError
+
+    from coatnet_nas.spec import validation_reason
+    from coatnet_nas.units import parse_image_size
+
+    check_multiplier("width_mult", width_mult)
+    check_multiplier("depth_mult", depth_mult)
+    spec = scale_spec(spec, width_mult, depth_mult)
+    if image_size is None:
+        return spec
+    if isinstance(image_size, (int, str)):
+        size = parse_image_size(image_size)
+    else:
+        size = (int(image_size[0]), int(image_size[-1]))
+    try:
+        return spec.with_image_size(size)
+    except ValidationError as exc:
+        h, w = size  # type: ignore[misc]
+        raise CoatnetError(
+            f"image_size {h}x{w}: {validation_reason(exc)}", param="image_size"
+        ) from None
+
+
+def check_multiplier(name: str, value: float) -> float:
+    """A width or depth multiplier must be positive (``name``: the caller's parameter)."""
+    if not value > 0:
+        raise BudgetError(f"{name}: multipliers must be positive, got {value:g}.", param=name)
+    return value

@@ -22,6 +22,14 @@ FORMS = {
 def parse_count(text: str | float | int, kind: str = "flops", what: str | None = None) -> int:
     """Parse a positive count with an optional K/M/G/T scale and a unit matching ``kind``."""
     what = what or ("budget" if kind == "flops" else "max params")
+    try:
+        return _parse_count(text, kind, what)
+    except BudgetError as exc:  # the parameter it is about, when ``what`` names one
+        exc.param = what if what.isidentifier() else None
+        raise
+
+
+def _parse_count(text: str | float | int, kind: str, what: str) -> int:
     if isinstance(text, bool):
         raise BudgetError(
             f"{what}: expected a number, got {short_repr(text)}; accepted forms: {FORMS[kind]}."
@@ -66,6 +74,14 @@ def parse_latency(text: str | float | int, what: str = "max latency") -> float:
 
     Text needs its unit: a bare ``20`` would be 20 s to one reader and 20 ms to another.
     """
+    try:
+        return _parse_latency(text, what)
+    except BudgetError as exc:  # the parameter it is about, when ``what`` names one
+        exc.param = what if what.isidentifier() else None
+        raise
+
+
+def _parse_latency(text: str | float | int, what: str) -> float:
     if isinstance(text, bool):
         raise BudgetError(f"{what}: expected a latency, got {short_repr(text)}.")
     if isinstance(text, (int, float)):
@@ -91,3 +107,34 @@ def human(n: float, digits: int = 2) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.{digits}f}{suffix}"
     return f"{n:.0f}"
+
+
+def parse_image_size(text: str | int | None, param: str = "image_size") -> tuple[int, int] | None:
+    """``"224"`` or ``"256x192"`` (H x W) -> ``(H, W)``; None stays None."""
+    if text is None:
+        return None
+    parts = str(text).lower().replace("×", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values, default=0) <= 0:
+        raise BudgetError(
+            f"{param}: expected a positive integer like 224 or HxW like 256x192, got "
+            f"{short_repr(text)}.",
+            param=param,
+        )
+    return (values[0], values[-1])
+
+
+def parse_duration(text: str | None, param: str = "timeout") -> float | None:
+    """``90``, ``90s``, ``30m``, ``1.5h`` -> seconds (None stays None)."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text).lower())
+    if not match or float(match.group(1)) <= 0:
+        raise BudgetError(
+            f"{param}: expected a duration like 90s, 30m or 1.5h, got {short_repr(text)}.",
+            param=param,
+        )
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]

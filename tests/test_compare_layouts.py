@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from coatnet_nas.cli.errors import user_message
+from coatnet_nas.cli import command
+from coatnet_nas.cli.errors import user_message as _user_message
 from coatnet_nas.compare import (
     DEFAULT_TRAIN,
     PAPER_RANKINGS,
@@ -38,6 +39,12 @@ from coatnet_nas.scaling import scale_spec
 from coatnet_nas.spec import load_spec, spec_from_dict
 from coatnet_nas.train import TrainRecipe
 from tests.conftest import SPECS
+
+
+def user_message(exc: CoatnetError) -> str:
+    """The message as ``coatnet compare`` prints it."""
+    return _user_message(exc, command("compare"))
+
 
 ALL = "C-C-C-C,C-C-C-T,C-C-T-T,C-T-T-T,ViT"
 TINY = {

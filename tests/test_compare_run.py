@@ -262,3 +262,23 @@ def test_piped_run_logs_each_run_and_defaults_to_the_datas_size(
     # Options set to their default values resume: the stored recipe is compared by value.
     assert run([*args, "--lr", "0.002", "--batch-size", "32", "--image-size", "32"]) == 0
     assert "0 run(s) trained now, 4 resumed" in capsys.readouterr().out
+
+
+def test_compare_writes_one_tensorboard_folder_per_run(base_path, tmp_path, capsys) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = tmp_path / "tb"
+    args = ["compare", "--base", str(base_path), *FAST, "--layouts", "C-C-T-T,ViT", "--seeds",
+            "1", "--regimes", "small=0.3", "--out", str(tmp_path / "out"), "--json",
+            "--tensorboard", str(logs)]  # fmt: skip
+    assert run(args) == 0
+    capsys.readouterr()
+    folders = sorted(p.name for p in logs.iterdir())
+    assert folders == ["C-C-T-T_small=0.3_seed=0", "ViT_small=0.3_seed=0"]
+    for name in folders:
+        events = EventAccumulator(str(logs / name))
+        events.Reload()
+        assert {"train/loss", "train/lr", "train/images_per_second"} <= set(
+            events.Tags()["scalars"]
+        )

@@ -23,14 +23,14 @@ def _proxy(images: torch.Tensor, labels: torch.Tensor, **kw) -> ProxyData:
 
 
 def test_split_is_seeded_disjoint_and_sized() -> None:
-    train, val = split_indices(1000, 1.0, 0.1, seed=0, holdout=False)
+    train, val = split_indices(1000, 1.0, 0.1, seed=0, holdout="split")
     assert (len(train), len(val)) == (900, 100)
     assert not set(train) & set(val)
-    again = split_indices(1000, 1.0, 0.1, seed=0, holdout=False)
+    again = split_indices(1000, 1.0, 0.1, seed=0, holdout="split")
     assert all(np.array_equal(a, b) for a, b in zip((train, val), again, strict=True))
-    other = split_indices(1000, 1.0, 0.1, seed=1, holdout=False)
+    other = split_indices(1000, 1.0, 0.1, seed=1, holdout="split")
     assert not np.array_equal(val, other[1])
-    sub_train, sub_val = split_indices(1000, 0.25, 0.2, seed=0, holdout=False)
+    sub_train, sub_val = split_indices(1000, 0.25, 0.2, seed=0, holdout="split")
     assert (len(sub_train), len(sub_val)) == (200, 50)
 
 

@@ -130,7 +130,7 @@ def test_kill_9_mid_run_then_resume_reaches_the_uninterrupted_result(
 def test_torchrun_runs_the_train_module(spec: Path) -> None:
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
                 "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-                "--master-port", str(free_port()), "-m", "coatnet_nas.train"]  # fmt: skip
+                "--master-port", str(free_port()), "-m", "coatnet_nas.cli", "train"]  # fmt: skip
     code, result, err = train([str(spec), *BASE, "--steps", "4"], module=torchrun)
     assert code == 0, err
     assert result["world_size"] == 2 and result["steps"] == 4

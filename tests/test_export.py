@@ -158,7 +158,7 @@ def test_cli_json_report(tmp_path, capsys) -> None:
     spec = tmp_path / "ct.yaml"
     spec.write_text(yaml.safe_dump(CT))
     out = tmp_path / "model.pt"
-    assert run(["export", str(spec), "--out", str(out), "--json", "--batch", "2"]) == 0
+    assert run(["export", str(spec), "--out", str(out), "--json", "--batch-size", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["format"] == "torchscript"  # from the suffix
     assert report["path"] == str(out) and report["bytes"] == out.stat().st_size
@@ -191,7 +191,7 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys) -> None:
     assert "is a directory" in _bad([str(spec), "--out", str(tmp_path)], capsys, tmp_path)
     assert "--image-size" in _bad([str(spec), "--out", out, "--image-size", "36"], capsys,
                                   tmp_path)  # fmt: skip
-    assert "--batch" in _bad([str(spec), "--out", out, "--batch", "0"], capsys, tmp_path)
+    assert "--batch" in _bad([str(spec), "--out", out, "--batch-size", "0"], capsys, tmp_path)
     # A real mismatch (onnxruntime is ~1e-7 off): refused, and an existing file is kept as it was.
     Path(out).write_text("previous")
     err = _bad([str(spec), "--out", out, "--atol", "1e-12"], capsys, tmp_path)
@@ -227,3 +227,30 @@ def test_formats() -> None:
     assert info.value.param == "format"
     with pytest.raises(CoatnetError, match=r"pip install 'coatnet-nas\[export\]'"):
         require("coatnet_nas_no_such_package", why="ONNX export")
+
+
+def test_a_checkpoint_trained_at_32px_on_10_classes_exports_on_its_own(tmp_path, capsys) -> None:
+    spec = tmp_path / "ct.yaml"  # the spec as written: ImageNet's 1000 classes at 64 px
+    spec.write_text(yaml.safe_dump({**CT, "num_classes": 1000, "image_size": 64}))
+    ckpt = tmp_path / "m.pt"
+    args = ["train", str(spec), "--dataset", "synthetic:64", "--image-size", "32", "--steps", "1",
+            "--batch-size", "16", "--device", "cpu", "--threads", "1", "--save", str(ckpt)]
+    args.append("--json")
+    assert run(args) == 0
+    assert json.loads(capsys.readouterr().out)["dataset"]["num_classes"] == 10
+    out = tmp_path / "m.onnx"
+    assert run(["export", str(ckpt), "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["format"] == "onnx" and report["image_size"] == [32, 32]
+    assert report["max_abs_diff"] <= 1e-4
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {session.get_inputs()[0].name: np.zeros((2, 3, 32, 32), "f4")})[0]
+    assert logits.shape == (2, 10)
+    # The spec with the checkpoint: classes and size filled in from it, and said so.
+    again = tmp_path / "again.onnx"
+    assert run(["export", str(spec), "--weights", str(ckpt), "--out", str(again)]) == 0
+    err = capsys.readouterr().err
+    assert "num_classes 10 (the spec says 1000)" in err and "image_size 32x32" in err
+    assert again.read_bytes() == out.read_bytes()

@@ -180,7 +180,7 @@ def test_cli_fetch_checksum_mismatch_exits_2(served, tmp_path: Path, capsys) -> 
     server, www = served
     write_fmnist_archives(www)  # real IDX archives, but not the official bytes
     dest = tmp_path / "cli"
-    code = run(["data", "fetch", "fashion-mnist", "--dir", str(dest), "--mirror", server.url])
+    code = run(["data", "fetch", "fashion-mnist", "--data-dir", str(dest), "--mirror", server.url])
     err = capsys.readouterr().err
     assert code == 2
     assert "checksum mismatch" in err and "Traceback" not in err

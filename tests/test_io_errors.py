@@ -14,8 +14,8 @@ from coatnet_nas._io import (
     pyplot,
     save_figure,
 )
-from coatnet_nas.cli import run
-from coatnet_nas.cli.errors import PARAM_FLAGS, user_message
+from coatnet_nas.cli import command, run
+from coatnet_nas.cli.errors import user_message
 from coatnet_nas.data import resolve_device
 from coatnet_nas.errors import CoatnetError
 
@@ -79,16 +79,16 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(capsys) -> None:
     with pytest.raises(CoatnetError) as info:
         resolve_device("tpu")
     assert info.value.param == "device" and "--" not in str(info.value)
-    assert user_message(info.value).startswith("--device 'tpu': expected auto")
-    assert user_message(CoatnetError("workers must be >= 1", param="workers")) == (
+    train, search, compare = command("train"), command("search"), command("compare")
+    assert user_message(info.value, train).startswith("--device 'tpu': expected auto")
+    assert user_message(CoatnetError("workers must be >= 1", param="workers"), search) == (
         "--workers must be >= 1"
     )
     inside = CoatnetError("unknown dataset 'x'; available: synthetic", param="dataset")
-    assert user_message(inside) == "--dataset: unknown dataset 'x'; available: synthetic"
-    assert user_message(CoatnetError("workersX", param="workers")) == "--workers: workersX"
-    assert user_message(CoatnetError("no mention", param="seeds")) == "--seeds: no mention"
-    assert user_message(CoatnetError("untagged")) == "untagged"
-    assert all(flag.startswith("--") for flag in PARAM_FLAGS.values())
+    assert user_message(inside, train) == "--dataset: unknown dataset 'x'; available: synthetic"
+    assert user_message(CoatnetError("workersX", param="workers"), search) == "--workers: workersX"
+    assert user_message(CoatnetError("no mention", param="seeds"), compare) == "--seeds: no mention"
+    assert user_message(CoatnetError("untagged"), train) == "untagged"
     code = run(["train", "x.yaml", "--device", "tpu"])
     err = capsys.readouterr().err
     assert code == 2 and "--device" in err and "Traceback" not in err
@@ -109,5 +109,9 @@ def test_train_save_target_is_checked_before_training(tmp_path: Path, capsys) ->
 
 def test_a_parameter_in_parentheses_is_spelled_as_its_flag() -> None:
     exc = CoatnetError("runs from other settings are here; start over (fresh): /x", param="out_dir")
-    assert user_message(exc) == "--out: runs from other settings are here; start over (--fresh): /x"
-    assert user_message(CoatnetError("keep (recipe) as is")) == "keep (recipe) as is"
+    compare = command("compare")
+    assert (
+        user_message(exc, compare)
+        == "--out: runs from other settings are here; start over (--fresh): /x"
+    )
+    assert user_message(CoatnetError("keep (recipe) as is"), compare) == "keep (recipe) as is"

@@ -272,8 +272,8 @@ def test_cli_table_then_build_latency_json(tmp_path, capsys) -> None:
     spec = tmp_path / "ct.yaml"
     spec.write_text(json.dumps(CT))
     out = tmp_path / "t.json"
-    args = ["latency", "table", "--spec", str(spec), "--out", str(out), "--repeats", "2",
-            "--warmup", "0", "--calibration", "1", "--json"]  # fmt: skip
+    args = ["latency", "table", str(spec), "--out", str(out), "--repeats", "2",
+            "--warmup-runs", "0", "--calibration", "1", "--json"]  # fmt: skip
     assert run(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["kinds"] > 0 and summary["calibration_models"] == 1
@@ -298,7 +298,7 @@ def test_cli_table_then_build_latency_json(tmp_path, capsys) -> None:
     assert run(["build", str(spec), "--latency", "--table", str(out), "--image-size", "64"]) == 0
     err = capsys.readouterr().err
     assert "note: none of the" in err and "interpolated" in err
-    assert f"--spec {spec} --image-size 64" in err
+    assert f"latency table {spec} --image-size 64" in err
 
 
 def test_cli_build_latency_in_onnxruntime(tmp_path, capsys) -> None:

@@ -172,7 +172,7 @@ def test_cli_proxy_check_json_and_errors(tmp_path, capsys):
     space_file.write_text(yaml.safe_dump(tiny_space()))
     out = tmp_path / "pc"
     code = run([
-        "proxy-check", "--space", str(space_file), "--n", "4", "--reference", "train:steps=2",
+        "proxy-check", "--space", str(space_file), "--trials", "4", "--reference", "train:steps=2",
         "--proxies", "naswot,params", "--device", "cpu", "--out", str(out), "--json",
     ])  # fmt: skip
     assert code == 0

@@ -11,7 +11,7 @@ import pytest
 from coatnet_nas.data import prepare_data
 from coatnet_nas.data.sources import find_dataset
 from coatnet_nas.spec import spec_from_dict
-from coatnet_nas.train import TrainConfig, train_spec
+from coatnet_nas.train import Runtime, TrainRecipe, train_spec
 
 pytestmark = pytest.mark.skipif(
     find_dataset("fashion-mnist")[0] is None,
@@ -26,8 +26,7 @@ def test_short_proxy_run_learns_fashion_mnist() -> None:
         "name": "small", "layout": "C-C-T-T", "depths": [1, 1, 1, 1, 1],
         "widths": [16, 16, 32, 32, 32], "transformer": {"head_dim": 16},
     })  # fmt: skip
-    result = train_spec(
-        spec, data, TrainConfig(epochs=1, batch_size=50, lr=3e-3, augment=False, threads=1)
-    )
+    recipe = TrainRecipe(epochs=1, batch_size=50, lr=3e-3, augment=False)
+    result = train_spec(spec, data, recipe, runtime=Runtime(threads=1))
     assert result.status == "ok" and result.steps == 54
     assert result.val_accuracy > 0.5  # chance is 0.1

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from coatnet_nas.cli import build as _build  # noqa: F401  (registers commands)
 from coatnet_nas.cli import compare as _compare  # noqa: F401  (registers commands)
+from coatnet_nas.cli import dashboard as _dashboard  # noqa: F401  (registers commands)
 from coatnet_nas.cli import data as _data  # noqa: F401  (registers commands)
 from coatnet_nas.cli import export as _export  # noqa: F401  (registers commands)
 from coatnet_nas.cli import latency as _latency  # noqa: F401  (registers commands)
@@ -24,12 +25,23 @@ from coatnet_nas.cli import train as _train  # noqa: F401  (registers commands)
 from coatnet_nas.cli.app import app
 from coatnet_nas.cli.contract import run_app
 
-__all__ = ["app", "main", "run"]
+__all__ = ["app", "command", "main", "run"]
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     return run_app(argv)
+
+
+def command(*names: str):  # type: ignore[no-untyped-def]
+    """The click command ``coatnet NAMES...`` (``command("latency", "table")``), whose
+    parameters name the flags in error messages."""
+    import typer.main
+
+    found = typer.main.get_command(app)
+    for name in names:
+        found = found.commands[name]  # type: ignore[attr-defined]
+    return found
 
 
 def main() -> None:

@@ -9,13 +9,25 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from coatnet_nas._io import atomic_write_text, check_output_file
-from coatnet_nas.cli.app import app, console, parse_image_size, print_json, print_stderr
+from coatnet_nas.cli.app import (
+    OUTPUT,
+    RUNTIME,
+    SHRINK,
+    app,
+    console,
+    parse_image_size,
+    print_json,
+    print_stderr,
+)
 from coatnet_nas.cli.build_latency import show_latency
 from coatnet_nas.cli.build_tables import cost_table, profile_table
 from coatnet_nas.cli.errors import one_paragraph, user_message
+from coatnet_nas.cli.options import Budget, MaxParams, choice
 from coatnet_nas.errors import CoatnetError
+from coatnet_nas.export.formats import DeployRuntime, parse_runtime
 from coatnet_nas.limits import bounded
 from coatnet_nas.presets import resolve_spec
+from coatnet_nas.scaling import Vary
 from coatnet_nas.spec import ModelSpec, SpecProblems, validation_reason
 from coatnet_nas.units import human
 
@@ -54,13 +66,14 @@ def validate(
     ),
 ) -> None:
     """Check specs without building a model: one line per spec, exit 2 if any is invalid."""
+    command = typer.main.get_command(app).commands["validate"]  # type: ignore[attr-defined]
     failed = 0
     for arg in specs:
         try:
             spec = resolve_spec(arg)
         except CoatnetError as exc:
             failed += 1
-            print_stderr(f"error: {bounded(one_paragraph(user_message(exc)))}")
+            print_stderr(f"error: {bounded(one_paragraph(user_message(exc, command)))}")
             continue
         console.print(
             f"ok  {arg}: {spec.name} {spec.layout} depths={list(spec.depths)} "
@@ -77,38 +90,53 @@ def validate(
 def build(
     spec_path: str = SpecArg,
     profile: bool = typer.Option(
-        False, "--profile", help="Trace with fvcore: FLOPs/params per stage."
+        False,
+        "--profile",
+        help="Trace with fvcore: FLOPs/params per stage.",
+        rich_help_panel=OUTPUT,
     ),
     estimate: bool = typer.Option(
-        False, "--estimate", help="Closed-form params/FLOPs from the spec alone (no build)."
+        False,
+        "--estimate",
+        help="Closed-form params/FLOPs from the spec alone (no build).",
+        rich_help_panel=OUTPUT,
     ),
     json_out: bool = typer.Option(
-        False, "--json", help="Print one JSON object instead of a table."
+        False, "--json", help="Print one JSON object instead of a table.", rich_help_panel=OUTPUT
     ),
     image_size: str | None = typer.Option(
-        None, "--image-size", help="Override, e.g. 256 or 256x192."
+        None, "--image-size", help="Override, e.g. 256 or 256x192.", rich_help_panel=SHRINK
     ),
-    write: Path | None = typer.Option(None, "--write", help="Write the normalized spec YAML here."),
+    write: Path | None = typer.Option(
+        None, "--write", help="Write the normalized spec YAML here.", rich_help_panel=OUTPUT
+    ),
     latency: bool = typer.Option(
         False,
         "--latency",
         help="Time the batch-1 forward (with --profile: in the profile); with --table: predict "
         "the latency per stage from a latency table instead (no model built).",
+        rich_help_panel=RUNTIME,
     ),
     table: Path | None = typer.Option(
-        None, "--table", help="With --latency: a table from 'coatnet latency table'."
+        None,
+        "--table",
+        help="With --latency: a table from 'coatnet latency table'.",
+        rich_help_panel=RUNTIME,
     ),
     measure: bool = typer.Option(
         False,
         "--measure",
         help="With --latency --table: also time the model end to end on the table's "
         "configuration (threads, batch, device), beside the prediction.",
+        rich_help_panel=RUNTIME,
     ),
-    runtime: str | None = typer.Option(
+    runtime: DeployRuntime | None = typer.Option(
         None,
         "--runtime",
         help="With --latency: also time the model in a deployment runtime: onnxruntime (the "
         "model exported to ONNX and checked first) or torch (eager).",
+        **choice(DeployRuntime, "runtime", parse_runtime),
+        rich_help_panel=RUNTIME,
     ),
 ) -> None:
     """Build a model from SPEC; optionally profile it, estimate its cost or normalize the spec."""
@@ -174,17 +202,23 @@ def _write_spec(spec: ModelSpec, path: Path, *, quiet: bool) -> None:
 @app.command()
 def scale(
     spec_path: str = SpecArg,
-    budget: str = typer.Option(
-        ..., "--budget", help="FLOPs budget (MACs), e.g. 4GFLOPs, 500M, 4e9."
+    flops: Budget = ...,  # type: ignore[assignment]
+    params: MaxParams = None,
+    vary: Vary = typer.Option(
+        Vary.WIDTHS,
+        "--vary",
+        help="What to scale.",
+        **choice(Vary, "vary"),
+        rich_help_panel=SHRINK,
     ),
-    max_params: str | None = typer.Option(None, "--max-params", help="Params budget, e.g. 30M."),
-    vary: str = typer.Option("widths", "--vary", help="What to scale: widths, depths or both."),
     image_size: str | None = typer.Option(
-        None, "--image-size", help="Resolution the budget applies at."
+        None, "--image-size", help="Resolution the budget applies at.", rich_help_panel=SHRINK
     ),
-    write: Path | None = typer.Option(None, "--write", help="Write the fitted spec YAML here."),
+    write: Path | None = typer.Option(
+        None, "--write", help="Write the fitted spec YAML here.", rich_help_panel=OUTPUT
+    ),
     json_out: bool = typer.Option(
-        False, "--json", help="Print one JSON object instead of a table."
+        False, "--json", help="Print one JSON object instead of a table.", rich_help_panel=OUTPUT
     ),
 ) -> None:
     """Scale SPEC to land as close as possible under a FLOPs (and params) budget."""
@@ -192,14 +226,12 @@ def scale(
     from coatnet_nas.scaling import binding_limit, fit_to_budget
     from coatnet_nas.units import parse_flops, parse_params
 
-    flops = parse_flops(budget, what="--budget")
-    params = parse_params(max_params, what="--max-params") if max_params is not None else None
-    if vary not in ("widths", "depths", "both"):
-        raise CoatnetError(f"--vary: expected widths, depths or both, got {vary!r}.")
+    flops = parse_flops(flops, what="flops")
+    params = parse_params(params, what="params") if params is not None else None
     if write is not None:
         check_output_file(write, param="write")
     spec = _load(spec_path, image_size)
-    fitted = fit_to_budget(spec, flops=flops, params=params, vary=vary)  # type: ignore[arg-type]
+    fitted = fit_to_budget(spec, flops=flops, params=params, vary=vary)
     if write is not None:
         atomic_write_text(write, fitted.to_yaml(), param="write")
     before, after = estimate_cost(spec), estimate_cost(fitted)

@@ -1,5 +1,6 @@
-"""``coatnet build --latency``: predicted latency from a table, measured here, or measured in a
-deployment runtime, per stage beside the FLOPs."""
+"""``coatnet build --latency``: renders the library's :class:`LatencyReport` (predicted from a
+table, measured here) per stage beside the FLOPs, plus a deployment runtime's latency. The model
+is built once and shared by the profile, the timing and the runtime."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 
 from coatnet_nas.cli.app import console, print_json, print_stderr
 from coatnet_nas.cli.build_tables import cost_table, latency_table, profile_table
-from coatnet_nas.errors import CoatnetError
 from coatnet_nas.spec import ModelSpec
 
 
@@ -23,83 +23,51 @@ def show_latency(
     spec_arg: str | None = None,
 ) -> None:
     """Predicted (from a table) and/or measured latency, per stage beside the FLOPs."""
+    from coatnet_nas.builder import build_model
     from coatnet_nas.cost import estimate_cost
-    from coatnet_nas.latency import (
-        LatencyTable,
-        coverage_problem,
-        current_meta,
-        latency_breakdown,
-        measure_spec,
-    )
+    from coatnet_nas.latency import latency_report
 
-    base: dict = {"name": spec.name, "layout": spec.layout}
+    model = build_model(spec, initialize=False).eval()
+    base = _base(spec, model, profile=profile, estimate=estimate, json_out=json_out)
+    timed = measure or (table_path is None and runtime is None)
+    report = latency_report(spec, table_path, measure=timed, model=model)
+    deployed = _runtime_latency(model, spec, runtime, report.meta) if runtime else None
+    if report.machine_note:
+        print_stderr(f"note: {report.machine_note}")
+    if report.coverage:
+        print_stderr(
+            f"note: {report.coverage}, so blocks not in it are interpolated from its regressors; "
+            "expect a larger error. For a closer prediction measure this spec: coatnet latency "
+            f"table {spec_arg or 'SPEC'} --image-size {spec.image_size[0]} --out NEW.json"
+        )
+    if json_out:
+        print_json({**base, "latency_ms": {**report.to_dict(), "runtime": deployed}})
+        return
+    if estimate and not profile:
+        cost_table(spec, estimate_cost(spec))
+    if report.predicted is not None:
+        latency_table(spec, report.predicted, report.stages, table_path)
+    _print_measured(report, deployed)
+
+
+def _base(spec: ModelSpec, model, *, profile: bool, estimate: bool, json_out: bool) -> dict:  # type: ignore[no-untyped-def]
+    """The JSON head: the profile (printed too), the closed-form cost, or the size alone."""
     if profile:
         from coatnet_nas.profile import profile_model
 
-        result = profile_model(spec)
-        base = result.to_dict()
+        result = profile_model(model)
         if not json_out:
             profile_table(result)
-    elif estimate:
-        base.update(estimate_cost(spec).to_dict())
-    else:
-        base["image_size"] = list(spec.image_size)
-    predicted, measured, config = None, None, None
-    if table_path is not None:
-        table = LatencyTable.load(table_path)
-        here = current_meta(table.meta.device, table.meta.threads, table.meta.batch)
-        mismatch = {k: here.config()[k] for k in ("device_name", "torch_version")}
-        if measure:  # timing here must happen on the table's own configuration
-            table.check_matches(source=f"table {table_path}", **mismatch)
-        elif any(v != table.meta.config()[k] for k, v in mismatch.items()):
-            print_stderr(
-                f"note: {table_path} was measured on {table.meta.device_name} with torch "
-                f"{table.meta.torch_version}; this machine has {mismatch['device_name']} and "
-                f"torch {mismatch['torch_version']}: the prediction is for the table's machine"
-            )
-        predicted = latency_breakdown(spec, table)
-        exact, guessed = predicted.kinds
-        problem = coverage_problem(spec, table, predicted)
-        if problem is None and guessed:
-            problem = f"{guessed} of {exact + guessed} block kinds are not in the table"
-        if problem is not None:
-            print_stderr(
-                f"note: {problem}, so blocks not in it are interpolated from its regressors; "
-                "expect a larger error. For a closer prediction measure this spec: coatnet "
-                "latency table --spec "
-                f"{spec_arg or 'SPEC'} --image-size {spec.image_size[0]} --out NEW.json"
-            )
-        config = {k: v for k, v in table.meta.model_dump().items() if k in table.meta.config()}
-        meta = table.meta
-    else:  # --latency alone: time it here, as the profile did
-        import torch
+        return result.to_dict()
+    if estimate:
+        from coatnet_nas.cost import estimate_cost
 
-        meta = current_meta(threads=torch.get_num_threads())
-        measure = runtime is None
-    deployed = _runtime_latency(spec, runtime, meta) if runtime is not None else None
-    if measure:
-        measured = measure_spec(spec, meta, warmup=5, repeats=max(meta.repeats, 20)).median_s * 1e3
-    cost = estimate_cost(spec)
-    flops = {row.name: row.flops for row in cost.stages}
-    stages = [
-        {**vars(row), "flops": flops.get(row.name)}
-        for row in (predicted.stages if predicted else ())
-    ]
-    report = {
-        "predicted": predicted.total_ms if predicted else None,
-        "measured": measured,
-        "overhead_ms": predicted.overhead_ms if predicted else None,
-        "stages": stages,
-        "configuration": config,
-        "runtime": deployed,
-    }
-    if json_out:
-        print_json({**base, "latency_ms": report})
-        return
-    if estimate and not profile:
-        cost_table(spec, cost)
-    if predicted is not None:
-        latency_table(spec, predicted, stages, table_path)
+        return {"name": spec.name, "layout": spec.layout, **estimate_cost(spec).to_dict()}
+    return {"name": spec.name, "layout": spec.layout, "image_size": list(spec.image_size)}
+
+
+def _print_measured(report, deployed: dict | None) -> None:  # type: ignore[no-untyped-def]
+    meta, predicted, measured = report.meta, report.predicted, report.measured_ms
     if measured is not None:
         vs = f" (prediction {predicted.total_ms / measured - 1:+.1%})" if predicted else ""
         console.print(f"measured batch-{meta.batch} latency: {measured:.2f} ms{vs}", markup=False)
@@ -111,17 +79,18 @@ def show_latency(
         )
 
 
-def _runtime_latency(spec: ModelSpec, runtime: str, meta) -> dict:
+def _runtime_latency(model, spec: ModelSpec, runtime: str, meta) -> dict:  # type: ignore[no-untyped-def]
     """The model's latency in a deployment runtime, on the same threads and batch."""
-    from coatnet_nas.builder import build_model
     from coatnet_nas.export import runtime_latency
+    from coatnet_nas.export.formats import parse_runtime
 
-    if runtime not in ("onnxruntime", "torch"):
-        raise CoatnetError(
-            f"--runtime must be onnxruntime or torch, got {runtime[:40]!r}.", param="runtime"
-        )
+    name = parse_runtime(runtime).value
     stats = runtime_latency(
-        build_model(spec).eval(), spec.image_size, batch=meta.batch, threads=meta.threads,
-        runtime=runtime, repeats=max(meta.repeats, 20),
-    )  # fmt: skip
-    return {"name": runtime, "measured": stats.median_ms, "iqr_ms": stats.iqr_ms}
+        model.cpu(),
+        spec.image_size,
+        batch=meta.batch,
+        threads=meta.threads,
+        runtime=name,
+        repeats=max(meta.repeats, 20),
+    )
+    return {"name": name, "measured": stats.median_ms, "iqr_ms": stats.iqr_ms}

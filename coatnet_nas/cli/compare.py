@@ -15,9 +15,20 @@ from typing import Annotated, Any
 import typer
 
 from coatnet_nas.cli import compare_view
-from coatnet_nas.cli.app import app, console, parse_image_size, print_json
+from coatnet_nas.cli.app import (
+    DATA,
+    OPTIMISATION,
+    OUTPUT,
+    RUNTIME,
+    SHRINK,
+    app,
+    console,
+    parse_image_size,
+    print_json,
+)
 from coatnet_nas.cli.options import (
     BatchSize,
+    Budget,
     DataDir,
     Dataset,
     Device,
@@ -25,7 +36,9 @@ from coatnet_nas.cli.options import (
     LearningRate,
     Warmup,
     WeightDecay,
+    choice,
 )
+from coatnet_nas.cli.options import Holdout as HoldoutOption
 from coatnet_nas.compare.config import (
     DEFAULT_LAYOUTS,
     DEFAULT_TRAIN,
@@ -35,6 +48,7 @@ from coatnet_nas.compare.config import (
 )
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.presets import preset_path
+from coatnet_nas.train.recipe import TrainRecipe
 from coatnet_nas.units import human, parse_flops
 
 DEFAULT_BASE = preset_path("coatnet0")  # bundled package data, found wherever the package is
@@ -42,23 +56,29 @@ EXIT_RUNS_FAILED = 1
 D = DEFAULT_TRAIN
 
 
-def _opt(flag: str, help: str, metavar: str | None = None) -> Any:
+def _opt(flag: str, panel: str, help: str, metavar: str | None = None) -> Any:
     """An option defaulting to None whose help states the default actually taken."""
-    return typer.Option(None, flag, help=help, metavar=metavar, show_default=False)
+    return typer.Option(
+        None, flag, help=help, metavar=metavar, show_default=False, rich_help_panel=panel
+    )
 
 
-HoldoutOpt = Annotated[
-    Holdout,
-    typer.Option("--holdout", help="split (seeded val split) or test (official test set)."),
+VaryOpt = Annotated[
+    Vary,
+    typer.Option(
+        "--vary", rich_help_panel=SHRINK, help="What budget fitting scales.", **choice(Vary, "vary")
+    ),
 ]
 
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     layouts: str = typer.Option(
         ",".join(DEFAULT_LAYOUTS),
         "--layouts",
         "-l",
+        rich_help_panel=SHRINK,
         metavar="LAYOUTS",
         help="Comma-separated layout words: stage letters like C-C-T-T, or ViT (the paper's "
         "ViT_REL: patch stem + one T stage; ViT/8 fixes its total stride).",
@@ -66,20 +86,16 @@ def compare(
     base_path: Path | None = typer.Option(
         None,
         "--base",
+        rich_help_panel=SHRINK,
         metavar="PATH",
         help="Base spec YAML the layouts are built from (default: CoAtNet-0).",
     ),
-    budget: str | None = typer.Option(
-        None,
-        "--budget",
-        metavar="FLOPS",
-        help="FLOPs budget per layout at the training size, e.g. 5M or 4GFLOPs "
-        "(default: the base spec's own cost there).",
-    ),
-    vary: Vary = typer.Option(Vary.WIDTHS, "--vary", help="What budget fitting scales."),
+    flops: Budget = None,
+    vary: VaryOpt = Vary.WIDTHS,
     depth_mult: float = typer.Option(
         1.0,
         "--depth-mult",
+        rich_help_panel=SHRINK,
         metavar="FACTOR",
         help="Scale the base's stage depths first (CPU proxies).",
     ),
@@ -88,6 +104,7 @@ def compare(
     image_size: str | None = typer.Option(
         None,
         "--image-size",
+        rich_help_panel=SHRINK,
         metavar="SIZE",
         help="Training resolution, e.g. 32 or 32x48 (default: the data's native size rounded "
         "up to a multiple of the base's total stride; image folders: the base spec's).",
@@ -95,27 +112,35 @@ def compare(
     regimes: str = typer.Option(
         "small=0.1,full=1.0",
         "--regimes",
+        rich_help_panel=DATA,
         metavar="NAME=FRACTION,...",
         help="Data regimes as fractions of the training data; generalization is read in the "
         "smallest, capacity in the largest.",
     ),
     val_fraction: float = typer.Option(
-        0.1, "--val-fraction", metavar="FRACTION", help="Held-out fraction shared by all regimes."
+        0.1,
+        "--val-fraction",
+        rich_help_panel=DATA,
+        metavar="FRACTION",
+        help="Held-out fraction shared by all regimes.",
     ),
-    holdout: HoldoutOpt = Holdout.SPLIT,
+    holdout: HoldoutOption = Holdout.SPLIT,
     data_seed: int = typer.Option(
         0,
         "--data-seed",
+        rich_help_panel=DATA,
         metavar="N",
         help="Seed of the data split: the validation set and the regime subsets.",
     ),
     epochs: float | None = _opt(
         "--epochs",
+        OPTIMISATION,
         f"Epochs per run in every regime (default {D.epochs:g} unless --steps is given).",
         "EPOCHS",
     ),
     steps: int | None = _opt(
         "--steps",
+        OPTIMISATION,
         "Steps per run in every regime: equal compute, so small regimes make more "
         "passes over less data (with --epochs, the first reached ends a run).",
         "N",
@@ -123,6 +148,7 @@ def compare(
     seeds: int = typer.Option(
         3,
         "--seeds",
+        rich_help_panel=OPTIMISATION,
         metavar="N",
         help="How many seeds per (layout, regime): runs seeds 0..N-1 (model init, batch order).",
     ),
@@ -131,34 +157,58 @@ def compare(
     weight_decay: WeightDecay = None,
     warmup: Warmup = None,
     label_smoothing: LabelSmoothing = None,
-    drop_path: float | None = _opt(
-        "--drop-path", f"Stochastic depth for every run (default {D.drop_path_rate:g}).", "RATE"
+    drop_path_rate: float | None = _opt(
+        "--drop-path",
+        OPTIMISATION,
+        f"Stochastic depth for every run (default {D.drop_path_rate:g}).",
+        "RATE",
     ),
     augment: bool | None = _opt(
-        "--augment/--no-augment", "Random flips of training batches (default on)."
+        "--augment/--no-augment", OPTIMISATION, "Random flips of training batches (default on)."
     ),
     train_eval_images: int | None = _opt(
         "--train-eval-images",
+        OPTIMISATION,
         f"Training images the clean final train loss uses (default {DEFAULT_TRAIN_EVAL_IMAGES}).",
         "N",
     ),
     workers: int = typer.Option(
-        1, "--workers", metavar="N", help="Parallel runs (spawned processes)."
+        1,
+        "--workers",
+        rich_help_panel=RUNTIME,
+        metavar="N",
+        help="Parallel runs (spawned processes).",
     ),
-    threads: int | None = _opt("--threads", "CPU threads per run (default: cores / workers).", "N"),
+    threads: int | None = _opt(
+        "--threads", RUNTIME, "CPU threads per run (default: cores / workers).", "N"
+    ),
     device: Device = "auto",
-    out: Path | None = typer.Option(
+    out_dir: Path | None = typer.Option(
         None,
         "--out",
+        rich_help_panel=OUTPUT,
         metavar="PATH",
         help="Results folder (default runs/compare-<base>-<data>-<size>-<budget>).",
     ),
-    fresh: bool = typer.Option(False, "--fresh", help="Discard runs stored in --out first."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary, no tables."),
+    fresh: bool = typer.Option(
+        False, "--fresh", rich_help_panel=OUTPUT, help="Discard runs stored in --out first."
+    ),
+    tensorboard: Path | None = typer.Option(
+        None,
+        "--tensorboard",
+        metavar="DIR",
+        help="Write TensorBoard event files per run (DIR/<layout>_<regime>_seed=N).",
+        rich_help_panel=OUTPUT,
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary, no tables."
+    ),
 ) -> None:
-    """Train layouts at one FLOPs budget in a small and a large data regime, and rank them by
-    generalization (val accuracy with scarce data) and capacity (train loss with plentiful data),
-    next to the CoAtNet paper's rankings. Re-running the same command resumes where it stopped.
+    """Train layouts at one FLOPs budget in a small and a large data regime, and rank them.
+
+    Generalization (val accuracy with scarce data) and capacity (train loss with plentiful data)
+    are ranked next to the CoAtNet paper's rankings. Re-running the same command resumes where
+    it stopped.
 
     Exit status: 0 when every run finished, 1 when some runs failed (rerun to retry them),
     2 for bad input.
@@ -170,18 +220,14 @@ def compare(
     if base_path is None and not DEFAULT_BASE.exists():
         raise CoatnetError(f"--base: the default {DEFAULT_BASE} is missing; pass a spec file.")
     base = load_spec(base_path or DEFAULT_BASE)
-    set_by_user = dict(
-        epochs=epochs, steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-        warmup=warmup, label_smoothing=label_smoothing, drop_path_rate=drop_path,
-        augment=augment,
-    )  # fmt: skip
-    changes = {k: v for k, v in set_by_user.items() if v is not None}
+    given = {k: v for k, v in ctx.params.items() if k in TrainRecipe.model_fields}
+    changes = {k: v for k, v in given.items() if v is not None}
     if steps is not None and epochs is None:
         changes["epochs"] = None  # a step budget alone: equal compute in every regime
     train = D.evolve(**changes) if changes else D
     images = DEFAULT_TRAIN_EVAL_IMAGES if train_eval_images is None else train_eval_images
     recipe = CompareRecipe(train, images)
-    flops = parse_flops(budget, what="--budget") if budget is not None else None
+    flops = parse_flops(flops, what="flops") if flops is not None else None
     config = CompareConfig(
         base=base, layouts=tuple(w.strip() for w in layouts.split(",") if w.strip()),
         flops=flops, vary=vary, depth_mult=depth_mult, dataset=dataset,
@@ -193,18 +239,13 @@ def compare(
     config.validate()  # cheap checks before the data is read for its size
     if config.image_size is None:
         config = _natural_size(config, quiet=json_out)
-    out_dir = out or Path("runs") / default_name(config)
-    display = (
-        None
-        if json_out
-        else compare_view.Display()
-        if console.is_terminal
-        else compare_view.Lines()
-    )
+    out_dir = out_dir or Path("runs") / default_name(config)
+    display = None if json_out else compare_view.Display() if console.is_terminal else None
+    display = display or (None if json_out else compare_view.Lines())
     try:
         result = run_compare(
             config, out_dir, workers=workers, device=device, threads=threads, fresh=fresh,
-            on_event=display.event if display else None,
+            on_event=_with_tensorboard(display.event if display else None, tensorboard),
         )  # fmt: skip
     finally:
         if display is not None:
@@ -217,6 +258,25 @@ def compare(
         compare_view.report(summary)
     if result.errors:
         raise typer.Exit(EXIT_RUNS_FAILED)
+
+
+def _with_tensorboard(on_event: Any, folder: Path | None) -> Any:
+    """``on_event`` that also writes each run's progress to its own TensorBoard folder."""
+    if folder is None:
+        return on_event
+    from coatnet_nas.train.tensorboard import TensorBoardRuns
+
+    runs = TensorBoardRuns(folder)
+
+    def both(event: Any) -> None:
+        if event.job is not None and event.kind == "progress" and event.info is not None:
+            runs.write(event.job.key, event.info)
+        elif event.job is not None and event.kind in ("done", "error"):
+            runs.finish(event.job.key)
+        if on_event is not None:
+            on_event(event)
+
+    return both
 
 
 def _natural_size(config: Any, quiet: bool) -> Any:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import typer
 
 from coatnet_nas.cli.app import app
-from coatnet_nas.cli.errors import one_paragraph, user_message
+from coatnet_nas.cli.errors import failing_command, one_paragraph, user_message
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.limits import bounded
 
@@ -30,7 +30,8 @@ def run_app(argv: Sequence[str] | None = None) -> int:
         )
     except CoatnetError as exc:
         sys.stdout.flush()
-        sys.stderr.write(f"error: {bounded(one_paragraph(user_message(exc)))}\n")
+        message = user_message(exc, failing_command(exc))
+        sys.stderr.write(f"error: {bounded(one_paragraph(message))}\n")
         return exc.exit_code
     except typer.TyperException as exc:  # usage errors: bad option, missing argument (exit 2)
         # Same contract as a library error (one bounded ``error:`` paragraph), plus where help is.

@@ -17,7 +17,16 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from coatnet_nas.cli.app import app, console, parse_image_size, print_json
+from coatnet_nas.cli.app import (
+    DATA,
+    OUTPUT,
+    SHRINK,
+    app,
+    console,
+    parse_image_size,
+    print_json,
+    renamed,
+)
 from coatnet_nas.cli.options import DataDir
 from coatnet_nas.errors import CoatnetError
 
@@ -28,13 +37,12 @@ data_app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 
-@data_app.command("fetch")
+@data_app.command("fetch", cls=renamed(dir="--data-dir"))
 def fetch(
     name: str = typer.Argument(..., help="fashion-mnist, cifar10 or cifar100."),
-    dest: Path | None = typer.Option(
+    data_dir: Path | None = typer.Option(
         None,
         "--data-dir",
-        "--dir",
         metavar="PATH",
         help="Download into this directory (default: the user cache dir, searched by every "
         "command; a --data-dir given here must be given to them too).",
@@ -44,8 +52,11 @@ def fetch(
         "--mirror",
         metavar="URL",
         help="Base URL serving the same files (checksums still verified).",
+        rich_help_panel=DATA,
     ),
-    force: bool = typer.Option(False, "--force", help="Download even if verified files exist."),
+    force: bool = typer.Option(
+        False, "--force", help="Download even if verified files exist.", rich_help_panel=DATA
+    ),
 ) -> None:
     """Download a dataset's official archives, verify their MD5 and move them into place."""
     from coatnet_nas.data.fetch import fetch_dataset
@@ -61,14 +72,16 @@ def fetch(
                 tasks[filename] = bar.add_task(filename, total=total)
             bar.update(tasks[filename], completed=done, total=total)
 
-        target = fetch_dataset(name, dest, mirror=mirror, progress=progress, force=force)
+        target = fetch_dataset(name, data_dir, mirror=mirror, progress=progress, force=force)
     console.print(f"{name}: verified files in {target}", markup=False)
 
 
 @data_app.command("list")
 def list_datasets(
     data_dir: DataDir = None,
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print one JSON object.", rich_help_panel=OUTPUT
+    ),
 ) -> None:
     """Show each dataset and where it is found (or the places searched)."""
     from coatnet_nas.data.locate import search_roots
@@ -127,12 +140,22 @@ def _folder_arg(text: str) -> Path:
 def prepare(
     name: str = typer.Argument(..., metavar="folder:PATH", help="An image folder."),
     image_size: str = typer.Option(
-        ..., "--image-size", metavar="S", help="Cache size: 64 or HxW (shorter side, centre crop)."
+        ...,
+        "--image-size",
+        metavar="S",
+        help="Cache size: 64 or HxW (shorter side, centre crop).",
+        rich_help_panel=SHRINK,
     ),
     workers: int | None = typer.Option(
-        None, "--workers", metavar="K", help="Decoding processes (default: one per core)."
+        None,
+        "--workers",
+        metavar="K",
+        help="Decoding processes (default: one per core).",
+        rich_help_panel=DATA,
     ),
-    force: bool = typer.Option(False, "--force", help="Decode again even if a cache is fresh."),
+    force: bool = typer.Option(
+        False, "--force", help="Decode again even if a cache is fresh.", rich_help_panel=DATA
+    ),
 ) -> None:
     """Decode an image folder once into a memory-mapped cache that every run at this size reads.
 
@@ -187,7 +210,9 @@ def clean(
     name: str | None = typer.Argument(
         None, metavar="[folder:PATH|NAME]", help="Its caches only (a folder, or e.g. cifar10)."
     ),
-    all_caches: bool = typer.Option(False, "--all", help="Remove every prepared cache."),
+    all_caches: bool = typer.Option(
+        False, "--all", help="Remove every prepared cache.", rich_help_panel=DATA
+    ),
 ) -> None:
     """Remove prepared caches (never anything outside the cache directory); prints each one."""
     from coatnet_nas.data.cache import clean_caches, prepared_root

@@ -7,57 +7,84 @@ from pathlib import Path
 
 import typer
 
-from coatnet_nas.cli.app import app, console, print_json
-from coatnet_nas.cli.build import SpecArg, _load
+from coatnet_nas.cli.app import OUTPUT, RUNTIME, app, console, print_json, print_stderr, renamed
+from coatnet_nas.cli.options import ImageSize, Json, choice
+from coatnet_nas.export.formats import ExportFormat, parse_format
 from coatnet_nas.units import human
 
 
-@app.command()
+@app.command(cls=renamed(batch="--batch-size"))
 def export(
-    spec_path: str = SpecArg,
-    out: Path = typer.Option(..., "--out", metavar="FILE", help="The file to write."),
-    fmt: str | None = typer.Option(
+    source: str = typer.Argument(
+        ...,
+        metavar="SPEC|CKPT",
+        help="Model spec YAML or preset name, or a checkpoint from 'coatnet train --save' "
+        "(exported with its own spec, classes and image size).",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", metavar="FILE", help="The file to write.", rich_help_panel=OUTPUT
+    ),
+    format: ExportFormat | None = typer.Option(
         None,
         "--format",
-        metavar="FORMAT",
         help="onnx, torchscript or exported (.pt2); default: from the --out suffix, else onnx.",
+        rich_help_panel=OUTPUT,
+        **choice(ExportFormat, "format", parse_format),
     ),
     weights: Path | None = typer.Option(
         None,
         "--weights",
         metavar="CKPT",
-        help="Checkpoint whose weights to export (coatnet train --save).",
+        help="With SPEC: the checkpoint whose weights to export (its classes and image size "
+        "are taken when they are the only difference).",
+        rich_help_panel=RUNTIME,
     ),
-    image_size: str | None = typer.Option(
-        None, "--image-size", help="Export at this size, e.g. 384 or 256x192 (tables resized)."
-    ),
+    image_size: ImageSize = None,
     batch: int = typer.Option(
-        1, "--batch", metavar="N", help="Batch of the check (it also runs N+1: batch is dynamic)."
+        1,
+        "--batch-size",
+        metavar="N",
+        help="Batch of the check (it also runs N+1: batch is dynamic).",
+        rich_help_panel=RUNTIME,
     ),
     opset: int | None = typer.Option(
-        None, "--opset", metavar="N", help="ONNX opset (18-23; default: the exporter's)."
+        None,
+        "--opset",
+        metavar="N",
+        help="ONNX opset (18-23; default: the exporter's).",
+        rich_help_panel=RUNTIME,
     ),
     no_check: bool = typer.Option(
-        False, "--no-check", help="Skip running the file against PyTorch (not recommended)."
+        False,
+        "--no-check",
+        help="Skip running the file against PyTorch (not recommended).",
+        rich_help_panel=RUNTIME,
     ),
     atol: float = typer.Option(
-        1e-4, "--atol", metavar="TOL", help="Largest allowed absolute difference from PyTorch."
+        1e-4,
+        "--atol",
+        metavar="TOL",
+        help="Largest allowed absolute difference from PyTorch.",
+        rich_help_panel=RUNTIME,
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON report."),
+    json_out: Json = False,
 ) -> None:
-    """Export SPEC (with --weights) to a file that runs without coatnet-nas, checked numerically."""
+    """Export SPEC or a checkpoint to a checked file that runs without coatnet-nas."""
     from coatnet_nas._io import check_output_file
     from coatnet_nas.export.api import export_model
-    from coatnet_nas.export.formats import ExportFormat, parse_format
+    from coatnet_nas.export.source import export_source
 
-    chosen = parse_format(fmt) if fmt is not None else ExportFormat.from_path(out)
+    chosen = format or ExportFormat.from_path(out)
     check_output_file(out, param="out")  # before any model is built
-    spec = _load(spec_path, image_size)
+    what = export_source(source, weights=weights, image_size=image_size)
+    if what.note is not None:
+        print_stderr(f"note: {what.note}")
+    spec = what.spec
     status = contextlib.nullcontext() if json_out else console.status(f"exporting {spec.name}")
     with status:  # a spinner on a terminal; nothing in --json output or a pipe
         report = export_model(
-            spec, chosen or ExportFormat.ONNX, out, weights=weights, batch=batch, opset=opset,
-            check=not no_check, atol=atol,
+            spec, chosen or ExportFormat.ONNX, out, weights=what.weights, batch=batch,
+            opset=opset, check=not no_check, atol=atol,
         )  # fmt: skip
     if json_out:
         print_json(report.to_dict())

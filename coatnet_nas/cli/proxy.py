@@ -9,8 +9,18 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from coatnet_nas.cli.app import app, console, print_json
-from coatnet_nas.cli.options import DataDir, Device, ProxyDataset
+from coatnet_nas.cli.app import (
+    DATA,
+    OPTIMISATION,
+    OUTPUT,
+    RUNTIME,
+    SHRINK,
+    app,
+    console,
+    print_json,
+    renamed,
+)
+from coatnet_nas.cli.options import Budget, DataDir, Device, MaxParams, ProxyDataset
 from coatnet_nas.units import parse_flops, parse_params
 
 
@@ -40,53 +50,70 @@ def _table(result) -> Table:
     return table
 
 
-@app.command("proxy-check")
+@app.command("proxy-check", cls=renamed(n="--trials"))
 def proxy_check(
     space_path: Path | None = typer.Option(
-        None, "--space", help="Search-space YAML (default: bundled)."
+        None, "--space", rich_help_panel=SHRINK, help="Search-space YAML (default: bundled)."
     ),
     n: int = typer.Option(
-        16, "--n", metavar="N", help="Architectures to sample (distinct, within budget)."
+        16,
+        "--trials",
+        rich_help_panel=OPTIMISATION,
+        metavar="N",
+        help="Architectures to sample (distinct, within budget).",
     ),
     reference: str = typer.Option(
-        "train:epochs=10", "--reference", help="The longer recipe proxies are judged against."
+        "train:epochs=10",
+        "--reference",
+        rich_help_panel=OPTIMISATION,
+        help="The longer recipe proxies are judged against.",
     ),
     proxies: str = typer.Option(
         "train:epochs=1,naswot,synflow,snip,grad_norm,jacob_cov,params,flops",
         "--proxies",
+        rich_help_panel=OPTIMISATION,
         help="Comma-separated proxies: train[:key=value,...] or a training-free score.",
     ),
     dataset: ProxyDataset = None,
     data_dir: DataDir = None,
     subset: float | None = typer.Option(
-        None, "--subset", help="Override the proxy data fraction (all recipes)."
-    ),
-    budget: str | None = typer.Option(
         None,
-        "--budget",
-        metavar="FLOPS",
-        help="FLOPs budget at the target size, e.g. 4GFLOPs (default: the space's).",
+        "--subset",
+        rich_help_panel=DATA,
+        help="Override the proxy data fraction (all recipes).",
     ),
-    max_params: str | None = typer.Option(
-        None,
-        "--max-params",
-        metavar="PARAMS",
-        help="Parameter budget at the target size, e.g. 30M (default: the space's).",
-    ),
+    flops: Budget = None,
+    params: MaxParams = None,
     top_k: int | None = typer.Option(
-        None, "--top-k", metavar="K", help="k of the top-k overlap (default n/4)."
+        None,
+        "--top-k",
+        rich_help_panel=OPTIMISATION,
+        metavar="K",
+        help="k of the top-k overlap (default n/4).",
     ),
     seed: int = typer.Option(
-        0, "--seed", metavar="N", help="One seed for sampling, data split and model init."
+        0,
+        "--seed",
+        rich_help_panel=RUNTIME,
+        metavar="N",
+        help="One seed for sampling, data split and model init.",
     ),
     device: Device = "auto",
     out: Path = typer.Option(
-        Path("runs/proxy-check"), "--out", metavar="DIR", help="Output folder."
+        Path("runs/proxy-check"),
+        "--out",
+        rich_help_panel=OUTPUT,
+        metavar="DIR",
+        help="Output folder.",
     ),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary, no progress."),
+    json_out: bool = typer.Option(
+        False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary, no progress."
+    ),
 ) -> None:
-    """Sample architectures, score each with every proxy and the reference, report Spearman rho,
-    Kendall tau and top-k overlap, and write proxy_check.csv, proxy_stats.csv and a scatter PNG.
+    """Check how well cheap proxies rank sampled architectures against a longer reference.
+
+    Scores each architecture with every proxy and the reference, reports Spearman rho, Kendall
+    tau and top-k overlap, and writes proxy_check.csv, proxy_stats.csv and a scatter PNG.
     """
     from coatnet_nas._io import ensure_dir
     from coatnet_nas.proxies.check import run_proxy_check
@@ -97,8 +124,8 @@ def proxy_check(
         dataset=dataset, data_dir=str(data_dir) if data_dir else None, subset=subset
     )
     ensure_dir(out, param="out")  # before the work, not after it
-    flops = parse_flops(budget, what="--budget") if budget is not None else None
-    params = parse_params(max_params, what="--max-params") if max_params is not None else None
+    flops = parse_flops(flops, what="flops") if flops is not None else None
+    params = parse_params(params, what="params") if params is not None else None
     kwargs = dict(
         n=n, reference=reference, proxies=proxies, seed=seed, device=device, top_k=top_k,
         flops=flops, params=params,

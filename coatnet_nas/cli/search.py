@@ -10,26 +10,21 @@ import re
 from pathlib import Path
 
 import typer
-from rich.live import Live
 
 from coatnet_nas.cli import search_view
-from coatnet_nas.cli.app import app, console
-from coatnet_nas.cli.options import DataDir, Device, MemoryCap, ProxyDataset, check_memory_cap
-from coatnet_nas.errors import CoatnetError
+from coatnet_nas.cli.app import DATA, OPTIMISATION, OUTPUT, RUNTIME, SHRINK, app, console
+from coatnet_nas.cli.options import (
+    Budget,
+    DataDir,
+    Device,
+    MaxParams,
+    MemoryCap,
+    ProxyDataset,
+    check_memory_cap,
+)
 from coatnet_nas.search.storage import DEFAULT_STORAGE, safe_dir_name
 from coatnet_nas.search.strategies import Pruner, Sampler
-from coatnet_nas.units import parse_flops, parse_latency, parse_params
-
-
-def parse_duration(text: str | None) -> float | None:
-    """``90``, ``90s``, ``30m``, ``1.5h`` -> seconds."""
-    if text is None:
-        return None
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", text.lower())
-    if not match or float(match.group(1)) <= 0:
-        raise CoatnetError(f"--timeout: expected a duration like 90s, 30m or 1.5h, got {text!r}.")
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-
+from coatnet_nas.units import parse_duration, parse_flops, parse_latency, parse_params
 
 STORAGE_HELP = "SQLAlchemy URL of the study storage, e.g. postgresql://user@host/db."
 OUT_HELP = "Output folder for best.yaml, trials.csv and plots (default: runs/<study>)."
@@ -54,34 +49,30 @@ def _table_json(path: Path | None) -> dict | None:
 
 @app.command()
 def search(
-    budget: str | None = typer.Option(
-        None,
-        "--budget",
-        metavar="FLOPS",
-        help="FLOPs budget at the target size, e.g. 4GFLOPs (default: the space's budget).",
-    ),
-    max_params: str | None = typer.Option(
-        None,
-        "--max-params",
-        metavar="PARAMS",
-        help="Parameter budget at the target size, e.g. 30M (default: the space's budget).",
-    ),
+    flops: Budget = None,
+    params: MaxParams = None,
     max_latency: str | None = typer.Option(
         None,
         "--max-latency",
+        rich_help_panel=SHRINK,
         metavar="TIME",
         help="Latency limit at the target size, e.g. 20ms, predicted from --table before any "
         "training.",
     ),
-    table: Path | None = typer.Option(
+    latency_table: Path | None = typer.Option(
         None,
         "--table",
+        rich_help_panel=SHRINK,
         metavar="PATH",
         help="Latency table from 'coatnet latency table' for the device the model will run on "
         "(for --max-latency or --objective accuracy,latency).",
     ),
     space_path: Path | None = typer.Option(
-        None, "--space", metavar="PATH", help="Search-space YAML (default: the bundled one)."
+        None,
+        "--space",
+        rich_help_panel=SHRINK,
+        metavar="PATH",
+        help="Search-space YAML (default: the bundled one).",
     ),
     dataset: ProxyDataset = None,
     memory_cap: MemoryCap = None,
@@ -89,6 +80,7 @@ def search(
     trials: int | None = typer.Option(
         None,
         "--trials",
+        rich_help_panel=OPTIMISATION,
         metavar="N",
         help="New architectures this run evaluates (default 10; over-budget draws and repeats "
         "of an evaluated architecture do not count).",
@@ -96,31 +88,47 @@ def search(
     study_trials: int | None = typer.Option(
         None,
         "--study-trials",
+        rich_help_panel=OPTIMISATION,
         metavar="N",
         help="Stop once the study holds N evaluated architectures (from any process).",
     ),
     enqueue: list[Path] = typer.Option(
         [],
         "--enqueue",
+        rich_help_panel=OPTIMISATION,
         metavar="SPEC",
         help="Evaluate this spec first as a yardstick, e.g. specs/coatnet0.yaml (repeatable).",
     ),
-    timeout: str | None = typer.Option(None, "--timeout", metavar="DURATION", help=TIMEOUT_HELP),
-    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", metavar="URL", help=STORAGE_HELP),
-    study: str | None = typer.Option(
+    timeout: str | None = typer.Option(
+        None, "--timeout", rich_help_panel=OPTIMISATION, metavar="DURATION", help=TIMEOUT_HELP
+    ),
+    storage_url: str = typer.Option(
+        DEFAULT_STORAGE, "--storage", rich_help_panel=RUNTIME, metavar="URL", help=STORAGE_HELP
+    ),
+    study_name: str | None = typer.Option(
         None,
         "--study",
+        rich_help_panel=RUNTIME,
         metavar="NAME",
         help="Study to create or resume (default: named after space, budget and objectives).",
     ),
     workers: int = typer.Option(
-        1, "--workers", metavar="N", help="Local worker processes (they share the CPU cores)."
+        1,
+        "--workers",
+        rich_help_panel=RUNTIME,
+        metavar="N",
+        help="Local worker processes (they share the CPU cores).",
     ),
-    sampler: Sampler = typer.Option(Sampler.TPE, "--sampler", help=SAMPLER_HELP),
-    pruner: Pruner = typer.Option(Pruner.HYPERBAND, "--pruner", help=PRUNER_HELP),
-    objective: str = typer.Option(
+    sampler: Sampler = typer.Option(
+        Sampler.TPE, "--sampler", rich_help_panel=OPTIMISATION, help=SAMPLER_HELP
+    ),
+    pruner: Pruner = typer.Option(
+        Pruner.HYPERBAND, "--pruner", rich_help_panel=OPTIMISATION, help=PRUNER_HELP
+    ),
+    objectives: str = typer.Option(
         "accuracy",
         "--objective",
+        rich_help_panel=OPTIMISATION,
         metavar="NAMES",
         help="accuracy, or accuracy then costs to minimize, e.g. accuracy,flops, "
         "accuracy,params or accuracy,latency (with --table).",
@@ -128,6 +136,7 @@ def search(
     seed: int = typer.Option(
         0,
         "--seed",
+        rich_help_panel=RUNTIME,
         metavar="N",
         help="One integer seeding the data split, model init and the sampler (each run and "
         "worker draws its own sampler seed from it and the study's size, so a resumed run "
@@ -135,36 +144,43 @@ def search(
     ),
     device: Device = "auto",
     proxy_epochs: float | None = typer.Option(
-        None, "--proxy-epochs", metavar="N", help="Proxy training epochs (default: the space's)."
+        None,
+        "--proxy-epochs",
+        rich_help_panel=OPTIMISATION,
+        metavar="N",
+        help="Proxy training epochs (default: the space's).",
     ),
     subset: float | None = typer.Option(
         None,
         "--subset",
+        rich_help_panel=DATA,
         metavar="FRACTION",
         help="Fraction of the proxy data set used (default: the space's).",
     ),
     proxy: str = typer.Option(
         "train",
         "--proxy",
+        rich_help_panel=OPTIMISATION,
         metavar="NAME",
         help="train (proxy recipe) or a training-free score: naswot, synflow, snip, grad_norm, "
         "jacob_cov, params, flops (seconds per trial; check it first with coatnet proxy-check).",
     ),
-    out: Path | None = typer.Option(None, "--out", metavar="PATH", help=OUT_HELP),
-    heartbeat: int = typer.Option(30, "--heartbeat", metavar="SECONDS", help=HEARTBEAT_HELP),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary at the end."),
+    out_dir: Path | None = typer.Option(
+        None, "--out", rich_help_panel=OUTPUT, metavar="PATH", help=OUT_HELP
+    ),
+    heartbeat_interval: int = typer.Option(
+        30, "--heartbeat", rich_help_panel=RUNTIME, metavar="SECONDS", help=HEARTBEAT_HELP
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary at the end."
+    ),
 ) -> None:
-    """Search layouts, depths and widths under a budget; scores are proxy-trained accuracies,
-    or a training-free score with --proxy."""
+    """Search layouts, depths and widths under a budget.
+
+    Scores are proxy-trained accuracies, or a training-free score with --proxy."""
     import optuna
 
-    from coatnet_nas.search import (
-        SearchConfig,
-        default_study_name,
-        export_study,
-        load_space,
-        run_search,
-    )
+    from coatnet_nas.search import SearchConfig, export_study, load_space, run_search
 
     space = load_space(space_path).with_proxy(
         dataset=dataset,
@@ -172,106 +188,117 @@ def search(
         epochs=proxy_epochs,
         subset=subset,
     )
-    flops = parse_flops(budget, what="--budget") if budget is not None else space.budget.flops
-    params = (
-        parse_params(max_params, what="--max-params")
-        if max_params is not None
-        else space.budget.params
-    )
-    latency_s = parse_latency(max_latency, what="--max-latency") if max_latency else None
-    if flops is None and params is None and latency_s is None:
-        raise CoatnetError(
-            "a search needs a budget: pass --budget (FLOPs), --max-params (parameters) and/or "
-            "--max-latency with --table, or give the search space a budget: section."
-        )
-    check_memory_cap(memory_cap)
-    if memory_cap is not None:  # read by the data layer here and in every worker process
-        from coatnet_nas.data.mapped import CAP_ENV  # torch-heavy: only when asked for
-
-        os.environ[CAP_ENV] = memory_cap
+    flops = parse_flops(flops, what="flops") if flops is not None else space.budget.flops
+    params = parse_params(params, what="params") if params is not None else space.budget.params
+    latency_s = parse_latency(max_latency, what="max_latency") if max_latency else None
+    _share_memory_cap(memory_cap)
     config = SearchConfig(
         space=space,
         flops=flops,
         params=params,
-        objectives=tuple(o.strip() for o in objective.split(",") if o.strip()),
+        objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
         seed=seed,
         proxy=proxy.strip(),
         max_latency=latency_s,
-        latency_table=_table_json(table),
+        latency_table=_table_json(latency_table),
     )
-    name = study or default_study_name(config)
-    if study is None and config.training_free:  # keep training-free studies apart by default
-        name += "-" + re.sub(r"[^A-Za-z0-9._]+", "-", config.proxy).strip("-")
+    name = _study_name(study_name, config)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    live = Live(console=console, refresh_per_second=4, transient=False) if not json_out else None
     notes: list[str] = []
-
-    def show(progress) -> None:
-        if live is not None:
-            live.update(search_view.progress_view(progress, name))
-
-    if live is not None:
-        live.start()
     try:
-        result = run_search(
-            config,
-            storage_url=storage,
-            study_name=name,
-            trials=trials if trials is not None or study_trials is not None else 10,
-            study_trials=study_trials,
-            timeout=parse_duration(timeout),
-            workers=workers,
-            sampler=sampler,
-            pruner=pruner,
-            heartbeat_interval=heartbeat,
-            device=device,
-            on_progress=show,
-            poll_seconds=0.5,
-            on_note=notes.append,
-            enqueue=[str(p) for p in enqueue],
-        )
+        with search_view.live_progress(name, quiet=json_out) as show:
+            result = run_search(
+                config,
+                storage_url=storage_url,
+                study_name=name,
+                trials=trials if trials is not None or study_trials is not None else 10,
+                study_trials=study_trials,
+                timeout=parse_duration(timeout),
+                workers=workers,
+                sampler=sampler,
+                pruner=pruner,
+                heartbeat_interval=heartbeat_interval,
+                device=device,
+                on_progress=show,
+                poll_seconds=0.5,
+                on_note=notes.append,
+                enqueue=[str(p) for p in enqueue],
+            )
     except KeyboardInterrupt:
-        if live is not None:
-            live.stop()
         search_view.interrupted(name)
         raise typer.Exit(130) from None
-    finally:
-        if live is not None:
-            live.stop()
     export = export_study(
-        result, out or Path("runs") / safe_dir_name(name), budget_flops=flops,
+        result, out_dir or Path("runs") / safe_dir_name(name), budget_flops=flops,
         max_latency_ms=latency_s * 1e3 if latency_s else None,
     )  # fmt: skip
     export.notes.extend(notes)
     score = config.proxy if config.training_free else "accuracy"
-    search_view.show_export(export, json_out, name, storage, score)
+    search_view.show_export(export, json_out, name, storage_url, score)
     if notes:
         raise typer.Exit(1)
 
 
+def _share_memory_cap(memory_cap: str | None) -> None:
+    """Checked, and set for the data layer here and in every worker process."""
+    check_memory_cap(memory_cap)
+    if memory_cap is not None:
+        from coatnet_nas.data.mapped import CAP_ENV  # torch-heavy: only when asked for
+
+        os.environ[CAP_ENV] = memory_cap
+
+
+def _study_name(given: str | None, config) -> str:  # type: ignore[no-untyped-def]
+    """The study's name: given, else from space, budget and objectives (and a training-free
+    proxy, so those studies stay apart by default)."""
+    from coatnet_nas.search import default_study_name
+
+    if given is not None:
+        return given
+    name = default_study_name(config)
+    if config.training_free:
+        name += "-" + re.sub(r"[^A-Za-z0-9._]+", "-", config.proxy).strip("-")
+    return name
+
+
 @app.command()
 def worker(
-    storage: str = typer.Option(..., "--storage", metavar="URL", help=STORAGE_HELP),
-    study: str = typer.Option(..., "--study", metavar="NAME", help="Name of an existing study."),
+    storage_url: str = typer.Option(
+        ..., "--storage", rich_help_panel=RUNTIME, metavar="URL", help=STORAGE_HELP
+    ),
+    study_name: str = typer.Option(
+        ..., "--study", rich_help_panel=RUNTIME, metavar="NAME", help="Name of an existing study."
+    ),
     trials: int | None = typer.Option(
         None,
         "--trials",
+        rich_help_panel=OPTIMISATION,
         metavar="N",
         help="Add this many trials (default: until the study's target is reached).",
     ),
-    timeout: str | None = typer.Option(None, "--timeout", metavar="DURATION", help=TIMEOUT_HELP),
-    sampler: Sampler | None = typer.Option(None, "--sampler", help=SAMPLER_HELP + WORKER_STRATEGY),
-    pruner: Pruner | None = typer.Option(None, "--pruner", help=PRUNER_HELP + WORKER_STRATEGY),
+    timeout: str | None = typer.Option(
+        None, "--timeout", rich_help_panel=OPTIMISATION, metavar="DURATION", help=TIMEOUT_HELP
+    ),
+    sampler: Sampler | None = typer.Option(
+        None, "--sampler", rich_help_panel=OPTIMISATION, help=SAMPLER_HELP + WORKER_STRATEGY
+    ),
+    pruner: Pruner | None = typer.Option(
+        None, "--pruner", rich_help_panel=OPTIMISATION, help=PRUNER_HELP + WORKER_STRATEGY
+    ),
     seed: int | None = typer.Option(
         None,
         "--seed",
+        rich_help_panel=RUNTIME,
         metavar="N",
         help="One integer seeding this worker's sampler only; data split and model init keep "
         "the study's seed (default: the study's seed; the process id keeps workers apart).",
     ),
     device: Device = "auto",
-    heartbeat: int | None = typer.Option(
-        None, "--heartbeat", metavar="SECONDS", help=HEARTBEAT_HELP + WORKER_STRATEGY
+    heartbeat_interval: int | None = typer.Option(
+        None,
+        "--heartbeat",
+        rich_help_panel=RUNTIME,
+        metavar="SECONDS",
+        help=HEARTBEAT_HELP + WORKER_STRATEGY,
     ),
 ) -> None:
     """Join an existing study from this machine and run trials until its target is reached."""
@@ -282,40 +309,48 @@ def worker(
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
         done = run_worker(
-            storage,
-            study,
+            storage_url,
+            study_name,
             trials=trials,
             timeout=parse_duration(timeout),
             sampler=sampler,
             pruner=pruner,
             seed=seed,
-            heartbeat_interval=heartbeat,
+            heartbeat_interval=heartbeat_interval,
             device=device,
             worker_index=1000,
         )
     except KeyboardInterrupt:
-        search_view.interrupted(study)
+        search_view.interrupted(study_name)
         raise typer.Exit(130) from None
-    console.print(f"worker done: study {study}, {done} architectures evaluated", markup=False)
+    console.print(f"worker done: study {study_name}, {done} architectures evaluated", markup=False)
 
 
 @app.command()
 def report(
-    storage: str = typer.Option(DEFAULT_STORAGE, "--storage", metavar="URL", help=STORAGE_HELP),
-    study: str = typer.Option(..., "--study", metavar="NAME", help="Name of an existing study."),
-    out: Path | None = typer.Option(None, "--out", metavar="PATH", help=OUT_HELP),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON summary."),
+    storage_url: str = typer.Option(
+        DEFAULT_STORAGE, "--storage", rich_help_panel=RUNTIME, metavar="URL", help=STORAGE_HELP
+    ),
+    study_name: str = typer.Option(
+        ..., "--study", rich_help_panel=RUNTIME, metavar="NAME", help="Name of an existing study."
+    ),
+    out_dir: Path | None = typer.Option(
+        None, "--out", rich_help_panel=OUTPUT, metavar="PATH", help=OUT_HELP
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary."
+    ),
 ) -> None:
     """Regenerate best.yaml, trials.csv, plots and the leaderboard of any study."""
     from coatnet_nas.search import export_study
     from coatnet_nas.search.opening import open_existing_study
 
-    study_obj, config = open_existing_study(storage, study)
+    study_obj, config = open_existing_study(storage_url, study_name)
     export = export_study(
         study_obj,
-        out or Path("runs") / safe_dir_name(study),
+        out_dir or Path("runs") / safe_dir_name(study_name),
         budget_flops=config.flops,
         max_latency_ms=config.max_latency * 1e3 if config.max_latency else None,
     )
     score = config.proxy if config.training_free else "accuracy"
-    search_view.show_export(export, json_out, study, storage, score)
+    search_view.show_export(export, json_out, study_name, storage_url, score)

@@ -3,6 +3,11 @@ export summary. Rendering only; the commands in :mod:`coatnet_nas.cli.search` ca
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.live import Live
 from rich.table import Table
 
 from coatnet_nas.cli.app import console, print_json
@@ -25,6 +30,21 @@ def progress_view(p, title: str) -> Table:
         f"best {best}  {p.elapsed:.0f}s",
     )
     return table
+
+
+@contextmanager
+def live_progress(title: str, *, quiet: bool) -> Iterator[Callable[[Any], None]]:
+    """A live progress panel while the block runs (nothing when ``quiet``); yields the
+    callback that updates it."""
+    if quiet:
+        yield lambda progress: None
+        return
+    live = Live(console=console, refresh_per_second=4, transient=False)
+    live.start()
+    try:
+        yield lambda progress: live.update(progress_view(progress, title))
+    finally:
+        live.stop()
 
 
 def interrupted(study_name: str) -> None:

@@ -35,6 +35,7 @@ def argv_for(command, params: dict) -> list[str]:
     argv: list[str] = []
     for param in command.params:
         value = params.get(param.name)
+        value = getattr(value, "value", value)  # an enum choice: its value
         if param.name == "nproc" or value is None:
             continue
         if param.param_type_name == "argument":

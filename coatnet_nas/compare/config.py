@@ -11,10 +11,11 @@ import math
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from typing import Any
 
-from coatnet_nas.errors import CoatnetError
+from coatnet_nas.data.options import Holdout
+from coatnet_nas.errors import CoatnetError, as_choice
+from coatnet_nas.scaling import Vary
 from coatnet_nas.spec import ModelSpec
 from coatnet_nas.train import TrainRecipe, recipe_from
 
@@ -24,31 +25,6 @@ DEFAULT_TRAIN_EVAL_IMAGES = 2000
 # tuned for ImageNet-length runs and would only add noise to a few-epoch proxy).
 DEFAULT_TRAIN = TrainRecipe(epochs=3, drop_path_rate=0.0)
 _REGIME_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
-
-
-class Vary(str, Enum):
-    """What budget fitting scales (values as :func:`coatnet_nas.scaling.fit_to_budget` takes)."""
-
-    WIDTHS = "widths"
-    DEPTHS = "depths"
-    BOTH = "both"
-
-
-class Holdout(str, Enum):
-    """Where validation images come from: a seeded split of the pool, or the official test set."""
-
-    SPLIT = "split"
-    TEST = "test"
-
-
-def _enum(kind: type[Enum], value: Any, param: str) -> Any:
-    try:
-        return kind(value.value if isinstance(value, Enum) else value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in kind)  # type: ignore[attr-defined]
-        raise CoatnetError(
-            f"{param} must be one of {allowed}, got {value!r}.", param=param
-        ) from None
 
 
 @dataclass(frozen=True)
@@ -186,8 +162,8 @@ class CompareConfig:
     recipe: CompareRecipe = field(default_factory=CompareRecipe)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "vary", _enum(Vary, self.vary, "vary"))
-        object.__setattr__(self, "holdout", _enum(Holdout, self.holdout, "holdout"))
+        object.__setattr__(self, "vary", as_choice(Vary, self.vary, "vary"))
+        object.__setattr__(self, "holdout", as_choice(Holdout, self.holdout, "holdout"))
 
     def validate(self) -> None:
         if not self.seeds:

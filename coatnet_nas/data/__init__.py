@@ -6,36 +6,29 @@
 (where :func:`fetch_dataset` downloads) and ``/usr/share/datasets``.
 """
 
-from __future__ import annotations
+from coatnet_nas._lazy import lazy_exports
 
-from coatnet_nas.data.devices import resolve_device
-from coatnet_nas.data.fetch import RESOURCES, Resource, fetch_dataset
-from coatnet_nas.data.locate import cache_root, search_roots
-from coatnet_nas.data.sources import (
-    DATASETS,
-    RawData,
-    find_dataset,
-    load_raw,
-    parse_name,
-    read_idx,
-)
-from coatnet_nas.data.tensors import ProxyData, Split, adapt_images, prepare_data
-
-__all__ = [
-    "DATASETS",
-    "RESOURCES",
-    "ProxyData",
-    "RawData",
-    "Resource",
-    "Split",
-    "adapt_images",
-    "cache_root",
-    "fetch_dataset",
-    "find_dataset",
-    "load_raw",
-    "parse_name",
-    "prepare_data",
-    "read_idx",
-    "resolve_device",
-    "search_roots",
-]
+_EXPORTS = {
+    "resolve_device": "coatnet_nas.data.devices",
+    "RESOURCES": "coatnet_nas.data.fetch",
+    "Resource": "coatnet_nas.data.fetch",
+    "fetch_dataset": "coatnet_nas.data.fetch",
+    "cache_root": "coatnet_nas.data.locate",
+    "search_roots": "coatnet_nas.data.locate",
+    "DATASETS": "coatnet_nas.data.sources",
+    "RawData": "coatnet_nas.data.sources",
+    "find_dataset": "coatnet_nas.data.sources",
+    "load_raw": "coatnet_nas.data.sources",
+    "parse_name": "coatnet_nas.data.sources",
+    "read_idx": "coatnet_nas.data.sources",
+    "ProxyData": "coatnet_nas.data.tensors",
+    "Split": "coatnet_nas.data.tensors",
+    "adapt_images": "coatnet_nas.data.tensors",
+    "prepare_data": "coatnet_nas.data.tensors",
+    "DataOptions": "coatnet_nas.data.options",
+    "Holdout": "coatnet_nas.data.options",
+    "AutoAugment": "coatnet_nas.data.options",
+    "load_data": "coatnet_nas.data.loading",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

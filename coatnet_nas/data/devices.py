@@ -36,7 +36,21 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
                 param="device",
             )
         return device
-    raise CoatnetError(f"device {name!r}: expected auto, cpu, cuda or cuda:N.", param="device")
+    check_device_name(name)
+    raise AssertionError(name)  # check_device_name refused it
+
+
+def check_device_name(name: str) -> str:
+    """``name`` if it has a device's form (auto, cpu, cuda, cuda:N); availability is checked
+    when the device is resolved."""
+    text = str(name).strip().lower()
+    index = text.removeprefix("cuda:")
+    if text in ("auto", "cpu", "cuda") or (text.startswith("cuda:") and index.isdigit()):
+        return name
+    raise CoatnetError(
+        f"device {name!r}: expected auto, cpu, cuda or cuda:N; that is not a device name.",
+        param="device",
+    )
 
 
 def worker_device(device: str, worker_index: int, visible: int) -> str:

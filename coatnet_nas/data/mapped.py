@@ -41,7 +41,8 @@ def memory_cap_bytes(cap: int | str | None = None) -> int:
         value = -1.0
     if value < 0:
         raise DataError(
-            f"memory_cap must be a size in bytes like 2G or 512M, got {cap!r}.", param="memory_cap"
+            f"memory_cap must be a size like 2GB, 512M or 1.5G (bytes without a unit), got "
+            f"{cap!r}.", param="memory_cap"
         )
     return int(value)
 

@@ -36,12 +36,13 @@ from torch.utils.data import DataLoader, Dataset
 from coatnet_nas.data.decode import UnreadableImage, decode_fitted, default_decoder
 from coatnet_nas.data.devices import resolve_device
 from coatnet_nas.data.folder import scan_folder
+from coatnet_nas.data.options import AutoAugment, check_split, check_stream
 from coatnet_nas.data.tensors import describe_data
 from coatnet_nas.errors import DataError
 
 __all__ = ["AUGMENTS", "FileImages", "StreamSampler", "StreamingData"]
 
-AUGMENTS = ("none", "trivial", "rand")
+AUGMENTS = tuple(a.value for a in AutoAugment)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -93,17 +94,8 @@ class StreamingData:
     source: str = ""
 
     def __post_init__(self) -> None:
-        if self.augment not in AUGMENTS:
-            raise DataError(
-                f"augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}.",
-                param="augment",
-            )
-        if not 0 <= self.mixup <= 1:
-            raise DataError(f"mixup must be in [0, 1], got {self.mixup:g}.", param="mixup")
-        if not 0 <= self.cutmix <= 1:
-            raise DataError(f"cutmix must be in [0, 1], got {self.cutmix:g}.", param="cutmix")
-        if self.workers < 0:
-            raise DataError(f"workers must be >= 0, got {self.workers}.", param="workers")
+        augment = check_stream(self.workers, self.augment, self.mixup, self.cutmix)
+        object.__setattr__(self, "augment", augment.value)
 
     @classmethod
     def from_folder(
@@ -123,8 +115,10 @@ class StreamingData:
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if min(size) < 1:
             raise DataError(f"image_size must be positive, got {image_size}.", param="image_size")
-        if not 0.0 < subset <= 1.0:
-            raise DataError(f"subset must be a fraction in (0, 1], got {subset}.", param="subset")
+        if holdout is not None:
+            holdout = check_split(subset, val_fraction, holdout).value  # type: ignore[assignment]
+        else:
+            check_split(subset, val_fraction, "test")
         plan = scan_folder(Path(root).expanduser().resolve())
         load = (round(size[0] / 0.875), round(size[1] / 0.875))
         files = [str(plan.root / f) for f in plan.files]
@@ -137,7 +131,7 @@ class StreamingData:
                 param="holdout",
             )
         train_rows, val_rows = split_indices(
-            plan.n_train, subset, val_fraction, int(options.get("seed", 0)), holdout == "test"
+            plan.n_train, subset, val_fraction, int(options.get("seed", 0)), holdout
         )
         if holdout == "test":
             held = FileImages(files[plan.n_train :], list(plan.labels[plan.n_train :]), load)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from coatnet_nas.data.devices import resolve_device
 from coatnet_nas.data.mapped import MappedImages, adapt_images, memory_cap_bytes
+from coatnet_nas.data.options import Holdout
 from coatnet_nas.data.sources import Progress, RawData, load_raw
 from coatnet_nas.errors import DataError
 
@@ -198,13 +199,15 @@ def _stats(images: torch.Tensor | MappedImages) -> tuple[torch.Tensor, torch.Ten
 
 
 def split_indices(
-    n: int, subset: float, val_fraction: float, seed: int, holdout: bool
+    n: int, subset: float, val_fraction: float, seed: int, holdout: Holdout | str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, val) index arrays into the training pool; val empty when ``holdout``."""
+    """Seeded (train, val) index arrays into the training pool; val empty when validation
+    comes from the test set (``holdout="test"``)."""
+    holdout = Holdout(holdout)
     order = np.random.default_rng(seed).permutation(n)
     keep = min(n, max(2, round(n * subset)))
     order = order[:keep]
-    n_val = 0 if holdout else min(keep - 1, max(1, round(keep * val_fraction)))
+    n_val = 0 if holdout is Holdout.TEST else min(keep - 1, max(1, round(keep * val_fraction)))
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
@@ -218,7 +221,7 @@ def prepare_data(
     device: str | torch.device = "cpu",
     data_dir: str | Path | None = None,
     in_chans: int = 3,
-    holdout: Literal["split", "test"] = "split",
+    holdout: Holdout | str = "split",
     crop_padding: int | None = 0,
     flip: bool = True,
     memory_cap: int | str | None = None,
@@ -242,23 +245,20 @@ def prepare_data(
     on disk and each batch is read from the map (``storage == "memmap"``); below the cap they are
     loaded onto the device once, which is fastest.
     """
-    if not 0.0 < subset <= 1.0:
-        raise DataError(f"subset must be a fraction in (0, 1], got {subset}.")
-    if holdout not in ("split", "test"):
-        raise DataError(f"holdout must be 'split' or 'test', got {holdout!r}.")
-    if holdout == "split" and not 0.0 < val_fraction < 1.0:
-        raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}.")
+    from coatnet_nas.data.options import check_split
+
+    holdout = check_split(subset, val_fraction, holdout).value  # type: ignore[assignment]
     if crop_padding is not None and crop_padding < 0:
-        raise DataError(f"crop_padding must be >= 0 pixels, got {crop_padding}.")
+        raise DataError(
+            f"crop_padding must be >= 0 pixels, got {crop_padding}.", param="crop_padding"
+        )
     if in_chans not in (1, 3):
         raise DataError(f"in_chans must be 1 or 3 for image datasets, got {in_chans}.")
     size = _size(image_size)
     dev = resolve_device(device)
     cap = memory_cap_bytes(memory_cap)
     raw = load_raw(name, data_dir, size, progress=progress)
-    train_idx, val_idx = split_indices(
-        len(raw.train_labels), subset, val_fraction, seed, holdout == "test"
-    )
+    train_idx, val_idx = split_indices(len(raw.train_labels), subset, val_fraction, seed, holdout)
     if holdout == "test":
         val_src, val_rows = _test_rows(raw, subset, seed)
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from coatnet_nas.errors import CoatnetError
 
-__all__ = ["ExportFormat", "parse_format"]
+__all__ = ["DeployRuntime", "ExportFormat", "parse_format", "parse_runtime"]
 
 
 class ExportFormat(str, Enum):
@@ -50,4 +50,24 @@ def parse_format(value: ExportFormat | str) -> ExportFormat:
         choices = ", ".join(f.value for f in ExportFormat)
         raise CoatnetError(
             f"format must be one of {choices}, got {str(value)[:40]!r}.", param="format"
+        ) from None
+
+
+class DeployRuntime(str, Enum):
+    """Where an exported model runs: ``onnxruntime`` (an ONNX file) or ``torch``."""
+
+    ONNXRUNTIME = "onnxruntime"
+    TORCH = "torch"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def parse_runtime(value: DeployRuntime | str) -> DeployRuntime:
+    """``value`` as a :class:`DeployRuntime`, or a :class:`CoatnetError` naming the choices."""
+    try:
+        return DeployRuntime(value.value if isinstance(value, Enum) else value)
+    except ValueError:
+        raise CoatnetError(
+            f"runtime must be onnxruntime or torch, got {str(value)[:40]!r}.", param="runtime"
         ) from None

@@ -18,13 +18,12 @@ from torch import nn
 
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.export.check import Runner, load_runner, random_images
-from coatnet_nas.export.formats import ExportFormat, parse_format
+from coatnet_nas.export.formats import DeployRuntime, ExportFormat, parse_format, parse_runtime
 from coatnet_nas.latency.timing import time_rounds
 
 __all__ = ["LatencyStats", "RuntimeName", "alternating_latency", "runtime_latency"]
 
-RuntimeName = Literal["onnxruntime", "torch"]
-_RUNTIMES = ("onnxruntime", "torch")
+RuntimeName = Literal["onnxruntime", "torch"] | DeployRuntime
 
 
 @dataclass(frozen=True)
@@ -73,10 +72,8 @@ def runtime_latency(
                              ("warmup", warmup, 0)):  # fmt: skip
         if not isinstance(value, int) or value < low:
             raise CoatnetError(f"{name} must be an integer >= {low}, got {value!r}.", param=name)
-    if runtime is not None and runtime not in _RUNTIMES:
-        raise CoatnetError(
-            f"runtime must be onnxruntime or torch, got {str(runtime)[:40]!r}.", param="runtime"
-        )
+    if runtime is not None:
+        runtime = parse_runtime(runtime).value  # type: ignore[assignment]
     if isinstance(path_or_model, nn.Module):
         spec = getattr(path_or_model, "spec", None)
         channels = channels or getattr(spec, "in_chans", 3)

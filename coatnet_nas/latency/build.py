@@ -77,11 +77,17 @@ def _prepare(module: torch.nn.Module, x: torch.Tensor, meta: TableMeta):
 
 
 def measure_spec(
-    spec: ModelSpec, meta: TableMeta, *, warmup: int | None = None, repeats: int | None = None
+    spec: ModelSpec,
+    meta: TableMeta,
+    *,
+    warmup: int | None = None,
+    repeats: int | None = None,
+    model: torch.nn.Module | None = None,
 ) -> Timing:
     """Time ``spec``'s whole model end to end on ``meta``'s configuration (seconds), the way a
-    table times its models: one untimed call before each timed one."""
-    run, _ = _spec_runner(spec, meta)
+    table times its models: one untimed call before each timed one. ``model`` is ``spec``
+    built already (it is put in eval mode and on the configuration's device and layout)."""
+    run, _ = _spec_runner(spec, meta, model)
     samples = time_rounds(
         [run], torch.device(meta.device), threads=meta.threads,
         rounds=meta.repeats if repeats is None else repeats, per_round=1,
@@ -96,8 +102,10 @@ def _kind_runner(kind: BlockKind, meta: TableMeta) -> tuple[Callable[[], object]
     return (lambda: module(x)), built.blocks
 
 
-def _spec_runner(spec: ModelSpec, meta: TableMeta) -> tuple[Callable[[], object], int]:
-    model = build_model(spec, initialize=False).eval()
+def _spec_runner(
+    spec: ModelSpec, meta: TableMeta, model: torch.nn.Module | None = None
+) -> tuple[Callable[[], object], int]:
+    model = (model if model is not None else build_model(spec, initialize=False)).eval()
     model, x = _prepare(model, torch.randn(meta.batch, spec.in_chans, *spec.image_size), meta)
     return (lambda: model(x)), 1
 

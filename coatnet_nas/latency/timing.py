@@ -40,6 +40,8 @@ class Timing:
 
 def parse_device(device: str | torch.device) -> torch.device:
     """``cpu``, ``cuda`` or ``cuda:N``, refused with the allowed forms when not usable here."""
+    from coatnet_nas.data.devices import check_device_name
+
     text = str(device).strip().lower()
     allowed = "allowed: cpu, cuda or cuda:N"
     if text == "cpu":
@@ -58,7 +60,8 @@ def parse_device(device: str | torch.device) -> torch.device:
                 param="device",
             )
         return torch.device("cuda", index)
-    raise CoatnetError(f"device {device!r} is not a device ({allowed}).", param="device")
+    check_device_name(str(device))  # refuses what is not a device name at all
+    raise CoatnetError(f"device {device!r} cannot be timed here ({allowed}).", param="device")
 
 
 def device_name(device: torch.device) -> str:

@@ -114,8 +114,8 @@ class SearchConfig:
             )
         if self.flops is None and self.params is None and self.max_latency is None:
             raise CoatnetError(
-                "a search needs a budget: give flops, params and/or max_latency (or a budget: "
-                "section in the search space).",
+                "a search needs a budget: give `flops`, `params` and/or `max_latency` (or a "
+                "budget: section in the search space).",
                 param="flops",
             )
         self._check_latency()

@@ -29,6 +29,7 @@ import optuna
 
 from coatnet_nas.cost import estimate_cost
 from coatnet_nas.scaling import scale_spec
+from coatnet_nas.search.attrs import readable_attrs
 from coatnet_nas.search.config import SearchConfig, TrialStatus
 from coatnet_nas.search.dedupe import KEY_ATTR, arch_key, copy_result, earlier_result
 
@@ -79,6 +80,8 @@ class Objective:
         latency_ms = cfg.latency_ms(spec)
         if latency_ms is not None:
             trial.set_user_attr("latency_ms", latency_ms)
+        for name, text in readable_attrs(spec, cost, cfg, latency_ms).items():
+            trial.set_user_attr(name, text)
         key = arch_key(spec, cfg)
         trial.set_user_attr(KEY_ATTR, key)
         limit_ms = cfg.max_latency * 1e3 if cfg.max_latency is not None else None

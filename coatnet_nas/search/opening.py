@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,7 @@ def open_study(
         )
     if study.user_attrs.get(CONFIG_ATTR) is None:
         study.set_user_attr(CONFIG_ATTR, config.to_json())
+        _name_metrics(study, config)
         if strategy is not None:
             study.set_user_attr(STRATEGY_ATTR, strategy)
         return study, config
@@ -168,3 +170,13 @@ def open_existing_study(
             param="study_name",
         )
     return open_study(make_storage(storage_url, heartbeat_interval, create=False), study_name)
+
+
+def _name_metrics(study: Any, config: SearchConfig) -> None:
+    """The objectives' names on the study, so dashboards label their axes (``val_accuracy``,
+    ``flops``) instead of "Objective 0"."""
+    first = config.proxy if config.training_free else "val_accuracy"
+    names = [first, *config.objectives[1:]]
+    with warnings.catch_warnings():  # set_metric_names is "experimental" in Optuna
+        warnings.simplefilter("ignore")
+        study.set_metric_names(names)

@@ -1,13 +1,11 @@
-"""``python -m coatnet_nas.train SPEC ...``: the ``coatnet train`` command, for torchrun.
-
-torchrun, given its node and process counts, starts one such process per GPU (``torchrun ... -m
-coatnet_nas.train SPEC ...``, with the options of ``coatnet train``); each joins the process group
-from the environment torchrun sets. The README shows the full command.
-"""
+"""``python -m coatnet_nas.train`` moved to ``python -m coatnet_nas.cli train`` (the command line
+lives in the CLI package, which the library never imports); this says so and exits 2."""
 
 import sys
 
-from coatnet_nas.cli import run
-
 if __name__ == "__main__":
-    sys.exit(run(["train", *sys.argv[1:]]))
+    sys.stderr.write(
+        "error: the torchrun entry point is now 'python -m coatnet_nas.cli train SPEC ...' "
+        "(e.g. torchrun ... -m coatnet_nas.cli train SPEC ...)\n"
+    )
+    sys.exit(2)

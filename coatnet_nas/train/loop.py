@@ -183,6 +183,7 @@ class _Run:
             seconds=self.budget.elapsed(), train_loss=loss, train_accuracy=acc,
             images_per_second=self.clock.rate(self.images_seen),
             val_accuracy=self.history[-1].val_accuracy if self.history else None,
+            lr=getattr(self, "lr", None),
         ))  # fmt: skip
 
     # -- driver -----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from coatnet_nas.errors import CoatnetError
+from coatnet_nas.errors import CoatnetError, as_choice
 from coatnet_nas.spec import settings_problems
 
 __all__ = ["AmpMode", "Runtime", "TrainConfig", "TrainRecipe", "recipe_from"]
@@ -119,13 +119,10 @@ class Runtime:
     sync_batchnorm: bool = False
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "amp", AmpMode(self.amp))
-        except ValueError:
-            allowed = ", ".join(m.value for m in AmpMode)
-            raise CoatnetError(
-                f"amp must be one of {allowed}, got {self.amp!r}.", param="amp"
-            ) from None
+        from coatnet_nas.data.devices import check_device_name
+
+        check_device_name(self.device)
+        object.__setattr__(self, "amp", as_choice(AmpMode, self.amp, "amp"))
         if self.threads is not None and self.threads < 1:
             raise CoatnetError(
                 f"threads must be >= 1 or None, got {self.threads}.", param="threads"

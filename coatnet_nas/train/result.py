@@ -49,6 +49,7 @@ class ProgressInfo:
     train_accuracy: float
     images_per_second: float
     val_accuracy: float | None
+    lr: float | None = None  # the learning rate of the step just taken
 
 
 @dataclass
