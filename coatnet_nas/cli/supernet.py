@@ -14,7 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from coatnet_nas.cli.app import app, console, print_json
+from coatnet_nas.cli.app import DATA, OPTIMISATION, OUTPUT, RUNTIME, app, console, print_json
 from coatnet_nas.cli.options import BatchSize, DataDir, Device, LearningRate
 from coatnet_nas.errors import CoatnetError
 
@@ -28,31 +28,59 @@ app.add_typer(supernet_app, name="supernet")
 
 @supernet_app.command("train")
 def train(
-    out: Path = typer.Option(..., "--out", metavar="SUPER.pt", help="Write the supernet here."),
-    space: Path | None = typer.Option(
-        None, "--space", help="Search space YAML (default: the bundled default space)."
+    out: Path = typer.Option(
+        ..., "--out", metavar="SUPER.pt", help="Write the supernet here.", rich_help_panel=OUTPUT
+    ),
+    space_path: Path | None = typer.Option(
+        None,
+        "--space",
+        help="Search space YAML (default: the bundled default space).",
+        rich_help_panel=DATA,
     ),
     dataset: str | None = typer.Option(
-        None, "--dataset", "-d", metavar="NAME", help="Data set (default: the space's proxy's)."
+        None,
+        "--dataset",
+        "-d",
+        metavar="NAME",
+        help="Data set (default: the space's proxy's).",
+        rich_help_panel=DATA,
     ),
     data_dir: DataDir = None,
     epochs: float | None = typer.Option(
-        None, "--epochs", help="Epoch budget over the proxy's subset (default 10 if no budget)."
+        None,
+        "--epochs",
+        help="Epoch budget over the proxy's subset (default 10 if no budget).",
+        rich_help_panel=OPTIMISATION,
     ),
-    steps: int | None = typer.Option(None, "--steps", help="Step budget."),
+    steps: int | None = typer.Option(
+        None, "--steps", help="Step budget.", rich_help_panel=OPTIMISATION
+    ),
     batch_size: BatchSize = None,
     lr: LearningRate = None,
-    children: int = typer.Option(2, "--children", help="Random sub-networks per step."),
+    children: int = typer.Option(
+        2, "--children", help="Random sub-networks per step.", rich_help_panel=OPTIMISATION
+    ),
     distill: bool = typer.Option(
-        True, "--distill/--no-distill", help="In-place distillation from the largest."
+        True,
+        "--distill/--no-distill",
+        help="In-place distillation from the largest.",
+        rich_help_panel=OPTIMISATION,
     ),
     seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of data split, init, draws."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run --out holds."),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run --out holds.", rich_help_panel=OUTPUT
+    ),
     save_every: float = typer.Option(
-        60.0, "--save-every", metavar="SECONDS", help="Rewrite --out this often (0: every step)."
+        60.0,
+        "--save-every",
+        metavar="SECONDS",
+        help="Rewrite --out this often (0: every step).",
+        rich_help_panel=OUTPUT,
     ),
     device: Device = "cpu",
-    threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: torch's)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="CPU threads (default: torch's).", rich_help_panel=RUNTIME
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Train a supernet over a search space at its proxy's size (sandwich rule, resumable)."""
@@ -64,7 +92,7 @@ def train(
         raise CoatnetError(f"--resume: {out} does not exist; drop --resume to start a run.")
     with cpu_threads(threads):
         setup = setup_supernet(
-            load_space(space), dataset=dataset, data_dir=str(data_dir) if data_dir else None,
+            load_space(space_path), dataset=dataset, data_dir=str(data_dir) if data_dir else None,
             seed=seed, device=device, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
         )  # fmt: skip
         rule = SandwichRule(children=children, distill=distill)

@@ -181,7 +181,7 @@ def elastic_space(
         raise CoatnetError(
             f"space {space.name}: {space.layout_count():,} layouts are too many for one supernet "
             f"(at most {ENUMERATE_LAYOUTS:,}); restrict the layout pattern.",
-            param="space",
+            param="space_path",
         )
     layouts = tuple(space.layout_choices())
     parsed = [parse_layout(x) for x in layouts]
@@ -190,7 +190,7 @@ def elastic_space(
         raise CoatnetError(
             f"space {space.name}: block type(s) {', '.join(others)} have no elastic supernet "
             f"module; a supernet holds {' and '.join(ELASTIC_LETTERS)} stages.",
-            param="space",
+            param="space_path",
         )
     options: dict[str, dict[str, tuple[Any, ...]]] = {}
     multiples: dict[str, set[int]] = {}
