@@ -34,7 +34,7 @@ budget: {flops: 1GFLOPs}
 proxy: {dataset: "synthetic:400", image_size: 16, width_mult: 0.5, subset: 1.0,
         batch_size: 32, steps: 4, evals_per_epoch: 1}
 """
-STEPS = "10"
+STEPS = "24"  # long enough that the killed run is caught mid-way on a fast machine
 
 
 def _train_args(space: Path, out: Path, *extra: str) -> list[str]:
@@ -86,14 +86,14 @@ def test_resume_after_kill_9_continues_exactly(trained, tmp_path):
                     seen = torch.load(out, weights_only=True)["train"]["step"]
                 except Exception:  # replaced while being read: read the next one
                     seen = 0
-                if seen >= 3:
+                if seen >= 2:
                     break
             time.sleep(0.05)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
     killed_at = torch.load(out, weights_only=True)["train"]["step"]
-    assert 3 <= killed_at < int(STEPS), "killed mid-run, after a save"
+    assert 2 <= killed_at < int(STEPS), "killed mid-run, after a save"
     assert run([*_train_args(space, out), "--resume"]) == 0
     a, b = torch.load(reference, weights_only=True), torch.load(out, weights_only=True)
     assert b["train"]["step"] == int(STEPS)
