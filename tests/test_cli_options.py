@@ -93,7 +93,7 @@ def test_each_bad_value_gets_the_librarys_message_through_cli_and_api(
         assert err.startswith("error: ") and "Traceback" not in err, err
         shown = err.removeprefix("error: ").strip()
         # The same sentence: the flag where the parameter was, or in front of it.
-        assert shown in (f"{flag}{said[len(param):]}", f"{flag}: {said}"), (shown, said)
+        assert shown in (f"{flag}{said[len(param) :]}", f"{flag}: {said}"), (shown, said)
 
 
 def test_a_new_options_error_names_its_flag_with_no_second_edit(capsys) -> None:

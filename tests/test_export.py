@@ -234,8 +234,8 @@ def test_a_checkpoint_trained_at_32px_on_10_classes_exports_on_its_own(tmp_path,
     spec.write_text(yaml.safe_dump({**CT, "num_classes": 1000, "image_size": 64}))
     ckpt = tmp_path / "m.pt"
     args = ["train", str(spec), "--dataset", "synthetic:64", "--image-size", "32", "--steps", "1",
-            "--batch-size", "16", "--device", "cpu", "--threads", "1", "--save", str(ckpt)]
-    args.append("--json")
+            "--batch-size", "16", "--device", "cpu", "--threads", "1", "--save", str(ckpt),
+            "--json"]  # fmt: skip
     assert run(args) == 0
     assert json.loads(capsys.readouterr().out)["dataset"]["num_classes"] == 10
     out = tmp_path / "m.onnx"

@@ -175,12 +175,10 @@ def search(
         False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary at the end."
     ),
 ) -> None:
-    """Search layouts, depths and widths under a budget.
-
-    Scores are proxy-trained accuracies, or a training-free score with --proxy."""
+    """Search layouts, depths and widths under a budget (proxy-trained or --proxy scores)."""
     import optuna
 
-    from coatnet_nas.search import SearchConfig, export_study, load_space, run_search
+    from coatnet_nas.search import export_study, load_space, run_search
 
     space = load_space(space_path).with_proxy(
         dataset=dataset,
@@ -188,19 +186,9 @@ def search(
         epochs=proxy_epochs,
         subset=subset,
     )
-    flops = parse_flops(flops, what="flops") if flops is not None else space.budget.flops
-    params = parse_params(params, what="params") if params is not None else space.budget.params
-    latency_s = parse_latency(max_latency, what="max_latency") if max_latency else None
     _share_memory_cap(memory_cap)
-    config = SearchConfig(
-        space=space,
-        flops=flops,
-        params=params,
-        objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
-        seed=seed,
-        proxy=proxy.strip(),
-        max_latency=latency_s,
-        latency_table=_table_json(latency_table),
+    config = _search_config(
+        space, flops, params, max_latency, objectives, seed, proxy, latency_table
     )
     name = _study_name(study_name, config)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -228,14 +216,34 @@ def search(
         search_view.interrupted(name)
         raise typer.Exit(130) from None
     export = export_study(
-        result, out_dir or Path("runs") / safe_dir_name(name), budget_flops=flops,
-        max_latency_ms=latency_s * 1e3 if latency_s else None,
-    )  # fmt: skip
+        result,
+        out_dir or Path("runs") / safe_dir_name(name),
+        budget_flops=config.flops,
+        max_latency_ms=config.max_latency * 1e3 if config.max_latency else None,
+    )
     export.notes.extend(notes)
     score = config.proxy if config.training_free else "accuracy"
     search_view.show_export(export, json_out, name, storage_url, score)
     if notes:
         raise typer.Exit(1)
+
+
+def _search_config(  # type: ignore[no-untyped-def]
+    space, flops, params, max_latency, objectives: str, seed: int, proxy: str, latency_table
+):
+    """The SearchConfig the options mean; budgets left out are the space's own."""
+    from coatnet_nas.search import SearchConfig
+
+    return SearchConfig(
+        space=space,
+        flops=parse_flops(flops, what="flops") if flops is not None else space.budget.flops,
+        params=parse_params(params, what="params") if params is not None else space.budget.params,
+        objectives=tuple(o.strip() for o in objectives.split(",") if o.strip()),
+        seed=seed,
+        proxy=proxy.strip(),
+        max_latency=parse_latency(max_latency, what="max_latency") if max_latency else None,
+        latency_table=_table_json(latency_table),
+    )
 
 
 def _share_memory_cap(memory_cap: str | None) -> None:

@@ -42,7 +42,8 @@ def memory_cap_bytes(cap: int | str | None = None) -> int:
     if value < 0:
         raise DataError(
             f"memory_cap must be a size like 2GB, 512M or 1.5G (bytes without a unit), got "
-            f"{cap!r}.", param="memory_cap"
+            f"{cap!r}.",
+            param="memory_cap",
         )
     return int(value)
 

@@ -51,8 +51,7 @@ def serve_dashboard(
         server: WSGIServer = make_server(host, port, app, handler_class=_Quiet)
     except OSError as exc:
         raise CoatnetError(
-            f"port {port} on {host}: cannot listen ({exc.strerror or exc}); choose another "
-            "port.",
+            f"port {port} on {host}: cannot listen ({exc.strerror or exc}); choose another port.",
             param="port",
         ) from None
     with server:
