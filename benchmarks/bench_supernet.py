@@ -179,7 +179,7 @@ def phase_report(args, out: Path, train: dict, timing: dict | None) -> str:
     if ref_secs:
         lines.append(f"| reference {reference} | {statistics.fmean(ref_secs):.2f} | |")
     layouts = sorted({r["layout"] for r in rows})
-    supernet = labels[0]
+    supernet = next(lab for lab in labels if lab.startswith("supernet"))
     lines += ["", "Within one layout (supernet proxy vs reference, both seeds pooled):", ""]
     for layout in layouts:
         sub = [r for r in rows if r["layout"] == layout]
