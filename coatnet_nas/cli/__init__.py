@@ -20,6 +20,7 @@ from coatnet_nas.cli import export as _export  # noqa: F401  (registers commands
 from coatnet_nas.cli import latency as _latency  # noqa: F401  (registers commands)
 from coatnet_nas.cli import proxy as _proxy  # noqa: F401  (registers commands)
 from coatnet_nas.cli import search as _search  # noqa: F401
+from coatnet_nas.cli import supernet as _supernet  # noqa: F401  (registers commands)
 from coatnet_nas.cli import train as _train  # noqa: F401  (registers commands)
 from coatnet_nas.cli.app import app
 from coatnet_nas.cli.contract import run_app

@@ -47,6 +47,20 @@ class ProxyEvaluator:
     seed: int = 0
     device: str = "auto"
     _data: dict[tuple, ProxyData] = field(default_factory=dict, init=False, repr=False)
+    _supernets: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def supernet(self, proxy: ProxySpec) -> Any:
+        """The loaded supernet of a ``supernet:SUPER.pt`` proxy (each file is read once)."""
+        from coatnet_nas.supernet.score import SupernetScorer
+
+        options = dict(proxy.options)
+        key = tuple(sorted(options.items()))
+        if key not in self._supernets:
+            self._supernets[key] = SupernetScorer(
+                options.pop("path"), device=self.device, seed=int(options.pop("seed", self.seed)),
+                **{k: int(v) for k, v in options.items()},
+            )  # fmt: skip
+        return self._supernets[key]
 
     def recipe(self, proxy: ProxySpec) -> ProxyRecipe:
         """The base recipe with the proxy's options applied (validated)."""
@@ -64,6 +78,8 @@ class ProxyEvaluator:
     def data(self, proxy: ProxySpec) -> ProxyData:
         from coatnet_nas.data import prepare_data
 
+        if proxy.is_supernet:  # the held-out split of the data the supernet trained on
+            return self.supernet(proxy).data
         r = self.recipe(proxy)
         seed = self.seed_of(proxy) if proxy.is_training else self.seed
         key = (r.dataset, r.data_dir, r.image_size, r.subset, r.val_fraction, seed)
@@ -102,6 +118,10 @@ class ProxyEvaluator:
         """Value of ``proxy`` for the target-size ``spec`` (higher is better)."""
         from coatnet_nas.scaling import scale_spec
 
+        if proxy.is_supernet:
+            start = time.perf_counter()
+            value, detail = self.supernet(proxy).score(spec)
+            return ProxyOutcome(value, time.perf_counter() - start, "ok", detail)
         recipe = self.recipe(proxy)
         shrunk = scale_spec(spec, recipe.width_mult, recipe.depth_mult)
         data = self.data(proxy)

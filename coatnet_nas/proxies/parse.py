@@ -16,15 +16,23 @@ scored mini-batch, default 64), ``batches`` (averaged, default 1), ``seed`` and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.proxies.recipe import TRAINING_OPTIONS
 from coatnet_nas.proxies.scores import get_score
 
-__all__ = ["SCORE_OPTIONS", "TRAIN", "ProxySpec", "parse_proxies", "parse_proxy"]
+__all__ = [
+    "SCORE_OPTIONS", "SUPERNET", "SUPERNET_OPTIONS", "TRAIN", "ProxySpec", "parse_proxies",
+    "parse_proxy",
+]  # fmt: skip
 
 TRAIN = "train"
+# ``supernet:SUPER.pt[,batches=N,batch_size=B,seed=S]``: a candidate's accuracy with weights
+# inherited from a trained supernet (coatnet_nas.supernet.score); the path is the first item.
+SUPERNET = "supernet"
+SUPERNET_OPTIONS = ("path", "batches", "batch_size", "seed")
 _DATA_KEYS = ("image_size", "subset", "val_fraction")
 SCORE_OPTIONS = ("batch_size", "batches", "seed", "width_mult", "depth_mult", *_DATA_KEYS)
 
@@ -41,8 +49,15 @@ class ProxySpec:
         return self.name == TRAIN
 
     @property
+    def is_supernet(self) -> bool:
+        return self.name == SUPERNET
+
+    @property
     def label(self) -> str:
         """Canonical text, e.g. ``train:epochs=1`` (what tables, CSV and studies show)."""
+        if self.is_supernet:
+            rest = [f"{k}={_fmt(v)}" for k, v in self.options if k != "path"]
+            return f"{self.name}:" + ",".join([str(self.get("path")), *rest])
         if not self.options:
             return self.name
         return self.name + ":" + ",".join(f"{k}={_fmt(v)}" for k, v in self.options)
@@ -70,6 +85,8 @@ def _value(text: str) -> Any:
 def _allowed(name: str) -> tuple[str, ...]:
     if name == TRAIN:
         return (*TRAINING_OPTIONS, "seed")
+    if name == SUPERNET:
+        return SUPERNET_OPTIONS
     get_score(name)  # unknown names raise here
     return SCORE_OPTIONS
 
@@ -77,6 +94,19 @@ def _allowed(name: str) -> tuple[str, ...]:
 def _build(name: str, items: list[str], source: str) -> ProxySpec:
     allowed = _allowed(name)
     options: dict[str, Any] = {}
+    if name == SUPERNET:  # the file comes first: supernet:SUPER.pt[,key=value...]
+        if not items or "=" in items[0] or not items[0].strip():
+            raise CoatnetError(
+                f"proxy {source!r}: name the supernet file, e.g. supernet:SUPER.pt "
+                "(written by 'coatnet supernet train')."
+            )
+        options["path"] = items[0].strip()
+        items = items[1:]
+        if not Path(options["path"]).is_file():  # refused before a search or check starts
+            raise CoatnetError(
+                f"proxy {source!r}: {options['path']}: no such supernet file ('coatnet supernet "
+                "train --out FILE' writes one)."
+            )
     for item in items:
         key, sep, raw = item.partition("=")
         key = key.strip()
