@@ -2,7 +2,7 @@
 
 ``space`` (:class:`ElasticSpace`: the choices, sampling, coverage), ``fit`` (block sizes, what a
 spec asks, why it does not fit), ``blocks`` (elastic MBConv/Transformer/stem/head), ``model``
-(:class:`Supernet`), ``extract`` (a sub-network as a normal model), ``checkpoint`` (the file
+(:class:`Supernet`), ``extraction`` (a sub-network as a normal model), ``checkpoint`` (the file
 format), ``train`` (sandwich rule + in-place distillation, resumable) and ``score`` (a
 candidate's accuracy with inherited weights, BatchNorm recalibrated). Names load on first use.
 """
@@ -13,9 +13,9 @@ _EXPORTS = {
     "ElasticSpace": "coatnet_nas.supernet.space",
     "elastic_space": "coatnet_nas.supernet.space",
     "Supernet": "coatnet_nas.supernet.model",
-    "extract": "coatnet_nas.supernet.extract",
-    "save_subnet": "coatnet_nas.supernet.extract",
-    "subnet": "coatnet_nas.supernet.extract",
+    "extract": "coatnet_nas.supernet.extraction",
+    "save_subnet": "coatnet_nas.supernet.extraction",
+    "subnet": "coatnet_nas.supernet.extraction",
     "SupernetFile": "coatnet_nas.supernet.checkpoint",
     "load_supernet": "coatnet_nas.supernet.checkpoint",
     "save_supernet": "coatnet_nas.supernet.checkpoint",

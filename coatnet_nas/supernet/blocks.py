@@ -4,7 +4,7 @@ Every block's ``weights(choice)`` returns the slices a choice uses, keyed by the
 buffer names of the standalone block (:class:`~coatnet_nas.blocks.mbconv.MBConv`,
 :class:`~coatnet_nas.blocks.attention.TransformerBlock`, the conv stem and the head), and its
 ``forward`` computes with exactly those slices through the same functional calls the standalone
-modules make. Extraction (:mod:`coatnet_nas.supernet.extract`) copies the same slices, so a
+modules make. Extraction (:mod:`coatnet_nas.supernet.extraction`) copies the same slices, so a
 sub-network and the model built from its spec agree by construction (and a test checks it).
 
 Slicing: channels are the first ``c`` of the widest choice; a kernel is the centre ``k x k`` of

@@ -19,7 +19,7 @@ from coatnet_nas.errors import CoatnetError
 from coatnet_nas.scaling import scale_spec
 from coatnet_nas.spec import ModelSpec
 from coatnet_nas.supernet.checkpoint import load_supernet
-from coatnet_nas.supernet.extract import subnet
+from coatnet_nas.supernet.extraction import subnet
 from coatnet_nas.train.adapt import spec_for_data
 from coatnet_nas.train.evaluate import evaluate, recalibrate_batchnorm
 
