@@ -56,10 +56,12 @@ def main() -> None:
     samples: dict[str, list[float]] = {}
     for _ in range(args.repeats):  # interleaved: writeback noise hits both writers alike
         for name, fn in (
-            ("torch.save, atomic (temporary + rename), no digest",
-             lambda: atomic_write(plain, lambda tmp: torch.save(payload, tmp))),
+            (
+                "torch.save, atomic (temporary + rename), no digest",
+                lambda: atomic_write(plain, lambda tmp: torch.save(payload, tmp)),
+            ),
             ("save_payload (digest + atomic save)", lambda: save_payload(checked, payload)),
-        ):  # fmt: skip
+        ):
             samples.setdefault(name, []).append(_median_s(fn, 1))
     rows = {k: statistics.median(v) for k, v in samples.items()}
     rows |= {

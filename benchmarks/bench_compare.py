@@ -54,14 +54,19 @@ def main() -> None:
     args = p.parse_args()
 
     config = CompareConfig(
-        base=load_spec(args.base), layouts=tuple(args.layouts.split(",")),
-        flops=parse_flops(args.budget), depth_mult=args.depth_mult, dataset=args.dataset,
-        image_size=(args.image_size, args.image_size), val_fraction=args.val_fraction,
-        regimes=parse_regimes(args.regimes), seeds=tuple(range(args.seeds)),
+        base=load_spec(args.base),
+        layouts=tuple(args.layouts.split(",")),
+        flops=parse_flops(args.budget),
+        depth_mult=args.depth_mult,
+        dataset=args.dataset,
+        image_size=(args.image_size, args.image_size),
+        val_fraction=args.val_fraction,
+        regimes=parse_regimes(args.regimes),
+        seeds=tuple(range(args.seeds)),
         recipe=CompareRecipe(
             DEFAULT_TRAIN.evolve(epochs=None, steps=args.steps, batch_size=args.batch_size)
         ),
-    )  # fmt: skip
+    )
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     done = 0
@@ -71,37 +76,51 @@ def main() -> None:
         if event.kind in ("done", "error") and not args.json:
             done += 1
             r = event.record or {}
-            print(f"[{time.perf_counter() - t0:6.0f}s] {done:2d} {event.job.key}: "
-                  f"val {r.get('val_accuracy')} train loss {r.get('train_loss')} "
-                  f"({r.get('seconds')}s, {r.get('images_per_second')} img/s) "
-                  f"{event.message or ''}", flush=True)  # fmt: skip
+            print(
+                f"[{time.perf_counter() - t0:6.0f}s] {done:2d} {event.job.key}: "
+                f"val {r.get('val_accuracy')} train loss {r.get('train_loss')} "
+                f"({r.get('seconds')}s, {r.get('images_per_second')} img/s) "
+                f"{event.message or ''}",
+                flush=True,
+            )
 
     result = run_compare(
-        config, args.out, workers=args.workers, threads=args.threads, device="cpu",
-        fresh=args.fresh, on_event=progress,
-    )  # fmt: skip
+        config,
+        args.out,
+        workers=args.workers,
+        threads=args.threads,
+        device="cpu",
+        fresh=args.fresh,
+        on_event=progress,
+    )
     wall = time.perf_counter() - t0
     summary = summarize(result)
     write_outputs(summary)
     report = {
-        "wall_seconds": round(wall, 1), "ran": result.ran, "resumed": result.resumed,
+        "wall_seconds": round(wall, 1),
+        "ran": result.ran,
+        "resumed": result.resumed,
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"torch {torch.__version__}",
+        f"torch {torch.__version__}",
         **summary.to_dict(),
-    }  # fmt: skip
+    }
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"\nwall {wall:.0f}s for {result.ran} runs ({result.resumed} resumed), workers "
-          f"{args.workers} x {args.threads} thread(s); load {load_before} -> "
-          f"{report['load_after']}")  # fmt: skip
+    print(
+        f"\nwall {wall:.0f}s for {result.ran} runs ({result.resumed} resumed), workers "
+        f"{args.workers} x {args.threads} thread(s); load {load_before} -> "
+        f"{report['load_after']}"
+    )
     print(f"budget {human(result.budget)} FLOPs @ {args.image_size}px; data {result.data}")
     for e in result.entrants:
         d = e.describe()
-        print(f"  {e.name:8s} {human(e.params):>8s} params {human(e.flops):>7s} FLOPs "
-              f"({e.flops_ratio:.1%}) depths {d['depths']} widths {d['widths']}")  # fmt: skip
+        print(
+            f"  {e.name:8s} {human(e.params):>8s} params {human(e.flops):>7s} FLOPs "
+            f"({e.flops_ratio:.1%}) depths {d['depths']} widths {d['widths']}"
+        )
     for regime in config.regimes:
         print(
             f"\n| {regime.name} ({result.regime_sizes[regime.name]:,} images) | params | "
@@ -109,13 +128,17 @@ def main() -> None:
         )
         print("| --- | --- | --- | --- | --- | --- |")
         for r in summary.regime_rows(regime.name):
-            print(f"| {r.layout} | {human(r.params)} | {r.train_loss.fmt(3)} | "
-                  f"{r.train_accuracy.fmt(1, 100)} | {r.val_accuracy.fmt(1, 100)} | "
-                  f"{r.gap.fmt(1, 100)} |")  # fmt: skip
+            print(
+                f"| {r.layout} | {human(r.params)} | {r.train_loss.fmt(3)} | "
+                f"{r.train_accuracy.fmt(1, 100)} | {r.val_accuracy.fmt(1, 100)} | "
+                f"{r.gap.fmt(1, 100)} |"
+            )
     for name, ranking in summary.rankings.items():
         check = summary.paper[name]
-        print(f"\n{name} ({ranking.metric}, {ranking.regime}):\n  measured: {ranking.text()}"
-              f"\n  paper:    {check.paper}\n  {check.sentence()}")  # fmt: skip
+        print(
+            f"\n{name} ({ranking.metric}, {ranking.regime}):\n  measured: {ranking.text()}"
+            f"\n  paper:    {check.paper}\n  {check.sentence()}"
+        )
     for note in summary.notes:
         print(f"note: {note}")
     print(f"outputs: {', '.join(str(v) for v in summary.files.values())}")

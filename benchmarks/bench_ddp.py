@@ -34,11 +34,32 @@ from machine import cpu_model  # noqa: E402
 
 
 def _train(nproc: int, threads: int, steps: int, batch: int) -> dict:
-    cmd = [sys.executable, "-c", "from coatnet_nas.cli import main; main()", "train",
-           "specs/coatnet0.yaml", "--width-mult", "0.25", "--image-size", "32",
-           "--dataset", "synthetic:3000", "--steps", str(steps), "--batch-size", str(batch),
-           "--device", "cpu", "--threads", str(threads), "--precise-bn", "0", "--json",
-           "--nproc", str(nproc)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        "from coatnet_nas.cli import main; main()",
+        "train",
+        "specs/coatnet0.yaml",
+        "--width-mult",
+        "0.25",
+        "--image-size",
+        "32",
+        "--dataset",
+        "synthetic:3000",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        str(batch),
+        "--device",
+        "cpu",
+        "--threads",
+        str(threads),
+        "--precise-bn",
+        "0",
+        "--json",
+        "--nproc",
+        str(nproc),
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
     if out.returncode:
@@ -52,8 +73,11 @@ def _checkpoint_times() -> dict:
     model(torch.randn(1, 3, 224, 224)).sum().backward()
     optimizer.step()  # moments exist, as in a real checkpoint
     ema = ModelEma(model, 0.9999)
-    payload = {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-               "train": {"ema": ema.state_dict(), "rng_cpu": torch.get_rng_state()}}  # fmt: skip
+    payload = {
+        "state_dict": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "train": {"ema": ema.state_dict(), "rng_cpu": torch.get_rng_state()},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ck.pt"
         t0 = time.perf_counter()
@@ -79,15 +103,19 @@ def main() -> None:
             result = _train(nproc, threads, args.steps, args.batch_size)
             rates[name].append(result["images_per_second"])
     print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, torch {torch.__version__}")
-    print(f"CoAtNet-0 x0.25 @ 32 px, global batch {args.batch_size}, {args.steps} steps/run, "
-          f"{args.rounds} alternating rounds")  # fmt: skip
+    print(
+        f"CoAtNet-0 x0.25 @ 32 px, global batch {args.batch_size}, {args.steps} steps/run, "
+        f"{args.rounds} alternating rounds"
+    )
     for name, values in rates.items():
         shown = ", ".join(f"{v:.0f}" for v in values)
         print(f"  {name}: {shown} img/s (median {sorted(values)[len(values) // 2]:.0f})")
     ck = _checkpoint_times()
-    print(f"CoAtNet-0 @224 checkpoint ({ck['params'] / 1e6:.1f} M params, weights + AdamW + "
-          f"EMA, {ck['bytes'] / 2**20:.0f} MiB): write {ck['write_s']:.2f} s, "
-          f"read {ck['read_s']:.2f} s")  # fmt: skip
+    print(
+        f"CoAtNet-0 @224 checkpoint ({ck['params'] / 1e6:.1f} M params, weights + AdamW + "
+        f"EMA, {ck['bytes'] / 2**20:.0f} MiB): write {ck['write_s']:.2f} s, "
+        f"read {ck['read_s']:.2f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -59,12 +59,21 @@ def tiny_space() -> dict:
         "transformer": {"head_dim": [32]},
         "target": {"image_size": 64, "num_classes": 10},
         "budget": {"flops": "1G"},
-        "proxy": {"dataset": "synthetic:400", "image_size": 16, "width_mult": 0.5,
-                  "epochs": None, "steps": 4, "subset": 1.0, "batch_size": 32,
-                  "evals_per_epoch": 1},
-        "rungs": [{"top": 2, "seeds": 2, "proxy": {"steps": 8}},
-                  {"top": 1, "seeds": 2, "proxy": {"steps": 8, "image_size": 32}}],
-    }  # fmt: skip
+        "proxy": {
+            "dataset": "synthetic:400",
+            "image_size": 16,
+            "width_mult": 0.5,
+            "epochs": None,
+            "steps": 4,
+            "subset": 1.0,
+            "batch_size": 32,
+            "evals_per_epoch": 1,
+        },
+        "rungs": [
+            {"top": 2, "seeds": 2, "proxy": {"steps": 8}},
+            {"top": 1, "seeds": 2, "proxy": {"steps": 8, "image_size": 32}},
+        ],
+    }
 
 
 class State:
@@ -138,14 +147,22 @@ def retrain(args, space, spec_dict: dict, label: str, state: State) -> list[floa
     for i in range(args.retrain_seeds):
         key = f"{arch}|{RETRAIN_SEED0 + i}"
         if key not in state.data["retrains"]:
-            data = prepare_data(recipe.dataset, recipe.image_size, subset=recipe.subset,
-                                val_fraction=recipe.val_fraction, seed=0,
-                                device=args.device)  # fmt: skip
+            data = prepare_data(
+                recipe.dataset,
+                recipe.image_size,
+                subset=recipe.subset,
+                val_fraction=recipe.val_fraction,
+                seed=0,
+                device=args.device,
+            )
             result = train_spec(
-                scale_spec(spec, recipe.width_mult, recipe.depth_mult), data,
-                recipe.train_recipe(data), None, runtime=Runtime(device=args.device),
+                scale_spec(spec, recipe.width_mult, recipe.depth_mult),
+                data,
+                recipe.train_recipe(data),
+                None,
+                runtime=Runtime(device=args.device),
                 seed=RETRAIN_SEED0 + i,
-            )  # fmt: skip
+            )
             state.data["retrains"][key] = float(result.val_accuracy)
             state.save()
             print(f"retrain {label} seed {i}: {result.val_accuracy:.4f}", flush=True)
@@ -176,16 +193,26 @@ def report(args, space, flops, state: State, baseline_scores: list[float], label
             per_arm[arm].append(ci.mean)
             w = rec["winner"]
             stages = w["stages"]
-            shape = ("-".join(s["type"] for s in stages) + " "
-                     + "-".join(str(x["depth"]) for x in [w["stem"], *stages]) + " "
-                     + "-".join(str(x["width"]) for x in [w["stem"], *stages]))  # fmt: skip
+            shape = (
+                "-".join(s["type"] for s in stages)
+                + " "
+                + "-".join(str(x["depth"]) for x in [w["stem"], *stages])
+                + " "
+                + "-".join(str(x["width"]) for x in [w["stem"], *stages])
+            )
             half = f" ± {ci.half:.4f}" if ci.half is not None else ""
             words = verdict(margin(scores, baseline_scores), label)
-            lines.append(f"| {arm} | {seed} | {rec['seconds']:.0f} | {rec['trained']} | {shape} "
-                         f"| {ci.mean:.4f}{half} | {words} |")  # fmt: skip
+            lines.append(
+                f"| {arm} | {seed} | {rec['seconds']:.0f} | {rec['trained']} | {shape} "
+                f"| {ci.mean:.4f}{half} | {words} |"
+            )
     base = mean_ci95(baseline_scores)
-    lines += ["", f"Baseline {label}: {base.mean:.4f}"
-              + (f" ± {base.half:.4f}" if base.half is not None else ""), ""]  # fmt: skip
+    lines += [
+        "",
+        f"Baseline {label}: {base.mean:.4f}"
+        + (f" ± {base.half:.4f}" if base.half is not None else ""),
+        "",
+    ]
     lines += ["| arm | median of winners | spread (min..max) |", "| --- | --- | --- |"]
     for arm in ARMS:
         xs = per_arm[arm]
@@ -215,9 +242,18 @@ def main() -> None:
         for arm in ARMS:  # the ladder first: it sets this seed's wall time for the others
             search_arm(args, space, flops, arm, seed, state)
     if args.tiny:
-        base_spec = space_from_dict(tiny_space()).sample(optuna.trial.FixedTrial(
-            {"layout": "C-T", "depth_s1": 1, "depth_s2": 1, "width_s0": 16, "width_s1": 32,
-             "width_s2": 32}))  # fmt: skip
+        base_spec = space_from_dict(tiny_space()).sample(
+            optuna.trial.FixedTrial(
+                {
+                    "layout": "C-T",
+                    "depth_s1": 1,
+                    "depth_s2": 1,
+                    "width_s0": 16,
+                    "width_s1": 32,
+                    "width_s2": 32,
+                }
+            )
+        )
         label = "tiny baseline"
     else:
         base_spec = fitted_baseline("coatnet0", space, flops, None)

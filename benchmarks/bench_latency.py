@@ -71,10 +71,16 @@ def main() -> None:
     calibration = sample_specs(space, args.calibration, CALIBRATION_SEED, size, shrink)
     started = time.perf_counter()
     table = build_table(
-        kinds, calibration, out=table_path, threads=args.threads, warmup=args.warmup,
-        repeats=args.repeats, per_round=args.per_round, image_size=(size, size),
+        kinds,
+        calibration,
+        out=table_path,
+        threads=args.threads,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        per_round=args.per_round,
+        image_size=(size, size),
         source=f"bench, space {space.name}",
-    )  # fmt: skip
+    )
     table_seconds = time.perf_counter() - started
 
     specs = sample_specs(space, args.specs, args.seed, size, shrink)
@@ -88,9 +94,13 @@ def main() -> None:
         runners.append(lambda model=model, x=x: model(x))
     started = time.perf_counter()
     samples = time_rounds(
-        runners, torch.device("cpu"), threads=args.threads,
-        rounds=args.repeats // args.per_round, per_round=args.per_round, warmup=args.warmup,
-    )  # fmt: skip
+        runners,
+        torch.device("cpu"),
+        threads=args.threads,
+        rounds=args.repeats // args.per_round,
+        per_round=args.per_round,
+        warmup=args.warmup,
+    )
     measure_seconds = time.perf_counter() - started
     now_ms = [statistics.median(s) * 1e3 for s in samples]
     # The noise floor: the even and the odd samples of one measurement, compared.
@@ -122,14 +132,19 @@ def main() -> None:
                     f"ms predicted {p:.2f} flops-based {f:.2f}"
                 )
     if args.dump is not None:
-        args.dump.write_text(json.dumps({
-            "calibration_built_ms": [c.measured_ms for c in table.calibration.values()],
-            "calibration_now_ms": calib_now, "measured_ms": measured,
-            "calibration_sums": [group_sums_ms(s, table) for s in calibration],
-            "sums": [group_sums_ms(s, table) for s in specs],
-            "layouts": [s.layout for s in specs],
-            "correction": table.correction.model_dump(),
-        }))  # fmt: skip
+        args.dump.write_text(
+            json.dumps(
+                {
+                    "calibration_built_ms": [c.measured_ms for c in table.calibration.values()],
+                    "calibration_now_ms": calib_now,
+                    "measured_ms": measured,
+                    "calibration_sums": [group_sums_ms(s, table) for s in calibration],
+                    "sums": [group_sums_ms(s, table) for s in specs],
+                    "layouts": [s.layout for s in specs],
+                    "correction": table.correction.model_dump(),
+                }
+            )
+        )
     meta = table.meta
     print()
     print(

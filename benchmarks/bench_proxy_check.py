@@ -71,9 +71,14 @@ def main() -> None:
 
     start = time.perf_counter()
     result = run_proxy_check(
-        space, n=args.n, reference=args.reference, proxies=args.proxies, seed=args.seed,
-        device=args.device, on_event=show,
-    )  # fmt: skip
+        space,
+        n=args.n,
+        reference=args.reference,
+        proxies=args.proxies,
+        seed=args.seed,
+        device=args.device,
+        on_event=show,
+    )
     wall = time.perf_counter() - start
     files = write_outputs(result, args.out)
     ref_seconds = result.seconds[result.reference]

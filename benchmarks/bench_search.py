@@ -92,9 +92,14 @@ def throughput(tmp: Path, trials: int, rounds: int) -> None:
             config = SearchConfig(space=load_space(), flops=4_000_000_000, seed=r)
             start, started_at = time.perf_counter(), datetime.datetime.now()
             study = run_search(
-                config, f"sqlite:///{tmp}/tp-{r}-{workers}-{threads}.db", "tp", trials=trials,
-                workers=workers, sampler="random", device="cpu",
-            )  # fmt: skip
+                config,
+                f"sqlite:///{tmp}/tp-{r}-{workers}-{threads}.db",
+                "tp",
+                trials=trials,
+                workers=workers,
+                sampler="random",
+                device="cpu",
+            )
             wall = time.perf_counter() - start
             totals[name][0] += sum(map(counted, study.get_trials()))
             totals[name][1] += wall

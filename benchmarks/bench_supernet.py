@@ -62,19 +62,36 @@ def phase_train(args, out: Path) -> dict:
 
     def show(info) -> None:
         if info.step % 25 == 0 or info.step == info.total:
-            print(f"[train] step {info.step}/{info.total} loss {info.loss:.3f} "
-                  f"acc {info.accuracy:.3f} {info.seconds:.0f}s", flush=True)  # fmt: skip
+            print(
+                f"[train] step {info.step}/{info.total} loss {info.loss:.3f} "
+                f"acc {info.accuracy:.3f} {info.seconds:.0f}s",
+                flush=True,
+            )
 
     run = train_supernet(
-        setup.space, setup.data, setup.settings, setup.recipe, path, rule=rule, seed=0,
-        resume=path.exists(), save_every=30.0, source=setup.source, progress=show,
-    )  # fmt: skip
+        setup.space,
+        setup.data,
+        setup.settings,
+        setup.recipe,
+        path,
+        rule=rule,
+        seed=0,
+        resume=path.exists(),
+        save_every=30.0,
+        source=setup.source,
+        progress=show,
+    )
     stored = torch.load(path, weights_only=True)["train"]
     info = {
-        "steps": run.steps, "seconds": stored["elapsed"], "epochs": args.epochs,
-        "rule": rule.model_dump(), "load_start": load, "load_end": os.getloadavg()[0],
-        "space": setup.space.describe(), "resumed_from": run.resumed_from,
-    }  # fmt: skip
+        "steps": run.steps,
+        "seconds": stored["elapsed"],
+        "epochs": args.epochs,
+        "rule": rule.model_dump(),
+        "load_start": load,
+        "load_end": os.getloadavg()[0],
+        "space": setup.space.describe(),
+        "resumed_from": run.resumed_from,
+    }
     done.write_text(json.dumps(info, indent=2))
     return info
 
@@ -98,10 +115,15 @@ def phase_timing(args, out: Path) -> dict:
         seconds.append(time.perf_counter() - t)
     torch.set_num_threads(args.threads)
     info = {
-        "candidates": len(seconds), "threads": args.timing_threads, "load_seconds": loaded,
-        "median_s": statistics.median(seconds), "mean_s": statistics.fmean(seconds),
-        "max_s": max(seconds), "load_start": load, "load_end": os.getloadavg()[0],
-    }  # fmt: skip
+        "candidates": len(seconds),
+        "threads": args.timing_threads,
+        "load_seconds": loaded,
+        "median_s": statistics.median(seconds),
+        "mean_s": statistics.fmean(seconds),
+        "max_s": max(seconds),
+        "load_start": load,
+        "load_end": os.getloadavg()[0],
+    }
     done.write_text(json.dumps(info, indent=2))
     return info
 
@@ -127,14 +149,22 @@ def phase_check(args, out: Path) -> None:
                 if (seed, i, proxy.label) in done:
                     continue
                 outcome = evaluator.evaluate(proxy, spec)
-                row = {"seed": seed, "arch": i, "layout": spec.layout, "proxy": proxy.label,
-                       "value": outcome.value, "seconds": outcome.seconds,
-                       "load": os.getloadavg()[0]}  # fmt: skip
+                row = {
+                    "seed": seed,
+                    "arch": i,
+                    "layout": spec.layout,
+                    "proxy": proxy.label,
+                    "value": outcome.value,
+                    "seconds": outcome.seconds,
+                    "load": os.getloadavg()[0],
+                }
                 with scores.open("a") as f:
                     f.write(json.dumps(row) + "\n")
-                print(f"[check] seed {seed} arch {i + 1}/{len(specs)} {spec.layout} "
-                      f"{proxy.label[:40]:<40} {outcome.value:.4g} {outcome.seconds:.1f}s",
-                      flush=True)  # fmt: skip
+                print(
+                    f"[check] seed {seed} arch {i + 1}/{len(specs)} {spec.layout} "
+                    f"{proxy.label[:40]:<40} {outcome.value:.4g} {outcome.seconds:.1f}s",
+                    flush=True,
+                )
 
 
 def _corr(rows: list[dict], proxy: str, reference: str) -> tuple[float, float, int]:
@@ -164,8 +194,11 @@ def phase_report(args, out: Path, train: dict, timing: dict | None) -> str:
         )
     seeds = sorted({r["seed"] for r in rows})
     head = " | ".join(f"seed {s} rho / tau (n)" for s in seeds)
-    lines += ["", f"| proxy | s/arch | {head} | pooled rho / tau (n) |",
-              "|---|---:|" + "---|" * (len(seeds) + 1)]  # fmt: skip
+    lines += [
+        "",
+        f"| proxy | s/arch | {head} | pooled rho / tau (n) |",
+        "|---|---:|" + "---|" * (len(seeds) + 1),
+    ]
     for label in labels:
         cells = []
         for s in seeds:
@@ -173,8 +206,10 @@ def phase_report(args, out: Path, train: dict, timing: dict | None) -> str:
             cells.append(f"{rho:+.2f} / {tau:+.2f} ({n})")
         rho, tau, n = _corr(rows, label, reference)
         secs = [r["seconds"] for r in rows if r["proxy"] == label]
-        lines.append(f"| {label.replace(str(out) + '/', '')} | {statistics.fmean(secs):.2f} | "
-                     f"{' | '.join(cells)} | {rho:+.2f} / {tau:+.2f} ({n}) |")  # fmt: skip
+        lines.append(
+            f"| {label.replace(str(out) + '/', '')} | {statistics.fmean(secs):.2f} | "
+            f"{' | '.join(cells)} | {rho:+.2f} / {tau:+.2f} ({n}) |"
+        )
     ref_secs = [r["seconds"] for r in rows if r["proxy"] == reference]
     if ref_secs:
         lines.append(f"| reference {reference} | {statistics.fmean(ref_secs):.2f} | |")
@@ -191,10 +226,13 @@ def phase_report(args, out: Path, train: dict, timing: dict | None) -> str:
         e_s = timing["median_s"]
         if e_t > e_s:
             n_star = train["seconds"] / (e_t - e_s)
-            lines += ["", f"Equal compute: supernet training ({train['seconds']:.0f} s) + N x "
-                      f"{e_s:.2f} s equals N x {e_t:.1f} s of {trained[0]} at N = {n_star:.0f} "
-                      "candidates; beyond that the supernet scores more candidates per second "
-                      "spent."]  # fmt: skip
+            lines += [
+                "",
+                f"Equal compute: supernet training ({train['seconds']:.0f} s) + N x "
+                f"{e_s:.2f} s equals N x {e_t:.1f} s of {trained[0]} at N = {n_star:.0f} "
+                "candidates; beyond that the supernet scores more candidates per second "
+                "spent.",
+            ]
     text = "\n".join(lines)
     (out / "report.md").write_text(text + "\n")
     return text
@@ -205,8 +243,15 @@ def phase_search(args, out: Path) -> None:
     cfg = SearchConfig(space=space, flops=space.budget.flops, proxy=f"supernet:{out / 'super.pt'}")
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    study = run_search(cfg, f"sqlite:///{out}/search.db", "supernet", trials=args.search_trials,
-                       sampler="random", heartbeat_interval=None, device="cpu")  # fmt: skip
+    study = run_search(
+        cfg,
+        f"sqlite:///{out}/search.db",
+        "supernet",
+        trials=args.search_trials,
+        sampler="random",
+        heartbeat_interval=None,
+        device="cpu",
+    )
     wall = time.perf_counter() - start
     ok = [t for t in study.get_trials() if t.user_attrs.get("status") == "ok"]
     info = {"trials": len(ok), "wall_seconds": wall, "load_start": load}

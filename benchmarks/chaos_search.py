@@ -52,10 +52,17 @@ SPACE = {
     "target": {"image_size": 64, "num_classes": 10},
     "budget": {"flops": "1G"},
     "proxy": {
-        "dataset": "synthetic:400", "image_size": 16, "width_mult": 0.5, "epochs": None,
-        "steps": None, "seconds": 6.0, "subset": 1.0, "batch_size": 32, "evals_per_epoch": 2,
+        "dataset": "synthetic:400",
+        "image_size": 16,
+        "width_mult": 0.5,
+        "epochs": None,
+        "steps": None,
+        "seconds": 6.0,
+        "subset": 1.0,
+        "batch_size": 32,
+        "evals_per_epoch": 2,
     },
-}  # fmt: skip
+}
 
 
 # --- the PostgreSQL server --------------------------------------------------------------------
@@ -78,8 +85,11 @@ class Postgres:
     def _run(self, tool: str, *args: str) -> None:
         subprocess.run(
             [*self.prefix, f"{self.bindir}/{tool}", *args],
-            check=True, capture_output=True, timeout=120, cwd=self.datadir,
-        )  # fmt: skip
+            check=True,
+            capture_output=True,
+            timeout=120,
+            cwd=self.datadir,
+        )
 
     def start(self) -> None:
         opts = f"-p {self.port} -k {self.datadir} -c listen_addresses=127.0.0.1"
@@ -134,10 +144,18 @@ class Worker:
         err = open(self.root / f"worker{self.index}.{self.starts}.err", "w")  # noqa: SIM115
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--as-worker", str(self.root / "finished.jsonl"),
-             *self.argv_for()],
-            stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=ROOT,
-        )  # fmt: skip
+            [
+                sys.executable,
+                __file__,
+                "--as-worker",
+                str(self.root / "finished.jsonl"),
+                *self.argv_for(),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+            cwd=ROOT,
+        )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -176,19 +194,55 @@ def _run(pg: Postgres, minutes: float, seed: int, workers: int, root: Path) -> d
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # The study: created by a one-trial search with the training proxy (what workers join).
     subprocess.run(
-        [sys.executable, "-c", "from coatnet_nas.cli import main; main()", "search",
-         "--space", str(space), "--storage", pg.url, "--study", study, "--trials", "1",
-         "--device", "cpu", "--sampler", "tpe", "--pruner", "none", "--heartbeat", "10",
-         "--json", "--out", str(root / "out")],
-        check=True, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "from coatnet_nas.cli import main; main()",
+            "search",
+            "--space",
+            str(space),
+            "--storage",
+            pg.url,
+            "--study",
+            study,
+            "--trials",
+            "1",
+            "--device",
+            "cpu",
+            "--sampler",
+            "tpe",
+            "--pruner",
+            "none",
+            "--heartbeat",
+            "10",
+            "--json",
+            "--out",
+            str(root / "out"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=600,
+    )
     start = time.monotonic()
     end = start + minutes * 60
 
     def argv_for() -> list[str]:
         left = max(1.0, end - time.monotonic())
-        return ["--storage", pg.url, "--study", study, "--trials", "100000", "--device", "cpu",
-                "--timeout", f"{left:.0f}s"]  # fmt: skip
+        return [
+            "--storage",
+            pg.url,
+            "--study",
+            study,
+            "--trials",
+            "100000",
+            "--device",
+            "cpu",
+            "--timeout",
+            f"{left:.0f}s",
+        ]
 
     pool = [Worker(i, root, argv_for) for i in range(workers)]
     try:

@@ -61,10 +61,28 @@ def _case(batch: int, bf16: bool, channels_last: bool, compiled: bool) -> tuple[
 
 
 def _ddp(gpus: int) -> dict:
-    cmd = [sys.executable, "-c", "from coatnet_nas.cli import main; main()", "train",
-           "specs/coatnet0.yaml", "--width-mult", "0.25", "--image-size", "64",
-           "--dataset", "synthetic:2048", "--steps", "2", "--batch-size", str(32 * gpus),
-           "--device", "cuda", "--nproc", str(gpus), "--json"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        "from coatnet_nas.cli import main; main()",
+        "train",
+        "specs/coatnet0.yaml",
+        "--width-mult",
+        "0.25",
+        "--image-size",
+        "64",
+        "--dataset",
+        "synthetic:2048",
+        "--steps",
+        "2",
+        "--batch-size",
+        str(32 * gpus),
+        "--device",
+        "cuda",
+        "--nproc",
+        str(gpus),
+        "--json",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
     if out.returncode:
@@ -74,22 +92,30 @@ def _ddp(gpus: int) -> dict:
 
 def main() -> None:
     if not torch.cuda.is_available():
-        print(f"gpu_check: skipped, no CUDA device (torch {torch.__version__}, "
-              f"built {'with' if torch.version.cuda else 'without'} CUDA).")  # fmt: skip
+        print(
+            f"gpu_check: skipped, no CUDA device (torch {torch.__version__}, "
+            f"built {'with' if torch.version.cuda else 'without'} CUDA)."
+        )
         return
     gpus = torch.cuda.device_count()
     print(f"{torch.cuda.get_device_name()} x {gpus}, torch {torch.__version__}")
     print("batch  bf16  NHWC  compile  train img/s  forward img/s")
     for batch in (64, 128, 256):
-        for bf16, nhwc, compiled in ((False, False, False), (True, False, False),
-                                     (True, True, False), (True, True, True)):  # fmt: skip
+        for bf16, nhwc, compiled in (
+            (False, False, False),
+            (True, False, False),
+            (True, True, False),
+            (True, True, True),
+        ):
             train, infer = _case(batch, bf16, nhwc, compiled)
             print(f"{batch:5d}  {bf16!s:5} {nhwc!s:5} {compiled!s:8} {train:11.0f}  {infer:13.0f}")
             torch.cuda.empty_cache()
     if torch.cuda.device_count() > 1:
         result = _ddp(torch.cuda.device_count())
-        print(f"DDP: {result['world_size']} ranks, {result['steps']} steps, status "
-              f"{result['status']}, loss {result['train_loss']:.3f}")  # fmt: skip
+        print(
+            f"DDP: {result['world_size']} ranks, {result['steps']} steps, status "
+            f"{result['status']}, loss {result['train_loss']:.3f}"
+        )
     else:
         print("DDP: skipped (one GPU visible)")
 

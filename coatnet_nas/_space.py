@@ -60,8 +60,11 @@ def disk_error(
         "there. Nothing was "
         "replaced: the previous file, if any, is intact. Free some space (or write elsewhere) "
         "and run again.",
-        path=str(path), needed=needed, free=free, param=param,
-    )  # fmt: skip
+        path=str(path),
+        needed=needed,
+        free=free,
+        param=param,
+    )
 
 
 def free_bytes(folder: str | Path) -> int | None:

@@ -24,8 +24,15 @@ from coatnet_nas.train import Runtime, TrainRecipe
 from coatnet_nas.train.job import Saving, TrainJob
 from coatnet_nas.units import parse_flops
 
-TINY = {"name": "tiny", "layout": "C-T", "depths": [1, 1, 1], "widths": [8, 16, 32],
-        "image_size": 32, "num_classes": 10, "transformer": {"head_dim": 16}}  # fmt: skip
+TINY = {
+    "name": "tiny",
+    "layout": "C-T",
+    "depths": [1, 1, 1],
+    "widths": [8, 16, 32],
+    "image_size": 32,
+    "num_classes": 10,
+    "transformer": {"head_dim": 16},
+}
 
 
 @pytest.fixture
@@ -43,40 +50,90 @@ def _cases(spec: Path, tmp: Path) -> list:
     return [
         ([*train, "--lr", "-1"], lambda: TrainRecipe().evolve(lr=-1), "lr", "--lr"),
         ([*train, "--amp", "fp8"], lambda: Runtime(amp="fp8"), "amp", "--amp"),
-        (["train", str(spec), "--device", "tpu"], lambda: Runtime(device="tpu"), "device",
-         "--device"),
-        ([*train, "--holdout", "train"], lambda: DataOptions(holdout="train"), "holdout",
-         "--holdout"),
+        (
+            ["train", str(spec), "--device", "tpu"],
+            lambda: Runtime(device="tpu"),
+            "device",
+            "--device",
+        ),
+        (
+            [*train, "--holdout", "train"],
+            lambda: DataOptions(holdout="train"),
+            "holdout",
+            "--holdout",
+        ),
         ([*train, "--subset", "2"], lambda: DataOptions(subset=2.0), "subset", "--subset"),
-        ([*train, "--val-fraction", "1.5"], lambda: DataOptions(val_fraction=1.5),
-         "val_fraction", "--val-fraction"),
+        (
+            [*train, "--val-fraction", "1.5"],
+            lambda: DataOptions(val_fraction=1.5),
+            "val_fraction",
+            "--val-fraction",
+        ),
         ([*train, "--mixup", "0.5"], lambda: DataOptions(mixup=0.5), "mixup", "--mixup"),
         ([*train, "--stream"], lambda: DataOptions(stream=True), "stream", "--stream"),
-        ([*train, "-d", "folder:/x", "--stream", "--loader-workers", "-1"],
-         lambda: DataOptions(dataset="folder:/x", stream=True, loader_workers=-1),
-         "loader_workers", "--loader-workers"),
-        ([*train, "--auto-augment", "sideways"], lambda: DataOptions(auto_augment="sideways"),
-         "auto_augment", "--auto-augment"),
-        ([*train, "--memory-cap", "lots"], lambda: DataOptions(memory_cap="lots"), "memory_cap",
-         "--memory-cap"),
+        (
+            [*train, "-d", "folder:/x", "--stream", "--loader-workers", "-1"],
+            lambda: DataOptions(dataset="folder:/x", stream=True, loader_workers=-1),
+            "loader_workers",
+            "--loader-workers",
+        ),
+        (
+            [*train, "--auto-augment", "sideways"],
+            lambda: DataOptions(auto_augment="sideways"),
+            "auto_augment",
+            "--auto-augment",
+        ),
+        (
+            [*train, "--memory-cap", "lots"],
+            lambda: DataOptions(memory_cap="lots"),
+            "memory_cap",
+            "--memory-cap",
+        ),
         ([*train, "--nproc", "0"], lambda: TrainJob(model, nproc=0), "nproc", "--nproc"),
-        ([*train, "--resume", str(missing)], lambda: Saving(resume=missing), "resume",
-         "--resume"),
-        ([*train, "--save-every", "-1"], lambda: Saving(save_every=-1), "save_every",
-         "--save-every"),
-        ([*train, "--width-mult", "0"], lambda: shrink_spec(model, width_mult=0), "width_mult",
-         "--width-mult"),
-        ([*train, "--image-size", "abc"], lambda: shrink_spec(model, image_size="abc"),
-         "image_size", "--image-size"),
-        (["compare", "--vary", "sideways"], lambda: CompareConfig(base=model, vary="sideways"),
-         "vary", "--vary"),
-        (["scale", str(spec), "--budget", "4GB"], lambda: parse_flops("4GB", what="flops"),
-         "flops", "--budget"),
-        (["export", str(spec), "--out", str(tmp / "m.onnx"), "--format", "tflite"],
-         lambda: parse_format("tflite"), "format", "--format"),
-        (["build", str(spec), "--latency", "--runtime", "tflite"],
-         lambda: parse_runtime("tflite"), "runtime", "--runtime"),
-    ]  # fmt: skip
+        ([*train, "--resume", str(missing)], lambda: Saving(resume=missing), "resume", "--resume"),
+        (
+            [*train, "--save-every", "-1"],
+            lambda: Saving(save_every=-1),
+            "save_every",
+            "--save-every",
+        ),
+        (
+            [*train, "--width-mult", "0"],
+            lambda: shrink_spec(model, width_mult=0),
+            "width_mult",
+            "--width-mult",
+        ),
+        (
+            [*train, "--image-size", "abc"],
+            lambda: shrink_spec(model, image_size="abc"),
+            "image_size",
+            "--image-size",
+        ),
+        (
+            ["compare", "--vary", "sideways"],
+            lambda: CompareConfig(base=model, vary="sideways"),
+            "vary",
+            "--vary",
+        ),
+        (
+            ["scale", str(spec), "--budget", "4GB"],
+            lambda: parse_flops("4GB", what="flops"),
+            "flops",
+            "--budget",
+        ),
+        (
+            ["export", str(spec), "--out", str(tmp / "m.onnx"), "--format", "tflite"],
+            lambda: parse_format("tflite"),
+            "format",
+            "--format",
+        ),
+        (
+            ["build", str(spec), "--latency", "--runtime", "tflite"],
+            lambda: parse_runtime("tflite"),
+            "runtime",
+            "--runtime",
+        ),
+    ]
 
 
 def test_each_bad_value_gets_the_librarys_message_through_cli_and_api(
@@ -115,8 +172,21 @@ def test_old_spellings_still_work_with_a_one_line_note(spec_file: Path, tmp_path
     assert err[0] == "note: --batch is deprecated and will be removed; use --batch-size"
     assert err[1].startswith("error: --batch-size must be an integer >= 1")
     missing = tmp_path / "none.yaml"
-    assert run(["latency", "table", "--spec", str(missing), "--out", str(tmp_path / "t.json"),
-                "--warmup", "0"]) == 2  # fmt: skip
+    assert (
+        run(
+            [
+                "latency",
+                "table",
+                "--spec",
+                str(missing),
+                "--out",
+                str(tmp_path / "t.json"),
+                "--warmup",
+                "0",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "note: --spec is deprecated and will be removed; give it as an argument"
     assert err[1] == "note: --warmup is deprecated and will be removed; use --warmup-runs"
@@ -154,9 +224,10 @@ def test_commands_are_short_and_every_flag_means_one_thing() -> None:
     # library synonym of it (--out is a file or a folder, as the command says).
     synonyms = [{"batch", "batch_size"}, {"n", "trials"}, {"table", "latency_table"}]
     clashes = {
-        f: names for f, names in meaning.items()
+        f: names
+        for f, names in meaning.items()
         if len(names) > 1 and f != "--out" and not any(names <= s for s in synonyms)
-    }  # fmt: skip
+    }
     assert not clashes, clashes
     assert "--batch" not in meaning and "--n" not in meaning and "--spec" not in meaning
     assert command("latency", "table").params[0].name == "specs"

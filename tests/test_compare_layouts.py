@@ -48,10 +48,14 @@ def user_message(exc: CoatnetError) -> str:
 
 ALL = "C-C-C-C,C-C-C-T,C-C-T-T,C-T-T-T,ViT"
 TINY = {
-    "name": "tiny", "layout": "C-C-T-T", "depths": [1, 1, 1, 2, 1],
-    "widths": [16, 16, 32, 64, 128], "image_size": 32, "num_classes": 10,
+    "name": "tiny",
+    "layout": "C-C-T-T",
+    "depths": [1, 1, 1, 2, 1],
+    "widths": [16, 16, 32, 64, 128],
+    "image_size": 32,
+    "num_classes": 10,
     "transformer": {"head_dim": 16, "mlp_ratio": 3},
-}  # fmt: skip
+}
 
 
 @pytest.fixture
@@ -212,10 +216,17 @@ def test_store_drops_a_torn_line_and_refuses_other_settings(tmp_path: Path) -> N
 
 # --- the recipe, the enums and the default image size -------------------------------------------
 OLD_RECIPE = {  # how results folders written before TrainRecipe stored the compare recipe
-    "epochs": 3, "steps": None, "batch_size": 128, "lr": 0.002, "weight_decay": 0.05,
-    "warmup": 0.05, "label_smoothing": 0.1, "drop_path_rate": 0.0, "augment": True,
+    "epochs": 3,
+    "steps": None,
+    "batch_size": 128,
+    "lr": 0.002,
+    "weight_decay": 0.05,
+    "warmup": 0.05,
+    "label_smoothing": 0.1,
+    "drop_path_rate": 0.0,
+    "augment": True,
     "train_eval_images": 2000,
-}  # fmt: skip
+}
 
 
 def test_default_recipe_keeps_the_old_effective_training_settings() -> None:
@@ -224,8 +235,11 @@ def test_default_recipe_keeps_the_old_effective_training_settings() -> None:
     # Settings the old recipe never passed took the trainer's defaults, which stay in force.
     train = recipe.train
     assert (train.precise_bn, train.grad_clip, train.final_lr_scale, train.seconds) == (
-        8, 1.0, 0.01, None,
-    )  # fmt: skip
+        8,
+        1.0,
+        0.01,
+        None,
+    )
     with pytest.warns(DeprecationWarning):
         old = Recipe(epochs=None, steps=2, batch_size=32, train_eval_images=64)
     assert old == CompareRecipe(

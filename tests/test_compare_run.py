@@ -39,10 +39,27 @@ transformer: {head_dim: 16, mlp_ratio: 3}
 """
 # 5 layouts x 2 regimes x 2 seeds on 300 synthetic images, 2 steps each.
 FAST = [
-    "--dataset", "synthetic:300", "--image-size", "32", "--budget", "1M", "--steps", "2",
-    "--batch-size", "32", "--seeds", "2", "--regimes", "small=0.3,full=1.0",
-    "--train-eval-images", "64", "--threads", "1", "--device", "cpu",
-]  # fmt: skip
+    "--dataset",
+    "synthetic:300",
+    "--image-size",
+    "32",
+    "--budget",
+    "1M",
+    "--steps",
+    "2",
+    "--batch-size",
+    "32",
+    "--seeds",
+    "2",
+    "--regimes",
+    "small=0.3,full=1.0",
+    "--train-eval-images",
+    "64",
+    "--threads",
+    "1",
+    "--device",
+    "cpu",
+]
 
 
 @pytest.fixture
@@ -55,13 +72,17 @@ def base_path(tmp_path: Path) -> Path:
 def _config(base_path: Path, **changes) -> CompareConfig:
     base = spec_from_dict(__import__("yaml").safe_load(base_path.read_text()))
     settings = dict(
-        base=base, layouts=("C-C-C-C", "C-T-T-T", "ViT"), flops=1_000_000,
-        dataset="synthetic:300", regimes=(Regime("small", 0.3),), seeds=(0, 1),
+        base=base,
+        layouts=("C-C-C-C", "C-T-T-T", "ViT"),
+        flops=1_000_000,
+        dataset="synthetic:300",
+        regimes=(Regime("small", 0.3),),
+        seeds=(0, 1),
         recipe=CompareRecipe(
             TrainRecipe(epochs=None, steps=2, batch_size=32, drop_path_rate=0.0),
             train_eval_images=64,
         ),
-    )  # fmt: skip
+    )
     settings.update(changes)
     return CompareConfig(**settings)
 
@@ -146,8 +167,9 @@ def test_killed_cli_process_resumes(base_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     args = ["compare", "--base", str(base_path), *FAST, "--steps", "6", "--out", str(out)]
     code = f"import sys; from coatnet_nas.cli import main; sys.argv[1:] = {args!r}; main()"
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     runs = out / "runs.jsonl"
     deadline = time.monotonic() + 60
     try:
@@ -160,8 +182,22 @@ def test_killed_cli_process_resumes(base_path: Path, tmp_path: Path) -> None:
         proc.wait()
     stored = len(runs.read_text().splitlines())
     assert 2 <= stored < 20, "the comparison should have been killed part-way"
-    assert run(["compare", "--base", str(base_path), *FAST, "--steps", "6", "--out", str(out),
-                "--json"]) == 0  # fmt: skip
+    assert (
+        run(
+            [
+                "compare",
+                "--base",
+                str(base_path),
+                *FAST,
+                "--steps",
+                "6",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "compare.json").read_text())
     assert summary["resumed"] >= stored and summary["ran"] + summary["resumed"] == 20
     assert len(summary["runs"]) == 20
@@ -229,8 +265,20 @@ def test_bad_input_exits_2_without_traceback(
 
 def test_resuming_with_other_settings_exits_2(base_path: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cmp"
-    args = ["compare", "--base", str(base_path), *FAST, "--layouts", "C-C-T-T", "--seeds", "1",
-            "--regimes", "full=1", "--out", str(out)]  # fmt: skip
+    args = [
+        "compare",
+        "--base",
+        str(base_path),
+        *FAST,
+        "--layouts",
+        "C-C-T-T",
+        "--seeds",
+        "1",
+        "--regimes",
+        "full=1",
+        "--out",
+        str(out),
+    ]
     assert run(args) == 0
     capsys.readouterr()
     assert run([*args, "--lr", "0.01"]) == 2
@@ -245,8 +293,18 @@ def test_piped_run_logs_each_run_and_defaults_to_the_datas_size(
     out = tmp_path / "cmp"
     at = FAST.index("--image-size")
     fast = FAST[:at] + FAST[at + 2 :]
-    args = ["compare", "--base", str(base_path), *fast, "--layouts", "C-C-T-T,ViT",
-            "--seeds", "1", "--out", str(out)]  # fmt: skip
+    args = [
+        "compare",
+        "--base",
+        str(base_path),
+        *fast,
+        "--layouts",
+        "C-C-T-T,ViT",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+    ]
     base_224 = tmp_path / "tiny224.yaml"
     base_224.write_text(BASE_YAML.replace("image_size: 32", "image_size: 224"))
     args[2] = str(base_224)
@@ -269,9 +327,23 @@ def test_compare_writes_one_tensorboard_folder_per_run(base_path, tmp_path, caps
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logs = tmp_path / "tb"
-    args = ["compare", "--base", str(base_path), *FAST, "--layouts", "C-C-T-T,ViT", "--seeds",
-            "1", "--regimes", "small=0.3", "--out", str(tmp_path / "out"), "--json",
-            "--tensorboard", str(logs)]  # fmt: skip
+    args = [
+        "compare",
+        "--base",
+        str(base_path),
+        *FAST,
+        "--layouts",
+        "C-C-T-T,ViT",
+        "--seeds",
+        "1",
+        "--regimes",
+        "small=0.3",
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+        "--tensorboard",
+        str(logs),
+    ]
     assert run(args) == 0
     capsys.readouterr()
     folders = sorted(p.name for p in logs.iterdir())

@@ -22,8 +22,18 @@ from tests.conftest import tiny_space
 
 pytest.importorskip("optuna_dashboard")
 
-READABLE = {"arch", "size", "proxy_recipe", "layout", "depths", "widths", "flops", "params",
-            "status", "val_accuracy"}  # fmt: skip
+READABLE = {
+    "arch",
+    "size",
+    "proxy_recipe",
+    "layout",
+    "depths",
+    "widths",
+    "flops",
+    "params",
+    "status",
+    "val_accuracy",
+}
 
 
 def _get(url: str) -> dict:
@@ -47,18 +57,41 @@ def study(tmp_path: Path) -> str:
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(tiny_space()))
     storage = f"sqlite:///{tmp_path / 'studies.db'}"
-    args = ["search", "--space", str(space), "--trials", "4", "--storage", storage, "--study",
-            "tiny", "--device", "cpu", "--out", str(tmp_path / "out"), "--json"]  # fmt: skip
+    args = [
+        "search",
+        "--space",
+        str(space),
+        "--trials",
+        "4",
+        "--storage",
+        storage,
+        "--study",
+        "tiny",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+    ]
     assert run(args) == 0
     return storage
 
 
 def test_dashboard_serves_the_trials_with_readable_attributes(study: str, tmp_path: Path):
     port = free_port()
-    cmd = [sys.executable, "-c", "from coatnet_nas.cli import main; main()", "dashboard",
-           "--storage", study, "--port", str(port)]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-c",
+        "from coatnet_nas.cli import main; main()",
+        "dashboard",
+        "--storage",
+        study,
+        "--port",
+        str(port),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         studies = _wait_for(f"{base}/api/studies", proc)["study_summaries"]
@@ -94,11 +127,22 @@ def _screenshot(url: str, tmp_path: Path) -> None:
     if chromium is None:
         return  # the API checks above are the test; the picture is a documentation artefact
     shot = tmp_path / "dashboard.png"
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-           "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}",
-           "--virtual-time-budget=15000", f"--screenshot={shot}", "--window-size=1280,900",
-           url]  # fmt: skip
+    cmd = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+        "--virtual-time-budget=15000",
+        f"--screenshot={shot}",
+        "--window-size=1280,900",
+        url,
+    ]
     subprocess.run(cmd, capture_output=True, timeout=120, check=False)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     keep = os.environ.get("COATNET_DOCS_SCREENSHOT")

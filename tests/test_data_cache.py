@@ -24,11 +24,17 @@ from coatnet_nas.spec import spec_from_dict
 from coatnet_nas.train import Runtime, TrainRecipe, train_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = spec_from_dict({
-    "name": "tiny", "layout": "C-C-T-T", "depths": [1, 1, 1, 1, 1],
-    "widths": [16, 16, 32, 32, 32], "transformer": {"head_dim": 16},
-    "image_size": 224, "num_classes": 1000,
-})  # fmt: skip
+TINY = spec_from_dict(
+    {
+        "name": "tiny",
+        "layout": "C-C-T-T",
+        "depths": [1, 1, 1, 1, 1],
+        "widths": [16, 16, 32, 32, 32],
+        "transformer": {"head_dim": 16},
+        "image_size": 224,
+        "num_classes": 1000,
+    }
+)
 
 
 @pytest.fixture(autouse=True)
@@ -117,8 +123,9 @@ def test_kill9_mid_prepare_then_rerun_matches_uninterrupted(tmp_path: Path) -> N
     env = {**os.environ, "COATNET_CACHE": str(tmp_path / "a"), "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
         [sys.executable, "-c", _KILLED_PREPARE, str(tmp_path / "imgs")],
-        env=env, start_new_session=True,
-    )  # fmt: skip
+        env=env,
+        start_new_session=True,
+    )
     os.environ["COATNET_CACHE"] = env["COATNET_CACHE"]  # restored by the autouse fixture
     marker = cache_dir(tmp_path / "imgs", (40, 40)) / "progress.json"
     deadline = time.monotonic() + 60

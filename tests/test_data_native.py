@@ -50,8 +50,9 @@ def test_fashion_mnist_is_read_once_then_mapped(tmp_path: Path) -> None:
     after = prepare_data("fashion-mnist", 32, data_dir=tmp_path / "fm", val_fraction=0.25)
     torch.testing.assert_close(after.train.images, before.train.images, rtol=0, atol=0)
     torch.testing.assert_close(after.val.labels, before.val.labels, rtol=0, atol=0)
-    mapped = prepare_data("fashion-mnist", 28, data_dir=tmp_path / "fm", in_chans=1,
-                          holdout="test", memory_cap=1)  # fmt: skip
+    mapped = prepare_data(
+        "fashion-mnist", 28, data_dir=tmp_path / "fm", in_chans=1, holdout="test", memory_cap=1
+    )
     assert mapped.storage == "memmap" and len(mapped.val) == 20
 
     write_fmnist(tmp_path / "fm", n_train=30, n_test=10)  # new files, new stamps: read again

@@ -34,11 +34,20 @@ def test_streaming_batches_are_augmented_mixed_and_train(tmp_path: Path) -> None
     val = list(stream.val_batches(4))
     assert sum(len(b[1]) for b in val) == 6 and val[0][0].shape[2:] == (64, 64)
 
-    model = build_for_data(spec_from_dict({
-        "name": "t", "layout": "C-C-T-T", "depths": [1, 1, 1, 1, 1],
-        "widths": [8, 8, 16, 16, 16], "transformer": {"head_dim": 8},
-        "image_size": 224, "num_classes": 1000,
-    }), stream)  # fmt: skip
+    model = build_for_data(
+        spec_from_dict(
+            {
+                "name": "t",
+                "layout": "C-C-T-T",
+                "depths": [1, 1, 1, 1, 1],
+                "widths": [8, 8, 16, 16, 16],
+                "transformer": {"head_dim": 8},
+                "image_size": 224,
+                "num_classes": 1000,
+            }
+        ),
+        stream,
+    )
     loss = torch.nn.functional.cross_entropy(model(x), y)  # soft targets are accepted as-is
     loss.backward()
     assert torch.isfinite(loss)

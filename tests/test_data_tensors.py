@@ -16,10 +16,16 @@ from coatnet_nas.errors import CoatnetError, DataError
 def _proxy(images: torch.Tensor, labels: torch.Tensor, **kw) -> ProxyData:
     c = images.shape[1]
     return ProxyData(
-        name="t", classes=tuple(str(i) for i in range(10)), in_chans=c,
-        image_size=tuple(images.shape[2:]), train=Split(images, labels),
-        val=Split(images[:2], labels[:2]), mean=torch.zeros(c), std=torch.ones(c), **kw,
-    )  # fmt: skip
+        name="t",
+        classes=tuple(str(i) for i in range(10)),
+        in_chans=c,
+        image_size=tuple(images.shape[2:]),
+        train=Split(images, labels),
+        val=Split(images[:2], labels[:2]),
+        mean=torch.zeros(c),
+        std=torch.ones(c),
+        **kw,
+    )
 
 
 def test_split_is_seeded_disjoint_and_sized() -> None:
@@ -88,8 +94,12 @@ def test_crop_is_a_shifted_window_of_the_zero_padded_image() -> None:
     padded = F.pad(images, (2, 2, 2, 2))
     shifted = 0
     for i in range(16):
-        windows = [(dy, dx) for dy in range(5) for dx in range(5)
-                   if torch.equal(out[i], padded[i, :, dy : dy + 12, dx : dx + 12])]  # fmt: skip
+        windows = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(out[i], padded[i, :, dy : dy + 12, dx : dx + 12])
+        ]
         assert windows, f"sample {i} is not a crop of its padded image"
         shifted += windows[0] != (2, 2)
     assert shifted > 8  # offsets really vary

@@ -69,17 +69,23 @@ def test_soft_target_loss_is_the_expected_cross_entropy() -> None:
     smoothed = soft * 0.9 + 0.1 / 3
     by_hand = -(smoothed * logits.log_softmax(1)).sum(1).mean()
     torch.testing.assert_close(training_loss(logits, soft, 0.1), by_hand)
-    assert not torch.allclose(training_loss(logits, soft, 0.0),
-                              training_loss(logits, soft.argmax(1), 0.0))  # fmt: skip
+    assert not torch.allclose(
+        training_loss(logits, soft, 0.0), training_loss(logits, soft.argmax(1), 0.0)
+    )
 
 
 def test_streaming_train_end_to_end(tmp_path: Path, capsys) -> None:
     write_jpegs(tmp_path / "imgs" / "train", classes=3, per_class=10)
     write_jpegs(tmp_path / "imgs" / "val", classes=3, per_class=2, seed=1)
     stream = StreamingData.from_folder(
-        tmp_path / "imgs", 32, workers=1, augment="trivial", cutmix=0.5, mixup=0.3,
+        tmp_path / "imgs",
+        32,
+        workers=1,
+        augment="trivial",
+        cutmix=0.5,
+        mixup=0.3,
         holdout="test",
-    )  # fmt: skip
+    )
     assert (len(stream.train), len(stream.val)) == (30, 6)
     recipe = TrainRecipe(epochs=None, steps=4, batch_size=8, precise_bn=1)
     result = train_spec(TINY, stream, recipe, runtime=Runtime(device="cpu", threads=1), seed=0)
@@ -87,12 +93,34 @@ def test_streaming_train_end_to_end(tmp_path: Path, capsys) -> None:
     assert 0.0 <= result.val_accuracy <= 1.0
 
     spec = _spec_file(tmp_path)
-    code = run([
-        "train", str(spec), "-d", f"folder:{tmp_path / 'imgs'}", "--stream", "--image-size", "32",
-        "--steps", "3", "--batch-size", "8", "--loader-workers", "1", "--mixup", "0.4",
-        "--auto-augment", "rand", "--device", "cpu", "--threads", "1", "--precise-bn", "0",
-        "--json",
-    ])  # fmt: skip
+    code = run(
+        [
+            "train",
+            str(spec),
+            "-d",
+            f"folder:{tmp_path / 'imgs'}",
+            "--stream",
+            "--image-size",
+            "32",
+            "--steps",
+            "3",
+            "--batch-size",
+            "8",
+            "--loader-workers",
+            "1",
+            "--mixup",
+            "0.4",
+            "--auto-augment",
+            "rand",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--precise-bn",
+            "0",
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["steps"] == 3 and out["dataset"]["storage"] == "stream"
     assert out["dataset"]["train"] == 27 and out["dataset"]["mixup"] == 0.4  # 10% held out
@@ -125,8 +153,23 @@ def test_over_the_cap_trains_batch_by_batch_from_the_map(
     assert reads and max(reads) <= 16 < len(data.train)  # never the whole split at once
 
     spec = _spec_file(tmp_path)
-    args = ["train", str(spec), "-d", name, "--image-size", "32", "--steps", "2",
-            "--batch-size", "16", "--device", "cpu", "--threads", "1", "--json"]  # fmt: skip
+    args = [
+        "train",
+        str(spec),
+        "-d",
+        name,
+        "--image-size",
+        "32",
+        "--steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--json",
+    ]
     assert run([*args, "--memory-cap", "50KB"]) == 0
     assert json.loads(capsys.readouterr().out)["dataset"]["storage"] == "memmap"
     assert run([*args, "--memory-cap", "2GB"]) == 0

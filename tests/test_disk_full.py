@@ -22,8 +22,15 @@ from coatnet_nas.errors import CoatnetError, DiskFullError
 from coatnet_nas.train.checkpoint import read_payload, save_payload
 from tests.conftest import tiny_space, write
 
-SPEC = {"name": "tiny-ct", "layout": "C-T", "depths": [1, 1, 1], "widths": [16, 16, 32],
-        "image_size": 32, "num_classes": 10, "transformer": {"head_dim": 16}}  # fmt: skip
+SPEC = {
+    "name": "tiny-ct",
+    "layout": "C-T",
+    "depths": [1, 1, 1],
+    "widths": [16, 16, 32],
+    "image_size": 32,
+    "num_classes": 10,
+    "transformer": {"head_dim": 16},
+}
 OLD = b"the previous version of this file\n"
 
 
@@ -37,8 +44,9 @@ def small_fs(tmp_path: Path) -> Iterator:
         folder.mkdir()
         done = subprocess.run(
             ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(folder)],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+        )
         if done.returncode:
             pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
         mounts.append(folder)
@@ -142,8 +150,24 @@ def test_train_save_onto_a_full_disk(small_fs, tmp_path: Path, capsys) -> None:
     ckpt = previous(fs / "run" / "tiny.pt")
     spec = write(tmp_path, yaml.safe_dump(SPEC), "ct.yaml")
     fill(fs)
-    code = run(["train", str(spec), "--dataset", "synthetic:200", "--steps", "2", "--batch-size",
-                "16", "--device", "cpu", "--threads", "1", "--save", str(ckpt)])  # fmt: skip
+    code = run(
+        [
+            "train",
+            str(spec),
+            "--dataset",
+            "synthetic:200",
+            "--steps",
+            "2",
+            "--batch-size",
+            "16",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--save",
+            str(ckpt),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     one_paragraph(err, str(ckpt), "file system is full", "free there", "coatnet-rescued-tiny.pt")
@@ -162,8 +186,9 @@ def test_data_prepare_onto_a_full_disk(small_fs, tmp_path: Path, monkeypatch, ca
             Image.fromarray(pixels).save(tmp_path / "imgs" / f"c{c}" / f"{i}.png")
     fs = small_fs(256)  # 12 images x 3 x 128 x 128 = 590 kB do not fit
     monkeypatch.setenv("COATNET_CACHE", str(fs))
-    code = run(["data", "prepare", f"folder:{tmp_path / 'imgs'}", "--image-size", "128",
-                "--workers", "1"])  # fmt: skip
+    code = run(
+        ["data", "prepare", f"folder:{tmp_path / 'imgs'}", "--image-size", "128", "--workers", "1"]
+    )
     err = capsys.readouterr().err
     assert code == 2
     one_paragraph(err, "images.npy", "file system is full", "590.0 kB")
@@ -181,7 +206,7 @@ def test_data_prepare_onto_a_full_disk(small_fs, tmp_path: Path, monkeypatch, ca
             ]
         )
         == 0
-    )  # fmt: skip  (what fits still prepares)
+    )  # what fits still prepares
 
 
 def test_search_outputs_and_report_onto_a_full_disk(small_fs, tmp_path: Path, capsys) -> None:
@@ -191,8 +216,25 @@ def test_search_outputs_and_report_onto_a_full_disk(small_fs, tmp_path: Path, ca
     out = fs / "runs"
     best = previous(out / "best.yaml")
     fill(fs, leave=2 * 1024)
-    code = run(["search", "--space", str(space), "--storage", url, "--study", "s", "--trials",
-                "1", "--device", "cpu", "--sampler", "random", "--out", str(out)])  # fmt: skip
+    code = run(
+        [
+            "search",
+            "--space",
+            str(space),
+            "--storage",
+            url,
+            "--study",
+            "s",
+            "--trials",
+            "1",
+            "--device",
+            "cpu",
+            "--sampler",
+            "random",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     one_paragraph(err, str(out), "file system is full", "free there")
@@ -211,8 +253,22 @@ def test_latency_table_onto_a_full_disk(small_fs, tmp_path: Path, capsys) -> Non
     fs = small_fs(128)
     table = fs / "table.json"  # (an existing table would be read and extended: none here)
     fill(fs, leave=1024)
-    code = run(["latency", "table", "--spec", str(spec), "--out", str(table), "--repeats", "1",
-                "--warmup", "0", "--calibration", "1"])  # fmt: skip
+    code = run(
+        [
+            "latency",
+            "table",
+            "--spec",
+            str(spec),
+            "--out",
+            str(table),
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--calibration",
+            "1",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     one_paragraph(err, str(table), "file system is full", "free there")
@@ -242,8 +298,27 @@ def good_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ck") / "good.pt"
     spec = path.parent / "ct.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
-    assert run(["train", str(spec), "--dataset", "synthetic:200", "--steps", "2", "--batch-size",
-                "16", "--device", "cpu", "--threads", "1", "--save", str(path)]) == 0  # fmt: skip
+    assert (
+        run(
+            [
+                "train",
+                str(spec),
+                "--dataset",
+                "synthetic:200",
+                "--steps",
+                "2",
+                "--batch-size",
+                "16",
+                "--device",
+                "cpu",
+                "--threads",
+                "1",
+                "--save",
+                str(path),
+            ]
+        )
+        == 0
+    )
     return path
 
 
@@ -286,8 +361,20 @@ def test_broken_checkpoints_are_one_paragraph(
     path = _broken(kind, good_checkpoint, tmp_path)
     spec = tmp_path / "ct.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
-    base = ["train", str(spec), "--dataset", "synthetic:200", "--steps", "2", "--batch-size", "16",
-            "--device", "cpu", "--threads", "1"]  # fmt: skip
+    base = [
+        "train",
+        str(spec),
+        "--dataset",
+        "synthetic:200",
+        "--steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
     for args in (["--resume", str(path)], ["--init", str(path)]):
         assert run([*base, *args]) == 2
         one_paragraph(capsys.readouterr().err, str(path), needle)

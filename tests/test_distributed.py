@@ -32,8 +32,19 @@ num_classes: 10
 transformer: {head_dim: 8}
 """
 ROOT = Path(__file__).resolve().parents[1]
-BASE = ["--dataset", "synthetic:256", "--batch-size", "32", "--device", "cpu", "--threads", "1",
-        "--precise-bn", "2", "--json"]  # fmt: skip
+BASE = [
+    "--dataset",
+    "synthetic:256",
+    "--batch-size",
+    "32",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--precise-bn",
+    "2",
+    "--json",
+]
 TIMEOUT = 240
 
 
@@ -52,8 +63,15 @@ def _env() -> dict[str, str]:
 
 def _start(args: list[str], module: list[str] | None = None) -> subprocess.Popen:
     cmd = module or [sys.executable, "-c", "from coatnet_nas.cli import main; main()", "train"]
-    return subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=_env(), cwd=ROOT, start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        [*cmd, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+        cwd=ROOT,
+        start_new_session=True,
+    )
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -97,8 +115,18 @@ def test_two_processes_match_one_with_the_same_global_batch(spec: Path) -> None:
 def test_kill_9_mid_run_then_resume_reaches_the_uninterrupted_result(
     spec: Path, tmp_path: Path
 ) -> None:
-    args = [str(spec), *BASE, "--steps", "40", "--eval-every", "10", "--nproc", "2",
-            "--drop-path", "0.2"]  # fmt: skip
+    args = [
+        str(spec),
+        *BASE,
+        "--steps",
+        "40",
+        "--eval-every",
+        "10",
+        "--nproc",
+        "2",
+        "--drop-path",
+        "0.2",
+    ]
     code, full, err = train(args)
     assert code == 0, err
     ck = tmp_path / "run.pt"
@@ -128,9 +156,22 @@ def test_kill_9_mid_run_then_resume_reaches_the_uninterrupted_result(
 
 
 def test_torchrun_runs_the_train_module(spec: Path) -> None:
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-                "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-                "--master-port", str(free_port()), "-m", "coatnet_nas.cli", "train"]  # fmt: skip
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(free_port()),
+        "-m",
+        "coatnet_nas.cli",
+        "train",
+    ]
     code, result, err = train([str(spec), *BASE, "--steps", "4"], module=torchrun)
     assert code == 0, err
     assert result["world_size"] == 2 and result["steps"] == 4
@@ -167,10 +208,14 @@ def test_uneven_global_batch_is_a_user_error(spec: Path) -> None:
 @pytest.mark.parametrize(
     ("device", "index", "visible", "expected"),
     [
-        ("cuda", 0, 4, "cuda:0"), ("cuda", 5, 4, "cuda:1"), ("auto", 3, 2, "cuda:1"),
-        ("auto", 3, 0, "cpu"), ("cpu", 2, 8, "cpu"), ("cuda:3", 0, 8, "cuda:3"),
+        ("cuda", 0, 4, "cuda:0"),
+        ("cuda", 5, 4, "cuda:1"),
+        ("auto", 3, 2, "cuda:1"),
+        ("auto", 3, 0, "cpu"),
+        ("cpu", 2, 8, "cpu"),
+        ("cuda:3", 0, 8, "cuda:3"),
         ("CUDA", 1, 2, "cuda:1"),
     ],
-)  # fmt: skip
+)
 def test_worker_device_spreads_workers_over_gpus(device, index, visible, expected) -> None:
     assert worker_device(device, index, visible) == expected

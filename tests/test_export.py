@@ -23,11 +23,24 @@ from coatnet_nas.export.deps import require
 from coatnet_nas.spec import spec_from_dict
 from coatnet_nas.train import load_weights, save_checkpoint
 
-CT = {"name": "tiny-ct", "layout": "C-T", "depths": [1, 1, 1], "widths": [16, 16, 32],
-      "image_size": 32, "num_classes": 10, "transformer": {"head_dim": 16}}  # fmt: skip
-CTTT = {"name": "tiny-cttt", "layout": "C-T-T-T", "depths": [1, 1, 1, 2, 1],
-        "widths": [16, 16, 32, 32, 64], "image_size": 64, "num_classes": 10,
-        "transformer": {"head_dim": 16}}  # fmt: skip
+CT = {
+    "name": "tiny-ct",
+    "layout": "C-T",
+    "depths": [1, 1, 1],
+    "widths": [16, 16, 32],
+    "image_size": 32,
+    "num_classes": 10,
+    "transformer": {"head_dim": 16},
+}
+CTTT = {
+    "name": "tiny-cttt",
+    "layout": "C-T-T-T",
+    "depths": [1, 1, 1, 2, 1],
+    "widths": [16, 16, 32, 32, 64],
+    "image_size": 64,
+    "num_classes": 10,
+    "transformer": {"head_dim": 16},
+}
 
 # Runs in a fresh interpreter outside the repository with no PYTHONPATH; importing coatnet_nas
 # is made impossible, so the files must run on onnxruntime / torch alone.
@@ -90,10 +103,19 @@ def test_files_run_without_coatnet_nas_and_agree(exported, tmp_path) -> None:
         np.save(tmp_path / f"{name}.npy", images.numpy())
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
         proc = subprocess.run(
-            [sys.executable, "-c", STANDALONE, str(tmp_path / f"{name}.npy"),
-             *map(str, files.values())],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-c",
+                STANDALONE,
+                str(tmp_path / f"{name}.npy"),
+                *map(str, files.values()),
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         with torch.inference_mode():
             expected = model(images).numpy()
@@ -133,19 +155,21 @@ def test_checkpoint_weights_are_exported(tmp_path) -> None:
     default = _model(CT, seed=0)
     images = torch.randn(2, 3, 32, 32)
     for fmt in (ExportFormat.TORCHSCRIPT, ExportFormat.EXPORTED):
-        report = export_model(spec_from_dict(CT), fmt, tmp_path / f"m{fmt.suffix}",
-                              weights=ckpt)  # fmt: skip
+        report = export_model(spec_from_dict(CT), fmt, tmp_path / f"m{fmt.suffix}", weights=ckpt)
         assert report.weights == str(ckpt) and report.resized_tables == ()
-        runner = torch.jit.load(str(report.path)) if fmt is ExportFormat.TORCHSCRIPT else (
-            torch.export.load(str(report.path)).module()
-        )  # fmt: skip
+        runner = (
+            torch.jit.load(str(report.path))
+            if fmt is ExportFormat.TORCHSCRIPT
+            else (torch.export.load(str(report.path)).module())
+        )
         with torch.inference_mode():
             got, want, other = runner(images), trained(images), default(images)
         assert (got - want).abs().max() <= 1e-4
         assert (got - other).abs().max() > 1e-3  # different weights, different outputs
     # At another size the relative-position tables are resized, as training's --init does.
-    report = export_model(spec_from_dict(CT), "torchscript", tmp_path / "m64.pt", weights=ckpt,
-                          image_size=64)  # fmt: skip
+    report = export_model(
+        spec_from_dict(CT), "torchscript", tmp_path / "m64.pt", weights=ckpt, image_size=64
+    )
     assert report.image_size == (64, 64) and report.resized_tables
     bigger = CoAtNet(spec_from_dict(CT).with_image_size(64)).eval()
     load_weights(bigger, ckpt)
@@ -180,17 +204,21 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys) -> None:
     spec.write_text(yaml.safe_dump(CT))
     other = save_checkpoint(tmp_path / "other.pt", _model({**CT, "widths": [16, 16, 48]}))
     out = str(tmp_path / "m.onnx")
-    assert "--format must be one of" in _bad([str(spec), "--out", out, "--format", "tflite"],
-                                             capsys, tmp_path)  # fmt: skip
+    assert "--format must be one of" in _bad(
+        [str(spec), "--out", out, "--format", "tflite"], capsys, tmp_path
+    )
     assert "no such spec" in _bad([str(tmp_path / "none.yaml"), "--out", out], capsys, tmp_path)
-    assert "--weights" in _bad([str(spec), "--out", out, "--weights", str(tmp_path / "no.pt")],
-                               capsys, tmp_path)  # fmt: skip
-    err = _bad([str(spec), "--out", out, "--weights", str(other), "--format", "torchscript"],
-               capsys, tmp_path)  # fmt: skip
+    assert "--weights" in _bad(
+        [str(spec), "--out", out, "--weights", str(tmp_path / "no.pt")], capsys, tmp_path
+    )
+    err = _bad(
+        [str(spec), "--out", out, "--weights", str(other), "--format", "torchscript"],
+        capsys,
+        tmp_path,
+    )
     assert err.startswith("error: --weights: weight ") and "shape" in err
     assert "is a directory" in _bad([str(spec), "--out", str(tmp_path)], capsys, tmp_path)
-    assert "--image-size" in _bad([str(spec), "--out", out, "--image-size", "36"], capsys,
-                                  tmp_path)  # fmt: skip
+    assert "--image-size" in _bad([str(spec), "--out", out, "--image-size", "36"], capsys, tmp_path)
     assert "--batch" in _bad([str(spec), "--out", out, "--batch-size", "0"], capsys, tmp_path)
     # A real mismatch (onnxruntime is ~1e-7 off): refused, and an existing file is kept as it was.
     Path(out).write_text("previous")
@@ -201,8 +229,11 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys) -> None:
 
 def test_runtime_latency(exported) -> None:
     model, files = exported["tiny-ct"]
-    for fmt, runtime in ((ExportFormat.ONNX, "onnxruntime"), (ExportFormat.TORCHSCRIPT, "torch"),
-                         (ExportFormat.EXPORTED, "torch")):  # fmt: skip
+    for fmt, runtime in (
+        (ExportFormat.ONNX, "onnxruntime"),
+        (ExportFormat.TORCHSCRIPT, "torch"),
+        (ExportFormat.EXPORTED, "torch"),
+    ):
         stats = runtime_latency(files[fmt], 32, repeats=5, warmup=1)
         assert stats.runtime == runtime and stats.what == fmt.value and stats.repeats == 5
         assert 0 < stats.q1_ms <= stats.median_ms <= stats.q3_ms and stats.iqr_ms >= 0
@@ -233,9 +264,25 @@ def test_a_checkpoint_trained_at_32px_on_10_classes_exports_on_its_own(tmp_path,
     spec = tmp_path / "ct.yaml"  # the spec as written: ImageNet's 1000 classes at 64 px
     spec.write_text(yaml.safe_dump({**CT, "num_classes": 1000, "image_size": 64}))
     ckpt = tmp_path / "m.pt"
-    args = ["train", str(spec), "--dataset", "synthetic:64", "--image-size", "32", "--steps", "1",
-            "--batch-size", "16", "--device", "cpu", "--threads", "1", "--save", str(ckpt),
-            "--json"]  # fmt: skip
+    args = [
+        "train",
+        str(spec),
+        "--dataset",
+        "synthetic:64",
+        "--image-size",
+        "32",
+        "--steps",
+        "1",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--save",
+        str(ckpt),
+        "--json",
+    ]
     assert run(args) == 0
     assert json.loads(capsys.readouterr().out)["dataset"]["num_classes"] == 10
     out = tmp_path / "m.onnx"

@@ -18,9 +18,11 @@ from coatnet_nas.data import Resource, fetch_dataset, locate, prepare_data
 from coatnet_nas.errors import DataError
 
 FMNIST_FILES = (
-    "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
-)  # fmt: skip
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):
@@ -107,9 +109,11 @@ def test_fetch_verifies_renames_and_loads(served, tmp_path: Path) -> None:
     files = write_fmnist_archives(www)
     seen: dict[str, tuple[int, int | None]] = {}
     dest = fetch_dataset(
-        "fashion-mnist", tmp_path / "dl", resources=_resources(server.url, files),
+        "fashion-mnist",
+        tmp_path / "dl",
+        resources=_resources(server.url, files),
         progress=lambda name, done, total: seen.__setitem__(name, (done, total)),
-    )  # fmt: skip
+    )
     assert dest == tmp_path / "dl"
     assert _leftovers(dest) == sorted(files)  # no temporary files left behind
     for name, data in files.items():
@@ -131,8 +135,9 @@ def test_fetch_verifies_renames_and_loads(served, tmp_path: Path) -> None:
 def test_mirror_replaces_the_base_url(served, tmp_path: Path) -> None:
     server, www = served
     files = write_fmnist_archives(www)
-    resources = [Resource(r.filename, "http://192.0.2.1/never", r.md5)
-                 for r in _resources(server.url, files)]  # fmt: skip
+    resources = [
+        Resource(r.filename, "http://192.0.2.1/never", r.md5) for r in _resources(server.url, files)
+    ]
     dest = fetch_dataset(
         "fashion-mnist", tmp_path / "m", mirror=server.url + "/", resources=resources
     )

@@ -16,9 +16,15 @@ from coatnet_nas.spec import spec_from_dict
 from coatnet_nas.train import load_weights
 from coatnet_nas.train.weights import resize_bias_table
 
-TINY = {"name": "tiny", "layout": "C-C-T-T", "depths": [1, 1, 1, 1, 1],
-        "widths": [8, 8, 16, 16, 32], "image_size": 32, "num_classes": 10,
-        "transformer": {"head_dim": 8}}  # fmt: skip
+TINY = {
+    "name": "tiny",
+    "layout": "C-C-T-T",
+    "depths": [1, 1, 1, 1, 1],
+    "widths": [8, 8, 16, 16, 32],
+    "image_size": 32,
+    "num_classes": 10,
+    "transformer": {"head_dim": 8},
+}
 
 
 def _model(**changes) -> CoAtNet:
@@ -62,8 +68,23 @@ def test_init_fine_tunes_at_a_new_size_and_a_wrong_checkpoint_exits_2(
     spec = tmp_path / "tiny.yaml"
     spec.write_text(spec_from_dict(TINY).to_yaml())
     ck = tmp_path / "ck32.pt"
-    base = ["train", str(spec), "--dataset", "synthetic:200", "--steps", "2", "--batch-size",
-            "16", "--device", "cpu", "--threads", "1", "--json", "--precise-bn", "1"]  # fmt: skip
+    base = [
+        "train",
+        str(spec),
+        "--dataset",
+        "synthetic:200",
+        "--steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--json",
+        "--precise-bn",
+        "1",
+    ]
     assert run([*base, "--save", str(ck)]) == 0
     capsys.readouterr()
     assert run([*base, "--init", str(ck), "--image-size", "64"]) == 0

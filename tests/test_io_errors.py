@@ -100,8 +100,20 @@ def test_train_save_target_is_checked_before_training(tmp_path: Path, capsys) ->
         "layout: C-T\ndepths: [1, 1, 1]\nwidths: [8, 16, 32]\ntransformer: {head_dim: 16}\n"
     )
     (tmp_path / "taken").mkdir()
-    code = run(["train", str(spec), "--dataset", "synthetic:100", "--image-size", "32",
-                "--steps", "1", "--save", str(tmp_path / "taken")])  # fmt: skip
+    code = run(
+        [
+            "train",
+            str(spec),
+            "--dataset",
+            "synthetic:100",
+            "--image-size",
+            "32",
+            "--steps",
+            "1",
+            "--save",
+            str(tmp_path / "taken"),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 2 and "--save" in captured.err and "is a directory" in captured.err
     assert "training" not in captured.out  # refused before any work

@@ -32,8 +32,15 @@ from coatnet_nas.search import space_from_dict
 from coatnet_nas.spec import spec_from_dict
 from tests.conftest import tiny_space
 
-CT = {"name": "tiny-ct", "layout": "C-T", "depths": [1, 2, 2], "widths": [16, 16, 32],
-      "image_size": 32, "num_classes": 10, "transformer": {"head_dim": 16}}  # fmt: skip
+CT = {
+    "name": "tiny-ct",
+    "layout": "C-T",
+    "depths": [1, 2, 2],
+    "widths": [16, 16, 32],
+    "image_size": 32,
+    "num_classes": 10,
+    "transformer": {"head_dim": 16},
+}
 
 
 def _spec(**changes):
@@ -45,9 +52,15 @@ def table(tmp_path_factory) -> tuple[LatencyTable, object]:
     path = tmp_path_factory.mktemp("latency") / "table.json"
     specs = [_spec(), _spec(widths=[16, 24, 48]), _spec(depths=[1, 1, 3])]
     built = build_table(
-        kinds_of_specs(specs), specs, out=path, repeats=2, per_round=1, warmup=0,
-        image_size=(32, 32), source="test",
-    )  # fmt: skip
+        kinds_of_specs(specs),
+        specs,
+        out=path,
+        repeats=2,
+        per_round=1,
+        warmup=0,
+        image_size=(32, 32),
+        source="test",
+    )
     return built, path
 
 
@@ -96,9 +109,14 @@ def test_time_rounds_interleaves_and_reports_each_round() -> None:
     runs = [lambda: calls.append("a"), lambda: calls.append("b")]
     rounds_seen = []
     samples = time_rounds(
-        runs, torch.device("cpu"), threads=1, rounds=3, per_round=2, warmup=1,
+        runs,
+        torch.device("cpu"),
+        threads=1,
+        rounds=3,
+        per_round=2,
+        warmup=1,
         on_round=lambda i, s: rounds_seen.append((i, [len(x) for x in s])),
-    )  # fmt: skip
+    )
     assert [len(s) for s in samples] == [6, 6]
     assert rounds_seen == [(0, [2, 2]), (1, [2, 2]), (2, [2, 2])]
     # warm-up once each, then per round: a (1 untimed + 2 timed), then b likewise
@@ -155,8 +173,15 @@ def test_a_killed_build_resumes_and_keeps_its_samples(tmp_path) -> None:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        build_table(kinds, specs, out=path, repeats=3, per_round=1, warmup=0,
-                    on_progress=stop_after_first_round)  # fmt: skip
+        build_table(
+            kinds,
+            specs,
+            out=path,
+            repeats=3,
+            per_round=1,
+            warmup=0,
+            on_progress=stop_after_first_round,
+        )
     partial = LatencyTable.load(path)
     assert not partial.complete
     assert {len(e.samples_ms) for e in partial.entries.values()} == {1}
@@ -168,12 +193,18 @@ def test_a_killed_build_resumes_and_keeps_its_samples(tmp_path) -> None:
         assert len(done.entries[key].samples_ms) == 3
     # a complete table measures nothing more, and recalibration re-times only the models
     seen = []
-    again = build_table(kinds, specs, out=path, repeats=3, per_round=1, warmup=0,
-                        on_progress=lambda d, t, w: seen.append(w))  # fmt: skip
+    again = build_table(
+        kinds,
+        specs,
+        out=path,
+        repeats=3,
+        per_round=1,
+        warmup=0,
+        on_progress=lambda d, t, w: seen.append(w),
+    )
     assert not any(w.startswith("round") for w in seen)
     assert again.entries == done.entries
-    recal = build_table(kinds, specs, out=path, repeats=3, per_round=1, warmup=0,
-                        recalibrate=True)  # fmt: skip
+    recal = build_table(kinds, specs, out=path, repeats=3, per_round=1, warmup=0, recalibrate=True)
     assert recal.entries == done.entries
     assert recal.calibration.keys() == done.calibration.keys()
     assert recal.calibration != done.calibration
@@ -272,8 +303,20 @@ def test_cli_table_then_build_latency_json(tmp_path, capsys) -> None:
     spec = tmp_path / "ct.yaml"
     spec.write_text(json.dumps(CT))
     out = tmp_path / "t.json"
-    args = ["latency", "table", str(spec), "--out", str(out), "--repeats", "2",
-            "--warmup-runs", "0", "--calibration", "1", "--json"]  # fmt: skip
+    args = [
+        "latency",
+        "table",
+        str(spec),
+        "--out",
+        str(out),
+        "--repeats",
+        "2",
+        "--warmup-runs",
+        "0",
+        "--calibration",
+        "1",
+        "--json",
+    ]
     assert run(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["kinds"] > 0 and summary["calibration_models"] == 1

@@ -171,10 +171,24 @@ def test_cli_proxy_check_json_and_errors(tmp_path, capsys):
     space_file = tmp_path / "space.yaml"
     space_file.write_text(yaml.safe_dump(tiny_space()))
     out = tmp_path / "pc"
-    code = run([
-        "proxy-check", "--space", str(space_file), "--trials", "4", "--reference", "train:steps=2",
-        "--proxies", "naswot,params", "--device", "cpu", "--out", str(out), "--json",
-    ])  # fmt: skip
+    code = run(
+        [
+            "proxy-check",
+            "--space",
+            str(space_file),
+            "--trials",
+            "4",
+            "--reference",
+            "train:steps=2",
+            "--proxies",
+            "naswot,params",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     assert [s["proxy"] for s in data["stats"]] == ["naswot", "params"]
@@ -202,9 +216,14 @@ def test_search_config_proxy_round_trip_and_validation(space):
 def test_training_free_search_checks_budget_then_returns_the_score(space, tmp_path):
     cfg = SearchConfig(space=space, flops=space.budget.flops, proxy="naswot")
     study = run_search(
-        cfg, f"sqlite:///{tmp_path}/s.db", "zc", trials=6, sampler="random",
-        heartbeat_interval=None, device="cpu",
-    )  # fmt: skip
+        cfg,
+        f"sqlite:///{tmp_path}/s.db",
+        "zc",
+        trials=6,
+        sampler="random",
+        heartbeat_interval=None,
+        device="cpu",
+    )
     trials = study.get_trials()
     assert sum(map(counted, trials)) == 6  # evaluated; over-budget draws and repeats are extra
     complete = [  # a told repeat is COMPLETE too, with the earlier trial's value
@@ -224,9 +243,21 @@ def test_training_free_search_checks_budget_then_returns_the_score(space, tmp_pa
 def test_cli_search_proxy_option(tmp_path, capsys):
     space_file = tmp_path / "space.yaml"
     space_file.write_text(yaml.safe_dump(tiny_space()))
-    args = ["search", "--space", str(space_file), "--trials", "3", "--sampler", "random",
-            "--storage", f"sqlite:///{tmp_path}/s.db", "--device", "cpu",
-            "--out", str(tmp_path / "runs")]  # fmt: skip
+    args = [
+        "search",
+        "--space",
+        str(space_file),
+        "--trials",
+        "3",
+        "--sampler",
+        "random",
+        "--storage",
+        f"sqlite:///{tmp_path}/s.db",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "runs"),
+    ]
     assert run([*args, "--proxy", "synflow", "--subset", "0.5", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     scored = [r for r in data["trials"] if r["status"] not in ("over_budget", "duplicate")]

@@ -12,11 +12,20 @@ from coatnet_nas.data import prepare_data
 from coatnet_nas.spec import spec_from_dict
 from coatnet_nas.train import Checkpoints, Runtime, TrainRecipe, build_for_data, train_model
 
-SPEC = spec_from_dict({"name": "tiny", "layout": "C-C-T-T", "depths": [1, 1, 1, 1, 1],
-                       "widths": [8, 8, 16, 16, 32], "image_size": 32, "num_classes": 10,
-                       "transformer": {"head_dim": 8}})  # fmt: skip
-RECIPE = TrainRecipe(epochs=None, steps=8, batch_size=32, eval_every=4, precise_bn=2, ema=0.9,
-                     drop_path_rate=0.1)  # fmt: skip
+SPEC = spec_from_dict(
+    {
+        "name": "tiny",
+        "layout": "C-C-T-T",
+        "depths": [1, 1, 1, 1, 1],
+        "widths": [8, 8, 16, 16, 32],
+        "image_size": 32,
+        "num_classes": 10,
+        "transformer": {"head_dim": 8},
+    }
+)
+RECIPE = TrainRecipe(
+    epochs=None, steps=8, batch_size=32, eval_every=4, precise_bn=2, ema=0.9, drop_path_rate=0.1
+)
 RUNTIME = Runtime(device="cpu", threads=1)
 
 
@@ -28,8 +37,9 @@ def data():
 def _train(data, checkpoints=None, resume=None, stop_at=None):
     model = build_for_data(SPEC, data, drop_path_rate=RECIPE.drop_path_rate, seed=0)
     stop = (lambda report: report.step >= stop_at) if stop_at else None
-    result = train_model(model, data, RECIPE, stop, runtime=RUNTIME, seed=0,
-                         checkpoints=checkpoints, resume=resume)  # fmt: skip
+    result = train_model(
+        model, data, RECIPE, stop, runtime=RUNTIME, seed=0, checkpoints=checkpoints, resume=resume
+    )
     return model, result
 
 
@@ -41,8 +51,9 @@ def test_stopped_then_resumed_run_is_bitwise_the_uninterrupted_one(data, tmp_pat
     assert half.steps == 4 and plan.written == ck and plan.error is None
     model, resumed = _train(data, resume=ck)
     assert resumed.steps == 8
-    for (name, a), b in zip(full_model.state_dict().items(), model.state_dict().values(),
-                            strict=True):  # fmt: skip
+    for (name, a), b in zip(
+        full_model.state_dict().items(), model.state_dict().values(), strict=True
+    ):
         assert torch.equal(a, b), name  # stochastic depth, EMA and augmentation included
     assert resumed.train_loss == full.train_loss
     assert resumed.val_accuracy == full.val_accuracy
@@ -66,8 +77,21 @@ def test_resume_refuses_another_recipe_with_exit_2(tmp_path: Path, capsys) -> No
     spec = tmp_path / "tiny.yaml"
     spec.write_text(SPEC.to_yaml())
     ck = tmp_path / "ck.pt"
-    base = ["train", str(spec), "--dataset", "synthetic:200", "--steps", "2", "--batch-size", "16",
-            "--device", "cpu", "--threads", "1", "--json"]  # fmt: skip
+    base = [
+        "train",
+        str(spec),
+        "--dataset",
+        "synthetic:200",
+        "--steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--json",
+    ]
     assert run([*base, "--save", str(ck)]) == 0
     capsys.readouterr()
     assert run([*base, "--resume", str(ck), "--lr", "0.01"]) == 2

@@ -33,9 +33,13 @@ def table_file(space, tmp_path_factory):
     """A tiny table for the tiny space at its target size (a few seconds)."""
     path = tmp_path_factory.mktemp("lat") / "table.json"
     build_table(
-        space_kinds(space), sample_specs(space, 5, seed=10_000), out=path, repeats=2,
-        warmup=0, source="test",
-    )  # fmt: skip
+        space_kinds(space),
+        sample_specs(space, 5, seed=10_000),
+        out=path,
+        repeats=2,
+        warmup=0,
+        source="test",
+    )
     return path
 
 
@@ -46,9 +50,15 @@ def table_json(table_file):
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("20ms", 0.02), ("0.02s", 0.02), ("1500us", 0.0015), (" 20 MS ", 0.02), ("2e1ms", 0.02),
-     (0.5, 0.5)],
-)  # fmt: skip
+    [
+        ("20ms", 0.02),
+        ("0.02s", 0.02),
+        ("1500us", 0.0015),
+        (" 20 MS ", 0.02),
+        ("2e1ms", 0.02),
+        (0.5, 0.5),
+    ],
+)
 def test_parse_latency(text, seconds) -> None:
     assert parse_latency(text) == pytest.approx(seconds)
 
@@ -110,9 +120,14 @@ def test_nothing_predicted_over_the_limit_is_trained(space, table_json, tmp_path
     cfg = SearchConfig(space=space, max_latency=limit_ms / 1e3, latency_table=table_json)
     for _ in range(8):  # the draws depend on a measured table: resume until one was over
         study = run_search(
-            cfg, f"sqlite:///{tmp_path}/l.db", "lat", trials=1, sampler="random",
-            heartbeat_interval=None, device="cpu",
-        )  # fmt: skip
+            cfg,
+            f"sqlite:///{tmp_path}/l.db",
+            "lat",
+            trials=1,
+            sampler="random",
+            heartbeat_interval=None,
+            device="cpu",
+        )
         trials = study.get_trials()
         over = [t for t in trials if t.user_attrs["latency_ms"] > limit_ms]
         under = [t for t in trials if t.user_attrs["latency_ms"] <= limit_ms]
@@ -136,13 +151,20 @@ def test_nothing_predicted_over_the_limit_is_trained(space, table_json, tmp_path
 
 def test_accuracy_latency_pareto_objective(space, table_json, tmp_path) -> None:
     cfg = SearchConfig(
-        space=space, flops=space.budget.flops, objectives=("accuracy", "latency"),
+        space=space,
+        flops=space.budget.flops,
+        objectives=("accuracy", "latency"),
         latency_table=table_json,
-    )  # fmt: skip
+    )
     study = run_search(
-        cfg, f"sqlite:///{tmp_path}/p.db", "pareto", trials=2, sampler="random",
-        heartbeat_interval=None, device="cpu",
-    )  # fmt: skip
+        cfg,
+        f"sqlite:///{tmp_path}/p.db",
+        "pareto",
+        trials=2,
+        sampler="random",
+        heartbeat_interval=None,
+        device="cpu",
+    )
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     done = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
     assert done
@@ -154,10 +176,26 @@ def test_cli_search_under_latency(space, table_file, table_json, tmp_path, capsy
     space_path = write(tmp_path, yaml.safe_dump(tiny_space()), "space.yaml")
     probe = SearchConfig(space=space, max_latency=1.0, latency_table=table_json)
     limit = max(probe.latency_ms(s) for s in sample_specs(space, 30, seed=5)) * 2
-    args = ["search", "--space", str(space_path), "--storage", f"sqlite:///{tmp_path}/c.db",
-            "--trials", "2", "--device", "cpu", "--out", str(tmp_path / "runs"),
-            "--max-latency", f"{limit:.3f}ms", "--table", str(table_file),
-            "--memory-cap", "1G", "--json"]  # fmt: skip
+    args = [
+        "search",
+        "--space",
+        str(space_path),
+        "--storage",
+        f"sqlite:///{tmp_path}/c.db",
+        "--trials",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "runs"),
+        "--max-latency",
+        f"{limit:.3f}ms",
+        "--table",
+        str(table_file),
+        "--memory-cap",
+        "1G",
+        "--json",
+    ]
     assert run(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["study"].endswith("ms")

@@ -17,9 +17,15 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 def _row(number: int, state: str, accuracy: float | None, flops: int, **extra) -> dict:
     return {
-        "number": number, "state": state, "feasible": True, "val_accuracy": accuracy,
-        "flops": flops, "layout": "C-T", "duplicate_of": None, **extra,
-    }  # fmt: skip
+        "number": number,
+        "state": state,
+        "feasible": True,
+        "val_accuracy": accuracy,
+        "flops": flops,
+        "layout": "C-T",
+        "duplicate_of": None,
+        **extra,
+    }
 
 
 ROWS = [
@@ -65,9 +71,14 @@ def test_importances_carry_a_caveat_with_few_trials(tmp_path):
     space = space_from_dict(tiny_space())
     config = SearchConfig(space=space, flops=10**9, seed=0, proxy="params")
     study = run_search(
-        config, f"sqlite:///{tmp_path}/p.db", "p", trials=4, sampler="random",
-        heartbeat_interval=None, device="cpu",
-    )  # fmt: skip
+        config,
+        f"sqlite:///{tmp_path}/p.db",
+        "p",
+        trials=4,
+        sampler="random",
+        heartbeat_interval=None,
+        device="cpu",
+    )
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) < 10
     export = export_study(study, tmp_path / "out")
     assert any("importances" in n and "noise" in n for n in export.notes) or (

@@ -70,11 +70,24 @@ def test_three_workers_and_a_joining_worker_on_postgres(postgres_url):
     # Another "machine" joins with the documented command and adds two trials.
     joined = subprocess.run(
         [
-            sys.executable, "-c", "from coatnet_nas.cli import main; main()", "worker",
-            "--storage", postgres_url, "--study", "pg", "--trials", "2", "--device", "cpu",
+            sys.executable,
+            "-c",
+            "from coatnet_nas.cli import main; main()",
+            "worker",
+            "--storage",
+            postgres_url,
+            "--study",
+            "pg",
+            "--trials",
+            "2",
+            "--device",
+            "cpu",
         ],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert joined.returncode == 0, joined.stderr
     trials = optuna.load_study(study_name="pg", storage=postgres_url).get_trials()
     assert len(evaluated_trials(trials)) == 8
@@ -84,9 +97,21 @@ def test_three_workers_and_a_joining_worker_on_postgres(postgres_url):
 
 def test_three_concurrent_searches_on_one_fresh_postgres_study(tmp_path, postgres_url):
     args = [
-        "search", "--space", _space(tmp_path), "--storage", postgres_url, "--study", "c3",
-        "--trials", "4", "--proxy", "params", "--device", "cpu", "--json",
-    ]  # fmt: skip
+        "search",
+        "--space",
+        _space(tmp_path),
+        "--storage",
+        postgres_url,
+        "--study",
+        "c3",
+        "--trials",
+        "4",
+        "--proxy",
+        "params",
+        "--device",
+        "cpu",
+        "--json",
+    ]
     procs = [coatnet_process(*args) for _ in range(3)]
     for p in procs:
         _, err = p.communicate(timeout=300)
@@ -101,10 +126,24 @@ def test_worker_killed_late_on_postgres_is_recovered(tmp_path, postgres_url):
     space = _space(tmp_path, steps=None, seconds=2.0, epochs=None)
     common = ["--storage", postgres_url, "--study", "late", "--device", "cpu"]
     search = coatnet_process(
-        "search", "--space", space, *common, "--trials", "6", "--workers", "3",
-        "--sampler", "random", "--pruner", "none", "--heartbeat", "30", "--json",
-        "--out", str(tmp_path / "out"),
-    )  # fmt: skip
+        "search",
+        "--space",
+        space,
+        *common,
+        "--trials",
+        "6",
+        "--workers",
+        "3",
+        "--sampler",
+        "random",
+        "--pruner",
+        "none",
+        "--heartbeat",
+        "30",
+        "--json",
+        "--out",
+        str(tmp_path / "out"),
+    )
     victim = None
     deadline = time.monotonic() + 180
     while victim is None and time.monotonic() < deadline and search.poll() is None:

@@ -47,10 +47,26 @@ def _args(tmp_path, url: str, *extra: str) -> list[str]:
     space["budget"] = {"flops": "1G"}  # every trial trains
     path = write(tmp_path, yaml.safe_dump(space), "space.yaml")
     return [
-        "search", "--space", str(path), "--storage", url, "--study", "r", "--device", "cpu",
-        "--sampler", "random", "--pruner", "none", "--heartbeat", "30",
-        "--out", str(tmp_path / "out"), "--json", *extra,
-    ]  # fmt: skip
+        "search",
+        "--space",
+        str(path),
+        "--storage",
+        url,
+        "--study",
+        "r",
+        "--device",
+        "cpu",
+        "--sampler",
+        "random",
+        "--pruner",
+        "none",
+        "--heartbeat",
+        "30",
+        "--out",
+        str(tmp_path / "out"),
+        "--json",
+        *extra,
+    ]
 
 
 def _running_after_complete(trials: list) -> bool:
@@ -128,10 +144,25 @@ def test_a_joining_worker_uses_the_study_strategy_and_prints_no_warnings(tmp_pat
     path = write(tmp_path, yaml.safe_dump(space), "space.yaml")
     url = f"sqlite:///{tmp_path}/j.db"
     common = ["--storage", url, "--study", "j", "--device", "cpu"]
-    create = coatnet_process(*
-        ["search", "--space", str(path), *common, "--trials", "1", "--proxy", "params",
-         "--sampler", "random", "--pruner", "none", "--heartbeat", "7", "--json"]
-    )  # fmt: skip
+    create = coatnet_process(
+        *[
+            "search",
+            "--space",
+            str(path),
+            *common,
+            "--trials",
+            "1",
+            "--proxy",
+            "params",
+            "--sampler",
+            "random",
+            "--pruner",
+            "none",
+            "--heartbeat",
+            "7",
+            "--json",
+        ]
+    )
     assert create.wait(timeout=120) == 0
     join = coatnet_process(*["worker", *common, "--trials", "2"])
     _, err = join.communicate(timeout=120)

@@ -42,9 +42,20 @@ def _space_file(tmp_path, **proxy) -> str:
 
 def _search(space: str, url: str, *extra: str) -> list[str]:
     return [
-        "search", "--space", space, "--storage", url, "--study", "s", "--device", "cpu",
-        "--heartbeat", "30", "--json", *extra,
-    ]  # fmt: skip
+        "search",
+        "--space",
+        space,
+        "--storage",
+        url,
+        "--study",
+        "s",
+        "--device",
+        "cpu",
+        "--heartbeat",
+        "30",
+        "--json",
+        *extra,
+    ]
 
 
 def test_same_command_twice_trains_new_architectures(tmp_path, capsys):
@@ -80,9 +91,15 @@ def test_trials_counts_trained_architectures_not_rejections(tmp_path):
     space = space_from_dict(tiny_space(steps=1))
     config = SearchConfig(space=space, flops=8_000_000, seed=0)
     study = run_search(
-        config, f"sqlite:///{tmp_path}/b.db", "b", trials=4, sampler="random",
-        pruner="none", heartbeat_interval=None, device="cpu",
-    )  # fmt: skip
+        config,
+        f"sqlite:///{tmp_path}/b.db",
+        "b",
+        trials=4,
+        sampler="random",
+        pruner="none",
+        heartbeat_interval=None,
+        device="cpu",
+    )
     trials = study.get_trials()
     assert len(evaluated_trials(trials)) == 4
     assert any(t.user_attrs.get("status") == "over_budget" for t in trials)

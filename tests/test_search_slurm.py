@@ -34,8 +34,12 @@ def pg_url():
 
 def test_slurm_times_and_settings_are_checked() -> None:
     assert [parse_slurm_time(t) for t in ("4:00:00", "90", "1-00:00:00", "30:30", "2-6")] == [
-        240, 90, 1440, 31, 3240,
-    ]  # fmt: skip
+        240,
+        90,
+        1440,
+        31,
+        3240,
+    ]
     for bad in ("4h", "", "0:30", "1:2:3:4"):
         with pytest.raises(CoatnetError, match=r"slurm\.time"):
             parse_slurm_time(bad)
@@ -55,8 +59,17 @@ def test_cli_refuses_sqlite_no_sbatch_and_stray_slurm_flags(tmp_path, capsys) ->
     code = run([*base, "--slurm-partition", "gpu"])
     assert code == 2 and "--launcher slurm" in capsys.readouterr().err
     if shutil.which("sbatch") is None:
-        code = run([*base, "--storage", "postgresql+psycopg2://nobody@127.0.0.1:1/x",
-                    "--launcher", "slurm", "--workers", "2"])  # fmt: skip
+        code = run(
+            [
+                *base,
+                "--storage",
+                "postgresql+psycopg2://nobody@127.0.0.1:1/x",
+                "--launcher",
+                "slurm",
+                "--workers",
+                "2",
+            ]
+        )
         err = capsys.readouterr().err
         assert code == 2 and "sbatch" in err and "Traceback" not in err
     assert not (tmp_path / "a.db").exists()  # refused before any storage was made

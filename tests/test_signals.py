@@ -68,9 +68,18 @@ def test_sigterm_requeues_the_trial_says_one_line_and_exits_143(tmp_path, comman
     url = f"sqlite:///{tmp_path}/t.db"
     common = ["--storage", url, "--study", "t", "--device", "cpu"]
     search = [
-        "search", "--space", _space(tmp_path), *common, "--sampler", "random", "--pruner",
-        "none", "--json", "--out", str(tmp_path / "out"),
-    ]  # fmt: skip
+        "search",
+        "--space",
+        _space(tmp_path),
+        *common,
+        "--sampler",
+        "random",
+        "--pruner",
+        "none",
+        "--json",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     if command == "worker":  # a study with a target to join: create it without training
         first = coatnet_process(*search, "--trials", "1", "--timeout", "0.001s")
         assert first.wait(timeout=120) == 0, first.communicate()[1]
@@ -90,10 +99,27 @@ def test_sigterm_requeues_the_trial_says_one_line_and_exits_143(tmp_path, comman
 def test_sigterm_with_local_workers_requeues_every_trial(tmp_path):
     url = f"sqlite:///{tmp_path}/w.db"
     proc = coatnet_process(
-        "search", "--space", _space(tmp_path), "--storage", url, "--study", "w", "--device",
-        "cpu", "--sampler", "random", "--pruner", "none", "--trials", "6", "--workers", "2",
-        "--json", "--out", str(tmp_path / "out"),
-    )  # fmt: skip
+        "search",
+        "--space",
+        _space(tmp_path),
+        "--storage",
+        url,
+        "--study",
+        "w",
+        "--device",
+        "cpu",
+        "--sampler",
+        "random",
+        "--pruner",
+        "none",
+        "--trials",
+        "6",
+        "--workers",
+        "2",
+        "--json",
+        "--out",
+        str(tmp_path / "out"),
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.3)
@@ -116,15 +142,37 @@ def test_sigterm_with_local_workers_requeues_every_trial(tmp_path):
     )
 
 
-TRAIN = ["--dataset", "synthetic:256", "--image-size", "32", "--steps", "40", "--batch-size",
-         "16", "--eval-every", "10", "--precise-bn", "0", "--device", "cpu", "--threads", "1",
-         "--json"]  # fmt: skip
+TRAIN = [
+    "--dataset",
+    "synthetic:256",
+    "--image-size",
+    "32",
+    "--steps",
+    "40",
+    "--batch-size",
+    "16",
+    "--eval-every",
+    "10",
+    "--precise-bn",
+    "0",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--json",
+]
 
 
 def _spec(tmp_path) -> str:
-    spec = {"name": "tiny", "layout": "C-C-T-T", "depths": [1, 1, 1, 1, 1],
-            "widths": [8, 8, 16, 16, 32], "image_size": 32, "num_classes": 10,
-            "transformer": {"head_dim": 8}}  # fmt: skip
+    spec = {
+        "name": "tiny",
+        "layout": "C-C-T-T",
+        "depths": [1, 1, 1, 1, 1],
+        "widths": [8, 8, 16, 16, 32],
+        "image_size": 32,
+        "num_classes": 10,
+        "transformer": {"head_dim": 8},
+    }
     return str(write(tmp_path, yaml.safe_dump(spec), "tiny.yaml"))
 
 
@@ -178,9 +226,17 @@ def test_sigterm_on_another_long_command_is_one_line_and_143(tmp_path):
     space = tiny_space()
     path = write(tmp_path, yaml.safe_dump(space), "space.yaml")
     proc = coatnet_process(
-        "latency", "table", "--space", str(path), "--out", str(tmp_path / "t.json"),
-        "--repeats", "200", "--calibration", "50",
-    )  # fmt: skip
+        "latency",
+        "table",
+        "--space",
+        str(path),
+        "--out",
+        str(tmp_path / "t.json"),
+        "--repeats",
+        "200",
+        "--calibration",
+        "50",
+    )
     time.sleep(4)  # past the imports, measuring
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGTERM)

@@ -61,8 +61,11 @@ def _pg_ctl(datadir: str, *args: str) -> None:
     prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     subprocess.run(
         [*prefix, f"{_bindir()}/pg_ctl", "-D", datadir, "-w", *args],
-        check=True, capture_output=True, timeout=120, cwd=datadir,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        timeout=120,
+        cwd=datadir,
+    )
 
 
 def _space(tmp_path, steps: int) -> str:
@@ -109,10 +112,27 @@ def test_both_postgresql_url_forms_work(postgres_url, driver):
 
 def test_database_restart_mid_trial_is_waited_out_and_the_trial_recorded(tmp_path, postgres_url):
     argv = [
-        "search", "--space", _space(tmp_path, 60), "--storage", postgres_url, "--study",
-        "restart", "--trials", "2", "--device", "cpu", "--sampler", "random", "--pruner",
-        "none", "--heartbeat", "5", "--json", "--out", str(tmp_path / "out"),
-    ]  # fmt: skip
+        "search",
+        "--space",
+        _space(tmp_path, 60),
+        "--storage",
+        postgres_url,
+        "--study",
+        "restart",
+        "--trials",
+        "2",
+        "--device",
+        "cpu",
+        "--sampler",
+        "random",
+        "--pruner",
+        "none",
+        "--heartbeat",
+        "5",
+        "--json",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     proc = coatnet_process(*argv)
     victim = _wait_running(postgres_url, "restart", proc)
     start = _stop_server(postgres_url)  # away for a few seconds, as a restart or failover
@@ -133,10 +153,27 @@ def test_database_away_past_the_window_keeps_the_result_in_the_journal(tmp_path,
     journal = tmp_path / "journal"
     env = {"COATNET_STORAGE_RETRY": "3s", "COATNET_JOURNAL": str(journal)}
     argv = [
-        "search", "--space", _space(tmp_path, 80), "--storage", postgres_url, "--study",
-        "away", "--trials", "1", "--device", "cpu", "--sampler", "random", "--pruner", "none",
-        "--heartbeat", "5", "--json", "--out", str(tmp_path / "out"),
-    ]  # fmt: skip
+        "search",
+        "--space",
+        _space(tmp_path, 80),
+        "--storage",
+        postgres_url,
+        "--study",
+        "away",
+        "--trials",
+        "1",
+        "--device",
+        "cpu",
+        "--sampler",
+        "random",
+        "--pruner",
+        "none",
+        "--heartbeat",
+        "5",
+        "--json",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -183,9 +220,20 @@ def test_another_programs_database_with_optuna_table_names_is_left_byte_identica
     space = write(tmp_path, yaml.safe_dump(tiny_space()), "space.yaml")
     before, listing = _digest(app), sorted(os.listdir(tmp_path))
     proc = coatnet_process(
-        "search", "--space", str(space), "--storage", f"sqlite:///{app}", "--study", "x",
-        "--trials", "1", "--proxy", "params", "--device", "cpu",
-    )  # fmt: skip
+        "search",
+        "--space",
+        str(space),
+        "--storage",
+        f"sqlite:///{app}",
+        "--study",
+        "x",
+        "--trials",
+        "1",
+        "--proxy",
+        "params",
+        "--device",
+        "cpu",
+    )
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2, err
     lines = [line for line in err.splitlines() if line.strip()]

@@ -38,8 +38,23 @@ STEPS = "24"  # long enough that the killed run is caught mid-way on a fast mach
 
 
 def _train_args(space: Path, out: Path, *extra: str) -> list[str]:
-    return ["supernet", "train", "--space", str(space), "--steps", STEPS, "--children", "1",
-            "--threads", "1", "--save-every", "0", "--out", str(out), *extra]  # fmt: skip
+    return [
+        "supernet",
+        "train",
+        "--space",
+        str(space),
+        "--steps",
+        STEPS,
+        "--children",
+        "1",
+        "--threads",
+        "1",
+        "--save-every",
+        "0",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +68,20 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _spec(**stages):
-    return spec_from_dict({
-        "name": "cand", "image_size": 64, "num_classes": 10,
-        "stem": {"depth": 1, "width": 16},
-        "stages": stages.get("stages") or [
-            {"type": "C", "depth": 1, "width": 32, "kernel_size": 3},
-            {"type": "C", "depth": 2, "width": 64, "kernel_size": 3, "expand_ratio": 2},
-            {"type": "T", "depth": 1, "width": 128, "head_dim": 32, "mlp_ratio": 2},
-        ],
-    })  # fmt: skip
+    return spec_from_dict(
+        {
+            "name": "cand",
+            "image_size": 64,
+            "num_classes": 10,
+            "stem": {"depth": 1, "width": 16},
+            "stages": stages.get("stages")
+            or [
+                {"type": "C", "depth": 1, "width": 32, "kernel_size": 3},
+                {"type": "C", "depth": 2, "width": 64, "kernel_size": 3, "expand_ratio": 2},
+                {"type": "T", "depth": 1, "width": 128, "head_dim": 32, "mlp_ratio": 2},
+            ],
+        }
+    )
 
 
 def test_the_file_loads_with_weights_only(trained):
@@ -119,10 +139,13 @@ def test_supernet_proxy_scores_and_refuses(trained):
     assert 0.0 <= outcome.value <= 1.0 and outcome.detail["calibration_batches"] == 2
     again = evaluator.evaluate(proxy, _spec())
     assert again.value == outcome.value  # recalibration is seeded: same score every time
-    wide = _spec(stages=[
-        {"type": "C", "depth": 1, "width": 32}, {"type": "T", "depth": 1, "width": 64},
-        {"type": "C", "depth": 1, "width": 256},
-    ])  # fmt: skip
+    wide = _spec(
+        stages=[
+            {"type": "C", "depth": 1, "width": 32},
+            {"type": "T", "depth": 1, "width": 64},
+            {"type": "C", "depth": 1, "width": 256},
+        ]
+    )
     with pytest.raises(CoatnetError) as err:
         evaluator.evaluate(proxy, wide)
     text = str(err.value)
@@ -143,8 +166,19 @@ def test_search_with_a_missing_supernet_is_refused_before_it_starts(trained, tmp
     space, _ = trained
     missing = f"supernet:{tmp_path}/missing.pt"
     storage = f"sqlite:///{tmp_path}/m.db"
-    args = ["search", "--space", str(space), "--proxy", missing, "--trials", "1",
-            "--storage", storage, "--device", "cpu"]  # fmt: skip
+    args = [
+        "search",
+        "--space",
+        str(space),
+        "--proxy",
+        missing,
+        "--trials",
+        "1",
+        "--storage",
+        storage,
+        "--device",
+        "cpu",
+    ]
     assert run(args) == 2
     err = capsys.readouterr().err
     assert "no such supernet file" in err and "Traceback" not in err
@@ -154,8 +188,15 @@ def test_search_with_a_missing_supernet_is_refused_before_it_starts(trained, tmp
 def test_search_with_the_supernet_proxy(trained, tmp_path):
     space_path, out = trained
     cfg = SearchConfig(space=load_space(space_path), flops=10**9, proxy=f"supernet:{out}")
-    study = run_search(cfg, f"sqlite:///{tmp_path}/s.db", "s", trials=5, sampler="random",
-                       heartbeat_interval=None, device="cpu")  # fmt: skip
+    study = run_search(
+        cfg,
+        f"sqlite:///{tmp_path}/s.db",
+        "s",
+        trials=5,
+        sampler="random",
+        heartbeat_interval=None,
+        device="cpu",
+    )
     done = [t for t in study.get_trials() if t.user_attrs.get("status") == "ok"]
     assert len(done) == 5
     assert all(0.0 <= t.value <= 1.0 for t in done)
@@ -174,6 +215,21 @@ def test_extract_writes_a_checkpoint_that_fine_tunes(trained, tmp_path):
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
         assert torch.allclose(model(x), reference(x), atol=1e-5)
-    args = ["train", str(spec), "-d", "synthetic:400", "--image-size", "16", "--width-mult",
-            "0.5", "--steps", "1", "--init", str(ckpt), "--threads", "1", "--json"]  # fmt: skip
+    args = [
+        "train",
+        str(spec),
+        "-d",
+        "synthetic:400",
+        "--image-size",
+        "16",
+        "--width-mult",
+        "0.5",
+        "--steps",
+        "1",
+        "--init",
+        str(ckpt),
+        "--threads",
+        "1",
+        "--json",
+    ]
     assert run(args) == 0

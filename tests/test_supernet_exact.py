@@ -128,8 +128,9 @@ def test_every_candidate_of_the_default_space_fits_its_supernet():
     from coatnet_nas.supernet.fit import fit_problems
 
     space = load_space()
-    elastic = elastic_space(space, image_size=(32, 32), num_classes=10, in_chans=3,
-                            width_mult=space.proxy.width_mult)  # fmt: skip
+    elastic = elastic_space(
+        space, image_size=(32, 32), num_classes=10, in_chans=3, width_mult=space.proxy.width_mult
+    )
     rng = random.Random(0)
     for _ in range(200):
         spec = scale_spec(space.sample(_RandomTrial(rng)), space.proxy.width_mult)

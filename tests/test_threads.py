@@ -94,14 +94,20 @@ def test_taskset_one_core_gives_one_thread_per_worker_and_one_decoder():
     )
     out = subprocess.run(
         ["taskset", "-c", "0", sys.executable, "-c", code],
-        capture_output=True, text=True, check=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     assert out.stdout.split() == ["1", "1", "1", "1"]
     if len(os.sched_getaffinity(0)) >= 2:  # and the same code sees both cores without taskset
         both = subprocess.run(
             ["taskset", "-c", "0,1", sys.executable, "-c", code],
-            capture_output=True, text=True, check=True, timeout=120,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
         cpus = usable_cpus()
         assert both.stdout.split()[0] == str(min(2, cpus))
 

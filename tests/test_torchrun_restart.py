@@ -58,9 +58,24 @@ def _resume_auto_supported(spec: Path, folder: Path) -> bool:
     from coatnet_nas.cli import run
 
     probe = folder / "probe.pt"
-    args = ["train", str(spec), "--dataset", "synthetic:64", "--batch-size", "32", "--steps",
-            "1", "--device", "cpu", "--threads", "1", "--save", str(probe),
-            "--resume", "auto"]  # fmt: skip
+    args = [
+        "train",
+        str(spec),
+        "--dataset",
+        "synthetic:64",
+        "--batch-size",
+        "32",
+        "--steps",
+        "1",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--save",
+        str(probe),
+        "--resume",
+        "auto",
+    ]
     return run(args) == 0 and probe.is_file()
 
 
@@ -69,8 +84,18 @@ def test_torchrun_max_restarts_finishes_a_killed_run_from_its_checkpoint(tmp_pat
     spec = tmp_path / "tiny.yaml"
     spec.write_text(SPEC)
     ck = tmp_path / "run.pt"
-    args = [str(spec), *BASE, "--steps", "40", "--eval-every", "10", "--save", str(ck),
-            "--save-every", "0"]  # fmt: skip
+    args = [
+        str(spec),
+        *BASE,
+        "--steps",
+        "40",
+        "--eval-every",
+        "10",
+        "--save",
+        str(ck),
+        "--save-every",
+        "0",
+    ]
     if _resume_auto_supported(
         spec, tmp_path
     ):  # one command line for the first start and every restart
@@ -82,11 +107,28 @@ def test_torchrun_max_restarts_finishes_a_killed_run_from_its_checkpoint(tmp_pat
         finally:
             _kill(first)
         args += ["--resume", str(ck)]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
-                "--nproc-per-node", "2", "--max-restarts", "1", "--monitor-interval", "0.2",
-                "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
-                "--rdzv-id", "restart-test",
-                "-m", "coatnet_nas.cli", "train"]  # fmt: skip
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "2",
+        "--max-restarts",
+        "1",
+        "--monitor-interval",
+        "0.2",
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        f"127.0.0.1:{free_port()}",
+        "--rdzv-id",
+        "restart-test",
+        "-m",
+        "coatnet_nas.cli",
+        "train",
+    ]
     proc = _start(args, module=torchrun)
     try:
         start = max(_step(ck), 0)

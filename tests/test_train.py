@@ -30,11 +30,18 @@ from coatnet_nas.train import (
     train_spec,
 )
 
-TINY = spec_from_dict({
-    "name": "tiny", "layout": "C-C-T-T", "depths": [1, 1, 1, 1, 1],
-    "widths": [16, 16, 32, 32, 32], "transformer": {"head_dim": 16},
-    "image_size": 224, "num_classes": 1000, "drop_path_rate": 0.1,
-})  # fmt: skip
+TINY = spec_from_dict(
+    {
+        "name": "tiny",
+        "layout": "C-C-T-T",
+        "depths": [1, 1, 1, 1, 1],
+        "widths": [16, 16, 32, 32, 32],
+        "transformer": {"head_dim": 16},
+        "image_size": 224,
+        "num_classes": 1000,
+        "drop_path_rate": 0.1,
+    }
+)
 
 
 @pytest.fixture(scope="module")

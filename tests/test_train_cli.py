@@ -38,17 +38,46 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_json_run_on_a_proxy_of_the_spec(spec_path: Path, tmp_path: Path, capsys) -> None:
     ckpt = tmp_path / "out" / "tiny.pt"
-    code = run([
-        "train", str(spec_path), "--dataset", "synthetic:400", "--steps", "6", "--eval-every", "3",
-        "--image-size", "32", "--width-mult", "0.5", "--batch-size", "32", "--device", "cpu",
-        "--save", str(ckpt), "--json", "--threads", "1", "--crop-padding", "4",
-    ])  # fmt: skip
+    code = run(
+        [
+            "train",
+            str(spec_path),
+            "--dataset",
+            "synthetic:400",
+            "--steps",
+            "6",
+            "--eval-every",
+            "3",
+            "--image-size",
+            "32",
+            "--width-mult",
+            "0.5",
+            "--batch-size",
+            "32",
+            "--device",
+            "cpu",
+            "--save",
+            str(ckpt),
+            "--json",
+            "--threads",
+            "1",
+            "--crop-padding",
+            "4",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     result = json.loads(out)  # stdout holds exactly one JSON object
     assert result["status"] == "ok" and 0.0 <= result["val_accuracy"] <= 1.0
-    for key in ("train_loss", "train_accuracy", "epochs", "seconds", "images_per_second",
-                "params", "flops"):  # fmt: skip
+    for key in (
+        "train_loss",
+        "train_accuracy",
+        "epochs",
+        "seconds",
+        "images_per_second",
+        "params",
+        "flops",
+    ):
         assert isinstance(result[key], (int, float)), key
     assert result["steps"] == 6 and [h["step"] for h in result["history"]] == [3, 6]
     assert result["spec"]["widths"] == [16, 16, 32, 32, 64]  # width-mult 0.5, rounded
@@ -59,9 +88,24 @@ def test_json_run_on_a_proxy_of_the_spec(spec_path: Path, tmp_path: Path, capsys
 
 
 def test_human_output_has_a_summary(spec_path: Path, capsys) -> None:
-    code = run(["train", str(spec_path), "--dataset", "synthetic:300", "--steps", "3",
-                "--image-size", "32", "--width-mult", "0.5", "--batch-size", "32",
-                "--threads", "1"])  # fmt: skip
+    code = run(
+        [
+            "train",
+            str(spec_path),
+            "--dataset",
+            "synthetic:300",
+            "--steps",
+            "3",
+            "--image-size",
+            "32",
+            "--width-mult",
+            "0.5",
+            "--batch-size",
+            "32",
+            "--threads",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "on synthetic:300: 270 train / 30 val images" in out
@@ -69,9 +113,29 @@ def test_human_output_has_a_summary(spec_path: Path, capsys) -> None:
 
 
 def test_diverged_run_exits_1_with_json(spec_path: Path, capsys) -> None:
-    code = run(["train", str(spec_path), "--dataset", "synthetic:300", "--steps", "20",
-                "--image-size", "32", "--width-mult", "0.5", "--lr", "1e6", "--grad-clip", "0",
-                "--warmup", "0", "--json", "--threads", "1"])  # fmt: skip
+    code = run(
+        [
+            "train",
+            str(spec_path),
+            "--dataset",
+            "synthetic:300",
+            "--steps",
+            "20",
+            "--image-size",
+            "32",
+            "--width-mult",
+            "0.5",
+            "--lr",
+            "1e6",
+            "--grad-clip",
+            "0",
+            "--warmup",
+            "0",
+            "--json",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 1
     result = json.loads(capsys.readouterr().out)
     assert result["status"] == "diverged" and "non-finite" in result["reason"]
@@ -97,8 +161,20 @@ def test_user_errors_exit_2_without_traceback(spec_path: Path, capsys, args, mes
 
 
 def test_missing_dataset_lists_the_searched_places(spec_path: Path, tmp_path: Path, capsys):
-    code = run(["train", str(spec_path), "--dataset", "fashion-mnist", "--data-dir",
-                str(tmp_path / "mine"), "--steps", "1", "--image-size", "32"])  # fmt: skip
+    code = run(
+        [
+            "train",
+            str(spec_path),
+            "--dataset",
+            "fashion-mnist",
+            "--data-dir",
+            str(tmp_path / "mine"),
+            "--steps",
+            "1",
+            "--image-size",
+            "32",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert str(tmp_path / "mine") in err and str(locate.cache_root()) in err
@@ -107,7 +183,23 @@ def test_missing_dataset_lists_the_searched_places(spec_path: Path, tmp_path: Pa
 
 def test_a_preset_name_trains_from_any_directory(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)
-    code = run(["train", "coatnet0", "-d", "synthetic:200", "--image-size", "32",
-                "--width-mult", "0.125", "--depth-mult", "0.5", "--steps", "1", "--json",
-                "--threads", "1"])  # fmt: skip
+    code = run(
+        [
+            "train",
+            "coatnet0",
+            "-d",
+            "synthetic:200",
+            "--image-size",
+            "32",
+            "--width-mult",
+            "0.125",
+            "--depth-mult",
+            "0.5",
+            "--steps",
+            "1",
+            "--json",
+            "--threads",
+            "1",
+        ]
+    )
     assert code == 0 and json.loads(capsys.readouterr().out)["spec"]["layout"] == "C-C-T-T"

@@ -22,10 +22,15 @@ pytestmark = pytest.mark.skipif(
 
 def test_short_proxy_run_learns_fashion_mnist() -> None:
     data = prepare_data("fashion-mnist", 32, subset=0.05)  # 2700 train / 300 val
-    spec = spec_from_dict({
-        "name": "small", "layout": "C-C-T-T", "depths": [1, 1, 1, 1, 1],
-        "widths": [16, 16, 32, 32, 32], "transformer": {"head_dim": 16},
-    })  # fmt: skip
+    spec = spec_from_dict(
+        {
+            "name": "small",
+            "layout": "C-C-T-T",
+            "depths": [1, 1, 1, 1, 1],
+            "widths": [16, 16, 32, 32, 32],
+            "transformer": {"head_dim": 16},
+        }
+    )
     recipe = TrainRecipe(epochs=1, batch_size=50, lr=3e-3, augment=False)
     result = train_spec(spec, data, recipe, runtime=Runtime(threads=1))
     assert result.status == "ok" and result.steps == 54

@@ -25,10 +25,17 @@ from coatnet_nas.train import (
     train_spec,
 )
 
-TINY = spec_from_dict({
-    "name": "tiny", "layout": "C-T", "depths": [1, 1, 1], "widths": [8, 16, 32],
-    "transformer": {"head_dim": 16}, "image_size": 32, "num_classes": 10,
-})  # fmt: skip
+TINY = spec_from_dict(
+    {
+        "name": "tiny",
+        "layout": "C-T",
+        "depths": [1, 1, 1],
+        "widths": [8, 16, 32],
+        "transformer": {"head_dim": 16},
+        "image_size": 32,
+        "num_classes": 10,
+    }
+)
 
 
 def test_recipe_errors_name_the_setting_in_python_terms() -> None:

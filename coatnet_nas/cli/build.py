@@ -150,8 +150,16 @@ def build(
     if write is not None:
         _write_spec(spec, write, quiet=json_out)
     if latency and (table is not None or runtime is not None or not profile):
-        show_latency(spec, table, measure=measure, json_out=json_out, profile=profile,
-                 estimate=estimate, runtime=runtime, spec_arg=spec_path)  # fmt: skip
+        show_latency(
+            spec,
+            table,
+            measure=measure,
+            json_out=json_out,
+            profile=profile,
+            estimate=estimate,
+            runtime=runtime,
+            spec_arg=spec_path,
+        )
         return
     if estimate:
         from coatnet_nas.cost import estimate_cost

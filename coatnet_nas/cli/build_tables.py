@@ -71,11 +71,23 @@ def latency_table(spec: ModelSpec, predicted, stages: list[dict], table_path: Pa
     total = predicted.total_ms
     for row in stages:
         out.add_row(
-            row["name"], row["type"], human(row["flops"] or 0), f"{row['ms']:.2f}",
-            f"{row['ms'] / total:.0%}", str(row["measured_kinds"]), str(row["interpolated_kinds"]),
-        )  # fmt: skip
-    out.add_row("overhead", "model", "", f"{predicted.overhead_ms:.2f}",
-                f"{predicted.overhead_ms / total:.0%}", "", "")  # fmt: skip
+            row["name"],
+            row["type"],
+            human(row["flops"] or 0),
+            f"{row['ms']:.2f}",
+            f"{row['ms'] / total:.0%}",
+            str(row["measured_kinds"]),
+            str(row["interpolated_kinds"]),
+        )
+    out.add_row(
+        "overhead",
+        "model",
+        "",
+        f"{predicted.overhead_ms:.2f}",
+        f"{predicted.overhead_ms / total:.0%}",
+        "",
+        "",
+    )
     out.add_section()
     flops = sum(r["flops"] or 0 for r in stages)
     out.add_row("total", "", human(flops), f"{total:.2f}", "", "", "", style="bold")

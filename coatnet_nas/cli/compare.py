@@ -213,7 +213,7 @@ def compare(
     Exit status: 0 when every run finished, 1 when some runs failed (rerun to retry them),
     2 for bad input.
     """
-    from coatnet_nas.compare import CompareConfig, CompareRecipe, parse_regimes, run_compare
+    from coatnet_nas.compare import CompareConfig, CompareRecipe, parse_regimes
     from coatnet_nas.compare.report import summarize, write_outputs
     from coatnet_nas.spec import load_spec
 
@@ -229,27 +229,27 @@ def compare(
     recipe = CompareRecipe(train, images)
     flops = parse_flops(flops, what="flops") if flops is not None else None
     config = CompareConfig(
-        base=base, layouts=tuple(w.strip() for w in layouts.split(",") if w.strip()),
-        flops=flops, vary=vary, depth_mult=depth_mult, dataset=dataset,
+        base=base,
+        layouts=tuple(w.strip() for w in layouts.split(",") if w.strip()),
+        flops=flops,
+        vary=vary,
+        depth_mult=depth_mult,
+        dataset=dataset,
         data_dir=str(data_dir) if data_dir is not None else None,
-        image_size=parse_image_size(image_size), val_fraction=val_fraction, holdout=holdout,
-        data_seed=data_seed, regimes=parse_regimes(regimes), seeds=tuple(range(seeds)),
+        image_size=parse_image_size(image_size),
+        val_fraction=val_fraction,
+        holdout=holdout,
+        data_seed=data_seed,
+        regimes=parse_regimes(regimes),
+        seeds=tuple(range(seeds)),
         recipe=recipe,
-    )  # fmt: skip
+    )
     config.validate()  # cheap checks before the data is read for its size
     if config.image_size is None:
         config = _natural_size(config, quiet=json_out)
     out_dir = out_dir or Path("runs") / default_name(config)
-    display = None if json_out else compare_view.Display() if console.is_terminal else None
-    display = display or (None if json_out else compare_view.Lines())
-    try:
-        result = run_compare(
-            config, out_dir, workers=workers, device=device, threads=threads, fresh=fresh,
-            on_event=_with_tensorboard(display.event if display else None, tensorboard),
-        )  # fmt: skip
-    finally:
-        if display is not None:
-            display.stop()
+    run = dict(workers=workers, device=device, threads=threads, fresh=fresh)
+    result = _run_shown(config, out_dir, run, quiet=json_out, tensorboard=tensorboard)
     summary = summarize(result)
     write_outputs(summary)
     if json_out:
@@ -258,6 +258,20 @@ def compare(
         compare_view.report(summary)
     if result.errors:
         raise typer.Exit(EXIT_RUNS_FAILED)
+
+
+def _run_shown(config: Any, out_dir: Path, run: dict, quiet: bool, tensorboard: Any) -> Any:
+    """:func:`run_compare` with live progress (unless ``quiet``) and TensorBoard folders."""
+    from coatnet_nas.compare import run_compare
+
+    display = None if quiet else compare_view.Display() if console.is_terminal else None
+    display = display or (None if quiet else compare_view.Lines())
+    try:
+        on_event = _with_tensorboard(display.event if display else None, tensorboard)
+        return run_compare(config, out_dir, on_event=on_event, **run)
+    finally:
+        if display is not None:
+            display.stop()
 
 
 def _with_tensorboard(on_event: Any, folder: Path | None) -> Any:

@@ -17,9 +17,13 @@ class Display:
 
     def __init__(self) -> None:
         self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console,
-        )  # fmt: skip
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
         self.total: TaskID | None = None
         self.workers: dict[int, TaskID] = {}
         self.started = False
@@ -138,13 +142,26 @@ def table(summary: Any, regime: Any, rows: list[Any]) -> Table:
     table = Table(
         title=f"{regime.name}: {regime.fraction * 100:g}% of the training data ({n:,} images)"
     )
-    for col in ("layout", "params", "FLOPs", "train loss", "train acc %", "val acc %",
-                "gap (pts)", "runs"):  # fmt: skip
+    for col in (
+        "layout",
+        "params",
+        "FLOPs",
+        "train loss",
+        "train acc %",
+        "val acc %",
+        "gap (pts)",
+        "runs",
+    ):
         table.add_column(col, justify="left" if col == "layout" else "right")
     for r in rows:
         table.add_row(
-            r.layout, human(r.params), f"{human(r.flops)} ({ratios.get(r.layout, 0):.0%})",
-            r.train_loss.fmt(3), r.train_accuracy.fmt(1, 100), r.val_accuracy.fmt(1, 100),
-            r.gap.fmt(1, 100), f"{r.runs}" + (f" ({r.diverged} div.)" if r.diverged else ""),
-        )  # fmt: skip
+            r.layout,
+            human(r.params),
+            f"{human(r.flops)} ({ratios.get(r.layout, 0):.0%})",
+            r.train_loss.fmt(3),
+            r.train_accuracy.fmt(1, 100),
+            r.val_accuracy.fmt(1, 100),
+            r.gap.fmt(1, 100),
+            f"{r.runs}" + (f" ({r.diverged} div.)" if r.diverged else ""),
+        )
     return table

@@ -63,9 +63,14 @@ def fetch(
 
     tasks: dict[str, TaskID] = {}
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-        TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=False,
-    ) as bar:  # fmt: skip
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
 
         def progress(filename: str, done: int, total: int | None) -> None:
             if filename not in tasks:
@@ -171,9 +176,12 @@ def prepare(
     size = parse_image_size(image_size)
     assert size is not None
     columns = (
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-    )  # fmt: skip
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+    )
     started = time.perf_counter()
     with Progress(*columns, console=console, transient=False) as bar:
         task = None

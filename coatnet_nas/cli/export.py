@@ -83,9 +83,15 @@ def export(
     status = contextlib.nullcontext() if json_out else console.status(f"exporting {spec.name}")
     with status:  # a spinner on a terminal; nothing in --json output or a pipe
         report = export_model(
-            spec, chosen or ExportFormat.ONNX, out, weights=what.weights, batch=batch,
-            opset=opset, check=not no_check, atol=atol,
-        )  # fmt: skip
+            spec,
+            chosen or ExportFormat.ONNX,
+            out,
+            weights=what.weights,
+            batch=batch,
+            opset=opset,
+            check=not no_check,
+            atol=atol,
+        )
     if json_out:
         print_json(report.to_dict())
         return

@@ -127,17 +127,26 @@ def proxy_check(
     flops = parse_flops(flops, what="flops") if flops is not None else None
     params = parse_params(params, what="params") if params is not None else None
     kwargs = dict(
-        n=n, reference=reference, proxies=proxies, seed=seed, device=device, top_k=top_k,
-        flops=flops, params=params,
-    )  # fmt: skip
+        n=n,
+        reference=reference,
+        proxies=proxies,
+        seed=seed,
+        device=device,
+        top_k=top_k,
+        flops=flops,
+        params=params,
+    )
     if json_out:
         result = run_proxy_check(space, **kwargs)
     else:
         columns = (
-            TextColumn("{task.description}"), BarColumn(),
-            TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[last]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(),
-        )  # fmt: skip
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[last]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
         with Progress(*columns, console=console) as bar:
             task = bar.add_task("proxy-check", total=None, last="preparing data")
 

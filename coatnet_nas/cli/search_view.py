@@ -76,8 +76,10 @@ def show_ladder(ladder: dict) -> None:
     if top is None:
         console.print("ladder: no candidate finished yet", markup=False)
         return
-    table = Table(title=f"finalists on rung {top} of {ladder['rungs'] - 1} (mean val accuracy "
-                  "over seeds, 95% t-interval)")  # fmt: skip
+    table = Table(
+        title=f"finalists on rung {top} of {ladder['rungs'] - 1} (mean val accuracy "
+        "over seeds, 95% t-interval)"
+    )
     for col in ("#", "layout", "depths", "widths", "mean", "± 95%", "seeds"):
         table.add_column(col, justify="left" if col in ("layout", "depths", "widths") else "right")
     for rank, f in enumerate(ladder["finalists"], 1):
@@ -86,8 +88,9 @@ def show_ladder(ladder: dict) -> None:
         depths = "-".join(str(x["depth"]) for x in [spec.get("stem", {}), *stages] if x)
         widths = "-".join(str(x["width"]) for x in [spec.get("stem", {}), *stages] if x)
         half = f"{f['half_width']:.4f}" if f["half_width"] is not None else "-"
-        table.add_row(str(rank), f["layout"] or "", depths, widths, f"{f['mean']:.4f}", half,
-                      str(f["seeds"]))  # fmt: skip
+        table.add_row(
+            str(rank), f["layout"] or "", depths, widths, f"{f['mean']:.4f}", half, str(f["seeds"])
+        )
     console.print(table)
     for v in ladder["verdicts"]:
         console.print(f"verdict: the winner {v['text']}", markup=False)

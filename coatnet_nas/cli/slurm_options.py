@@ -109,18 +109,31 @@ def slurm_options(
             raise CoatnetError(f"--slurm-option takes KEY=VALUE (e.g. qos=high), got {item!r}.")
         pairs[key.strip().lstrip("-").replace("-", "_")] = value.strip()
     return SlurmOptions(
-        partition=partition, time=time, cpus_per_task=cpus, gpus_per_task=gpus, mem_gb=mem_gb,
-        account=account, folder=str(logs), setup=tuple(setup), extra=pairs,
-    )  # fmt: skip
+        partition=partition,
+        time=time,
+        cpus_per_task=cpus,
+        gpus_per_task=gpus,
+        mem_gb=mem_gb,
+        account=account,
+        folder=str(logs),
+        setup=tuple(setup),
+        extra=pairs,
+    )
 
 
 def launch_args(params: dict) -> dict:
     """``run_search``'s ``launcher`` and ``slurm`` from ``coatnet search``'s --launcher and
     --slurm-* options (its ctx.params)."""
     settings = slurm_options(
-        params["launcher"], partition=params["slurm_partition"], time=params["slurm_time"],
-        cpus=params["slurm_cpus_per_task"], gpus=params["slurm_gpus_per_task"],
-        mem_gb=params["slurm_mem_gb"], account=params["slurm_account"],
-        logs=params["slurm_folder"], setup=params["slurm_setup"], extra=params["slurm_extra"],
-    )  # fmt: skip
+        params["launcher"],
+        partition=params["slurm_partition"],
+        time=params["slurm_time"],
+        cpus=params["slurm_cpus_per_task"],
+        gpus=params["slurm_gpus_per_task"],
+        mem_gb=params["slurm_mem_gb"],
+        account=params["slurm_account"],
+        logs=params["slurm_folder"],
+        setup=params["slurm_setup"],
+        extra=params["slurm_extra"],
+    )
     return {"launcher": params["launcher"], "slurm": settings}

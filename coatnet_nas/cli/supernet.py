@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import typer
@@ -92,33 +93,65 @@ def train(
         raise CoatnetError(f"--resume: {out} does not exist; drop --resume to start a run.")
     with cpu_threads(threads):
         setup = setup_supernet(
-            load_space(space_path), dataset=dataset, data_dir=str(data_dir) if data_dir else None,
-            seed=seed, device=device, epochs=epochs, steps=steps, batch_size=batch_size, lr=lr,
-        )  # fmt: skip
+            load_space(space_path),
+            dataset=dataset,
+            data_dir=str(data_dir) if data_dir else None,
+            seed=seed,
+            device=device,
+            epochs=epochs,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+        )
         rule = SandwichRule(children=children, distill=distill)
-        columns = (
-            TextColumn("supernet"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-        )  # fmt: skip
-        with Progress(*columns, console=console, disable=json_out) as bar:
-            task = bar.add_task("train", total=None, info="")
-
-            def progress(info) -> None:
-                text = f"loss {info.loss:.3f} acc(largest) {info.accuracy:.3f}"
-                bar.update(task, completed=info.step, total=info.total, info=text)
-
+        with _progress_bar(disabled=json_out) as progress:
             run = train_supernet(
-                setup.space, setup.data, setup.settings, setup.recipe, out, rule=rule,
-                seed=seed, device=device, resume=resume, save_every=save_every,
-                source=setup.source, progress=progress,
-            )  # fmt: skip
-    summary = {"out": str(run.path), "steps": run.steps, "total": run.total,
-               "resumed_from": run.resumed_from, "seconds": round(run.seconds, 2),
-               "space": setup.space.describe()}  # fmt: skip
+                setup.space,
+                setup.data,
+                setup.settings,
+                setup.recipe,
+                out,
+                rule=rule,
+                seed=seed,
+                device=device,
+                resume=resume,
+                save_every=save_every,
+                source=setup.source,
+                progress=progress,
+            )
+    summary = {
+        "out": str(run.path),
+        "steps": run.steps,
+        "total": run.total,
+        "resumed_from": run.resumed_from,
+        "seconds": round(run.seconds, 2),
+        "space": setup.space.describe(),
+    }
     if json_out:
         print_json(summary)
     else:
         console.print(f"supernet: {run.steps} steps in {run.seconds:.1f}s -> {run.path}")
+
+
+@contextlib.contextmanager
+def _progress_bar(disabled: bool):  # type: ignore[no-untyped-def]
+    """A rich progress bar fed by the supernet trainer's progress callback."""
+    columns = (
+        TextColumn("supernet"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=disabled) as bar:
+        task = bar.add_task("train", total=None, info="")
+
+        def progress(info) -> None:  # type: ignore[no-untyped-def]
+            text = f"loss {info.loss:.3f} acc(largest) {info.accuracy:.3f}"
+            bar.update(task, completed=info.step, total=info.total, info=text)
+
+        yield progress
 
 
 @supernet_app.command("extract")

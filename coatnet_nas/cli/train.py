@@ -173,35 +173,60 @@ Tensorboard = Annotated[
 ]
 
 
-# The signature lists the options one help panel per line group (fmt: skip keeps that table).
 @app.command()
 def train(
     ctx: typer.Context,
     spec_path: str = typer.Argument(
         ..., metavar="SPEC", help="Model spec YAML, or a bundled preset name such as coatnet0."
     ),
-    dataset: Dataset = "synthetic", data_dir: DataDir = None, subset: Subset = 1.0,
-    val_fraction: ValFraction = 0.1, holdout: Holdout = HoldoutChoice.SPLIT,
-    crop_padding: CropPadding = 0, memory_cap: MemoryCap = None, stream: Stream = False,
-    loader_workers: LoaderWorkers = 2, auto_augment: AutoAugmentOpt = AutoAugment.TRIVIAL,
-    mixup: Mixup = 0.0, cutmix: Cutmix = 0.0,
-    image_size: ImageSize = None, width_mult: WidthMult = 1.0, depth_mult: DepthMult = 1.0,
-    epochs: Epochs = None, steps: Steps = None, seconds: Seconds = None,
-    batch_size: BatchSize = None, lr: LearningRate = None, weight_decay: WeightDecay = None,
-    warmup: Warmup = None, label_smoothing: LabelSmoothing = None, grad_clip: GradClip = None,
-    augment: Augment = None, drop_path_rate: DropPath = None, eval_every: EvalEvery = None,
-    precise_bn: PreciseBn = None, ema: Ema = None,
-    device: Device = "auto", amp: Amp = AmpMode.AUTO, channels_last: ChannelsLast = True,
-    compile: Compile = False, threads: Threads = None, sync_batchnorm: SyncBn = False,
-    seed: Seed = 0, nproc: Nproc = 1,
-    save: Save = None, save_every: SaveEvery = 10.0, resume: Resume = None, init: Init = None,
-    tensorboard: Tensorboard = None, json_out: Json = False,
-) -> None:  # fmt: skip
+    dataset: Dataset = "synthetic",
+    data_dir: DataDir = None,
+    subset: Subset = 1.0,
+    val_fraction: ValFraction = 0.1,
+    holdout: Holdout = HoldoutChoice.SPLIT,
+    crop_padding: CropPadding = 0,
+    memory_cap: MemoryCap = None,
+    stream: Stream = False,
+    loader_workers: LoaderWorkers = 2,
+    auto_augment: AutoAugmentOpt = AutoAugment.TRIVIAL,
+    mixup: Mixup = 0.0,
+    cutmix: Cutmix = 0.0,
+    image_size: ImageSize = None,
+    width_mult: WidthMult = 1.0,
+    depth_mult: DepthMult = 1.0,
+    epochs: Epochs = None,
+    steps: Steps = None,
+    seconds: Seconds = None,
+    batch_size: BatchSize = None,
+    lr: LearningRate = None,
+    weight_decay: WeightDecay = None,
+    warmup: Warmup = None,
+    label_smoothing: LabelSmoothing = None,
+    grad_clip: GradClip = None,
+    augment: Augment = None,
+    drop_path_rate: DropPath = None,
+    eval_every: EvalEvery = None,
+    precise_bn: PreciseBn = None,
+    ema: Ema = None,
+    device: Device = "auto",
+    amp: Amp = AmpMode.AUTO,
+    channels_last: ChannelsLast = True,
+    compile: Compile = False,
+    threads: Threads = None,
+    sync_batchnorm: SyncBn = False,
+    seed: Seed = 0,
+    nproc: Nproc = 1,
+    save: Save = None,
+    save_every: SaveEvery = 10.0,
+    resume: Resume = None,
+    init: Init = None,
+    tensorboard: Tensorboard = None,
+    json_out: Json = False,
+) -> None:
     """Train a proxy of SPEC on a dataset within a budget and report its accuracy.
 
     --batch-size is the global batch: --nproc N (or torchrun) gives each process 1/N of it.
-    Exit status: 0 when the run finished (ok, budget or stopped), 1 when it diverged,
-    2 for bad input.
+    Exit status: 0 when the run finished (ok, budget or stopped), 1 diverged, 2 bad input.
     """
     from coatnet_nas.presets import resolve_spec
     from coatnet_nas.scaling import shrink_spec

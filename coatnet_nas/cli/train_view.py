@@ -18,9 +18,10 @@ def header(spec, data, recipe, model, world_size: int = 1) -> None:
 
     flops = estimate_cost(spec).flops
     budget = ", ".join(
-        f"{v:g} {k}" for k, v in (("epochs", recipe.epochs), ("steps", recipe.steps),
-                                  ("s", recipe.seconds)) if v is not None
-    )  # fmt: skip
+        f"{v:g} {k}"
+        for k, v in (("epochs", recipe.epochs), ("steps", recipe.steps), ("s", recipe.seconds))
+        if v is not None
+    )
     console.print(
         f"training {spec.name} {spec.layout} depths={list(spec.depths)} widths={list(spec.widths)} "
         f"({human(params)} params, {human(flops)} FLOPs @ {h}x{w})\n"
@@ -33,9 +34,13 @@ def header(spec, data, recipe, model, world_size: int = 1) -> None:
 
 def with_progress(run):
     columns = (
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-    )  # fmt: skip
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console) as bar:
         task = bar.add_task("train", total=1.0, stats="")
 

@@ -52,8 +52,11 @@ class Stat:
 
     def to_dict(self) -> dict[str, Any]:
         finite = self.n > 0
-        return {"mean": self.mean if finite else None, "std": self.std if finite else None,
-                "n": self.n}  # fmt: skip
+        return {
+            "mean": self.mean if finite else None,
+            "std": self.std if finite else None,
+            "n": self.n,
+        }
 
 
 @dataclass(frozen=True)
@@ -96,17 +99,21 @@ def aggregate(
                 continue
             rows.append(
                 Row(
-                    regime=regime.name, fraction=regime.fraction,
+                    regime=regime.name,
+                    fraction=regime.fraction,
                     train_images=(regime_sizes or {}).get(regime.name, runs[0]["train_images"]),
-                    layout=layout, params=runs[0]["params"], flops=runs[0]["flops"],
-                    runs=len(runs), diverged=sum(r["status"] == "diverged" for r in runs),
+                    layout=layout,
+                    params=runs[0]["params"],
+                    flops=runs[0]["flops"],
+                    runs=len(runs),
+                    diverged=sum(r["status"] == "diverged" for r in runs),
                     train_loss=Stat.of([r["train_loss"] for r in runs]),
                     train_accuracy=Stat.of([r["train_accuracy"] for r in runs]),
                     val_accuracy=Stat.of([r["val_accuracy"] for r in runs]),
                     gap=Stat.of([r["gap"] for r in runs]),
                     seconds=Stat.of([r["seconds"] for r in runs]),
                 )
-            )  # fmt: skip
+            )
     return rows
 
 
@@ -150,10 +157,13 @@ class Ranking:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "name": self.name, "regime": self.regime, "metric": self.metric,
-            "higher_is_better": self.higher_is_better, "text": self.text(),
+            "name": self.name,
+            "regime": self.regime,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
+            "text": self.text(),
             "order": [{"layout": n, **s.to_dict()} for n, s in self.order],
-        }  # fmt: skip
+        }
 
 
 def rank(rows: Sequence[Row], name: str, regime: str, metric: str, higher: bool) -> Ranking:
@@ -243,9 +253,14 @@ class PaperComparison:
         return f"{self.name}: " + "; ".join(parts) + "."
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "paper": self.paper, "measured": self.measured,
-                "counts": self.counts(), "sentence": self.sentence(),
-                "pairs": [p.to_dict() for p in self.pairs]}  # fmt: skip
+        return {
+            "name": self.name,
+            "paper": self.paper,
+            "measured": self.measured,
+            "counts": self.counts(),
+            "sentence": self.sentence(),
+            "pairs": [p.to_dict() for p in self.pairs],
+        }
 
 
 def _pairs(n: int) -> str:

@@ -95,10 +95,17 @@ def train_to_plateau(
     from coatnet_nas.train.recipe import TrainRecipe
 
     recipe = TrainRecipe(
-        epochs=None, steps=plateau.max_steps, batch_size=batch_size, lr=lr,
-        final_lr_scale=1.0, label_smoothing=0.0, augment=False, drop_path_rate=0.0,
-        eval_every=plateau.eval_every, precise_bn=0,
-    )  # fmt: skip
+        epochs=None,
+        steps=plateau.max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        final_lr_scale=1.0,
+        label_smoothing=0.0,
+        augment=False,
+        drop_path_rate=0.0,
+        eval_every=plateau.eval_every,
+        precise_bn=0,
+    )
     curve: list[tuple[int, float]] = []
 
     def measure(report: Any) -> bool:

@@ -194,11 +194,17 @@ class CompareConfig:
         """
         h, w = self.train_size
         return {
-            "base": self.base.to_dict(), "flops": self.flops, "vary": self.vary.value,
-            "depth_mult": self.depth_mult, "dataset": self.dataset, "image_size": [h, w],
-            "val_fraction": self.val_fraction, "holdout": self.holdout.value,
-            "data_seed": self.data_seed, "recipe": self.recipe.to_dict(),
-        }  # fmt: skip
+            "base": self.base.to_dict(),
+            "flops": self.flops,
+            "vary": self.vary.value,
+            "depth_mult": self.depth_mult,
+            "dataset": self.dataset,
+            "image_size": [h, w],
+            "val_fraction": self.val_fraction,
+            "holdout": self.holdout.value,
+            "data_seed": self.data_seed,
+            "recipe": self.recipe.to_dict(),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {

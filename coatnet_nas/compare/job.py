@@ -97,10 +97,16 @@ def natural_image_size(base: ModelSpec, dataset: str, data_dir: str | None = Non
 def load_data(config: CompareConfig, device: str | torch.device = "cpu") -> ProxyData:
     """The full training pool and the shared validation split at the training image size."""
     return prepare_data(
-        config.dataset, config.train_size, subset=1.0, val_fraction=config.val_fraction,
-        seed=config.data_seed, device=device, data_dir=config.data_dir,
-        in_chans=config.base.in_chans, holdout=config.holdout.value,
-    )  # fmt: skip
+        config.dataset,
+        config.train_size,
+        subset=1.0,
+        val_fraction=config.val_fraction,
+        seed=config.data_seed,
+        device=device,
+        data_dir=config.data_dir,
+        in_chans=config.base.in_chans,
+        holdout=config.holdout.value,
+    )
 
 
 def regime_data(data: ProxyData, regime: Regime, seed: int = 0) -> ProxyData:
@@ -171,14 +177,27 @@ def run_job(
             loss, accuracy = clean_metrics(model, sub, recipe.train_eval_images)
     val = result.val_accuracy if result.status != "diverged" else float("nan")
     return {
-        "key": job.key, "layout": job.layout, "regime": job.regime.name,
-        "fraction": job.regime.fraction, "seed": job.seed, "status": result.status,
-        "reason": result.reason, "params": result.params, "flops": result.flops,
-        "train_images": len(sub.train), "val_images": len(sub.val),
-        "train_loss": _finite(loss), "train_accuracy": _finite(accuracy),
-        "val_accuracy": _finite(val), "gap": _finite(accuracy - val),
-        "running_train_loss": _finite(result.train_loss), "steps": result.steps,
-        "epochs": round(result.epochs, 4), "seconds": round(result.seconds, 2),
-        "images_per_second": round(result.images_per_second, 1), "device": result.device,
-        "spec": job.spec, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }  # fmt: skip
+        "key": job.key,
+        "layout": job.layout,
+        "regime": job.regime.name,
+        "fraction": job.regime.fraction,
+        "seed": job.seed,
+        "status": result.status,
+        "reason": result.reason,
+        "params": result.params,
+        "flops": result.flops,
+        "train_images": len(sub.train),
+        "val_images": len(sub.val),
+        "train_loss": _finite(loss),
+        "train_accuracy": _finite(accuracy),
+        "val_accuracy": _finite(val),
+        "gap": _finite(accuracy - val),
+        "running_train_loss": _finite(result.train_loss),
+        "steps": result.steps,
+        "epochs": round(result.epochs, 4),
+        "seconds": round(result.seconds, 2),
+        "images_per_second": round(result.images_per_second, 1),
+        "device": result.device,
+        "spec": job.spec,
+        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }

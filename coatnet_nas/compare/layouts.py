@@ -68,12 +68,16 @@ class Entrant:
     def describe(self) -> dict[str, Any]:
         h, w = self.spec.image_size
         return {
-            "layout": self.name, "params": self.params, "flops": self.flops,
-            "flops_ratio": round(self.flops_ratio, 4), "depths": list(self.spec.depths),
-            "widths": list(self.spec.widths), "stem": self.spec.stem.kind,
+            "layout": self.name,
+            "params": self.params,
+            "flops": self.flops,
+            "flops_ratio": round(self.flops_ratio, 4),
+            "depths": list(self.spec.depths),
+            "widths": list(self.spec.widths),
+            "stem": self.spec.stem.kind,
             "patch_size": self.spec.stem.patch_size if self.spec.stem.kind == "patch" else None,
             "image_size": [h, w],
-        }  # fmt: skip
+        }
 
 
 def _bad_word(word: str, why: str) -> CoatnetError:
@@ -202,10 +206,14 @@ def _set_width(spec: ModelSpec, index: int, width: int) -> ModelSpec:
     if index == 0:
         return spec.evolve(stem={**spec.stem.model_dump(), "width": width})
     stages = [
-        {"type": s.type, "depth": s.depth, "width": width if i == index else s.width,
-         "options": s.options}
+        {
+            "type": s.type,
+            "depth": s.depth,
+            "width": width if i == index else s.width,
+            "options": s.options,
+        }
         for i, s in enumerate(spec.stages, 1)
-    ]  # fmt: skip
+    ]
     return spec.evolve(stages=stages)
 
 

@@ -70,12 +70,14 @@ def run_workers(
                 remaining -= 1
             emit(
                 CompareEvent(
-                    kind, job, worker=worker,
+                    kind,
+                    job,
+                    worker=worker,
                     record=payload if kind == "done" else None,
                     info=payload if kind == "progress" else None,
                     message=payload if kind == "error" else None,
                 )
-            )  # fmt: skip
+            )
     finally:
         for p in procs:
             if p.is_alive() and remaining:
@@ -115,9 +117,14 @@ def _worker_main(
         events.put(("start", index, job, None))
         try:
             record = run_job(
-                job, data, config.recipe, data_seed=config.data_seed, device=device,
-                threads=threads, progress=lambda info, job=job: progress(info, job),
-            )  # fmt: skip
+                job,
+                data,
+                config.recipe,
+                data_seed=config.data_seed,
+                device=device,
+                threads=threads,
+                progress=lambda info, job=job: progress(info, job),
+            )
         except Exception as exc:
             events.put(("error", index, job, f"{type(exc).__name__}: {exc}"[:2000]))
         else:

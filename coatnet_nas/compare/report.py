@@ -33,10 +33,27 @@ from coatnet_nas.compare.runner import CompareRun
 from coatnet_nas.units import human
 
 RUN_COLUMNS = (
-    "key", "layout", "regime", "fraction", "seed", "status", "params", "flops", "train_images",
-    "val_images", "train_loss", "train_accuracy", "val_accuracy", "gap", "running_train_loss",
-    "steps", "epochs", "seconds", "images_per_second", "device",
-)  # fmt: skip
+    "key",
+    "layout",
+    "regime",
+    "fraction",
+    "seed",
+    "status",
+    "params",
+    "flops",
+    "train_images",
+    "val_images",
+    "train_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "gap",
+    "running_train_loss",
+    "steps",
+    "epochs",
+    "seconds",
+    "images_per_second",
+    "device",
+)
 STATS = ("train_loss", "train_accuracy", "val_accuracy", "gap", "seconds")
 
 
@@ -56,19 +73,26 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         run = self.run
-        return json_safe({
-            "out": str(run.out_dir), "budget_flops": run.budget,
-            "config": run.config.to_dict(), "data": run.data,
-            "regime_sizes": run.regime_sizes,
-            "layouts": [e.describe() for e in run.entrants],
-            "rows": [r.to_dict() for r in self.rows],
-            "rankings": {k: v.to_dict() for k, v in self.rankings.items()},
-            "paper": {k: v.to_dict() for k, v in self.paper.items()},
-            "runs": [{k: v for k, v in r.items() if k != "spec"} for r in run.records],
-            "ran": run.ran, "resumed": run.resumed, "errors": run.errors,
-            "seconds": round(run.seconds, 1), "notes": self.notes,
-            "files": {k: str(v) for k, v in self.files.items()},
-        })  # fmt: skip
+        return json_safe(
+            {
+                "out": str(run.out_dir),
+                "budget_flops": run.budget,
+                "config": run.config.to_dict(),
+                "data": run.data,
+                "regime_sizes": run.regime_sizes,
+                "layouts": [e.describe() for e in run.entrants],
+                "rows": [r.to_dict() for r in self.rows],
+                "rankings": {k: v.to_dict() for k, v in self.rankings.items()},
+                "paper": {k: v.to_dict() for k, v in self.paper.items()},
+                "runs": [{k: v for k, v in r.items() if k != "spec"} for r in run.records],
+                "ran": run.ran,
+                "resumed": run.resumed,
+                "errors": run.errors,
+                "seconds": round(run.seconds, 1),
+                "notes": self.notes,
+                "files": {k: str(v) for k, v in self.files.items()},
+            }
+        )
 
 
 def summarize(run: CompareRun) -> Summary:
@@ -149,14 +173,31 @@ def _write_runs(summary: Summary, path: Path) -> Path:
 
 def _write_summary(summary: Summary, path: Path) -> Path:
     ratios = {e.name: e.flops_ratio for e in summary.run.entrants}
-    head = ["regime", "fraction", "train_images", "layout", "params", "flops", "flops_ratio",
-            "runs", "diverged"]  # fmt: skip
+    head = [
+        "regime",
+        "fraction",
+        "train_images",
+        "layout",
+        "params",
+        "flops",
+        "flops_ratio",
+        "runs",
+        "diverged",
+    ]
     columns = head + [f"{s}_{k}" for s in STATS for k in ("mean", "std")]
     rows = []
     for r in summary.rows:
-        values: list[Any] = [r.regime, r.fraction, r.train_images, r.layout, r.params,
-                             r.flops, round(ratios.get(r.layout, math.nan), 4), r.runs,
-                             r.diverged]  # fmt: skip
+        values: list[Any] = [
+            r.regime,
+            r.fraction,
+            r.train_images,
+            r.layout,
+            r.params,
+            r.flops,
+            round(ratios.get(r.layout, math.nan), 4),
+            r.runs,
+            r.diverged,
+        ]
         for s in STATS:
             stat = getattr(r, s)
             values += [_num(stat.mean), _num(stat.std)]
@@ -181,13 +222,27 @@ def plot(summary: Summary, path: Path) -> Path:
         xs = list(range(len(rows)))
         loss = [r.train_loss for r in rows]
         acc = [r.val_accuracy for r in rows]
-        ax.bar(xs, [s.mean for s in loss], yerr=[s.std for s in loss], color="#9ecae1",
-               edgecolor="#3182bd", capsize=3, label="train loss (clean)")  # fmt: skip
+        ax.bar(
+            xs,
+            [s.mean for s in loss],
+            yerr=[s.std for s in loss],
+            color="#9ecae1",
+            edgecolor="#3182bd",
+            capsize=3,
+            label="train loss (clean)",
+        )
         ax.set_ylabel("final train loss")
         ax.set_xticks(xs, [r.layout for r in rows], rotation=20)
         right = ax.twinx()
-        right.errorbar(xs, [s.mean * 100 for s in acc], yerr=[s.std * 100 for s in acc],
-                       color="#d62728", marker="o", capsize=3, label="val accuracy")  # fmt: skip
+        right.errorbar(
+            xs,
+            [s.mean * 100 for s in acc],
+            yerr=[s.std * 100 for s in acc],
+            color="#d62728",
+            marker="o",
+            capsize=3,
+            label="val accuracy",
+        )
         right.set_ylabel("val accuracy (%)")
         n = rows[0].train_images
         ax.set_title(f"{regime.name}: {regime.fraction * 100:g}% of the data ({n:,} images)")

@@ -131,12 +131,19 @@ def run_compare(
         run_workers(pending, config, str(dev), min(workers, len(pending)), threads, finished)
     records = [done[j.key] for j in jobs if done.get(j.key, {}).get("spec") == j.spec]
     return CompareRun(
-        config=config, out_dir=store.out_dir, entrants=entrants, data=data.describe(),
-        regime_sizes={r.name: len(regime_data(data, r, config.data_seed).train)
-                      for r in config.regimes},
-        records=records, ran=len(pending) - len(errors), resumed=len(jobs) - len(pending),
-        errors=errors, seconds=time.perf_counter() - start,
-    )  # fmt: skip
+        config=config,
+        out_dir=store.out_dir,
+        entrants=entrants,
+        data=data.describe(),
+        regime_sizes={
+            r.name: len(regime_data(data, r, config.data_seed).train) for r in config.regimes
+        },
+        records=records,
+        ran=len(pending) - len(errors),
+        resumed=len(jobs) - len(pending),
+        errors=errors,
+        seconds=time.perf_counter() - start,
+    )
 
 
 def _run_inline(
@@ -155,9 +162,14 @@ def _run_inline(
 
         try:
             record = run_job(
-                job, data, config.recipe, data_seed=config.data_seed, device=device,
-                threads=threads, progress=progress,
-            )  # fmt: skip
+                job,
+                data,
+                config.recipe,
+                data_seed=config.data_seed,
+                device=device,
+                threads=threads,
+                progress=progress,
+            )
         except CoatnetError:
             raise
         except Exception as exc:  # one broken run must not take the comparison down

@@ -128,10 +128,15 @@ def prepare_folder(
         key = f"{FORMAT}|{__version__}|{size}|{decoder}|{chunk}|{plan.files_digest}"
         key += f"|{plan.mtimes_digest}"
         skipped = decode_into(
-            directory, [str(plan.root / f) for f in plan.files], size,
-            plan=hashlib.sha256(key.encode()).hexdigest(), decoder=decoder,
-            workers=workers, chunk=chunk, progress=progress,
-        )  # fmt: skip
+            directory,
+            [str(plan.root / f) for f in plan.files],
+            size,
+            plan=hashlib.sha256(key.encode()).hexdigest(),
+            decoder=decoder,
+            workers=workers,
+            chunk=chunk,
+            progress=progress,
+        )
         _finish(directory, plan, size, decoder, skipped)
     return directory
 
@@ -156,14 +161,26 @@ def _finish(
     message = empty_classes_message(plan, counts, skips)
     if message:
         raise DataError(message)
-    atomic_write_json(directory / "manifest.json", {
-        "format": FORMAT, "tool_version": __version__, "source": str(plan.root),
-        "size": list(size), "layout": "NCHW uint8 RGB", "resize": "cover then centre crop",
-        "decoder": decoder, "classes": list(plan.classes), "images": images,
-        "train": n_train, "test": len(labels) - n_train, "class_counts": counts,
-        "files_digest": plan.files_digest, "mtimes_digest": plan.mtimes_digest,
-        "skipped": skips,
-    })  # fmt: skip
+    atomic_write_json(
+        directory / "manifest.json",
+        {
+            "format": FORMAT,
+            "tool_version": __version__,
+            "source": str(plan.root),
+            "size": list(size),
+            "layout": "NCHW uint8 RGB",
+            "resize": "cover then centre crop",
+            "decoder": decoder,
+            "classes": list(plan.classes),
+            "images": images,
+            "train": n_train,
+            "test": len(labels) - n_train,
+            "class_counts": counts,
+            "files_digest": plan.files_digest,
+            "mtimes_digest": plan.mtimes_digest,
+            "skipped": skips,
+        },
+    )
     (directory / "progress.json").unlink(missing_ok=True)
     if bad:
         (directory / "images.npy").unlink(missing_ok=True)
@@ -199,9 +216,13 @@ def load_folder(
     test = (images[n:], labels[n:]) if manifest["test"] else (None, None)
     readonly(labels)
     return RawData(
-        f"folder:{manifest['source']}", images[:n], labels[:n], *test,
-        tuple(manifest["classes"]), manifest["source"],
-    )  # fmt: skip
+        f"folder:{manifest['source']}",
+        images[:n],
+        labels[:n],
+        *test,
+        tuple(manifest["classes"]),
+        manifest["source"],
+    )
 
 
 def list_caches() -> list[dict]:
@@ -214,12 +235,18 @@ def list_caches() -> list[dict]:
         manifest = _manifest(directory) or {}
         native = directory.name.endswith("-native")  # <kind>-<key>-native: an array data set
         kind = manifest.get("kind") or (directory.name.rsplit("-", 2)[0] if native else "folder")
-        rows.append({
-            "path": str(directory), "kind": kind, "source": manifest.get("source"),
-            "size": manifest.get("size"), "images": manifest.get("train", 0)
-            + manifest.get("test", 0), "skipped": len(manifest.get("skipped", [])),
-            "complete": bool(manifest), "bytes": _disk_bytes(directory),
-        })  # fmt: skip
+        rows.append(
+            {
+                "path": str(directory),
+                "kind": kind,
+                "source": manifest.get("source"),
+                "size": manifest.get("size"),
+                "images": manifest.get("train", 0) + manifest.get("test", 0),
+                "skipped": len(manifest.get("skipped", [])),
+                "complete": bool(manifest),
+                "bytes": _disk_bytes(directory),
+            }
+        )
     return rows
 
 
@@ -239,9 +266,10 @@ def clean_caches(root: str | Path | None = None, *, kind: str | None = None) -> 
         return []
     if kind is not None:
         targets = [
-            p for p in base.iterdir()
+            p
+            for p in base.iterdir()
             if p.is_dir() and p.name.endswith("-native") and p.name.rsplit("-", 2)[0] == kind
-        ]  # fmt: skip
+        ]
     elif root is None:
         targets = [p for p in base.iterdir() if p.is_dir()]
     else:

@@ -41,15 +41,24 @@ class CifarLayout:
 
 CIFAR = {
     "cifar10": CifarLayout(
-        "cifar-10-batches-py", "cifar-10-python.tar.gz",
-        tuple(f"data_batch_{i}" for i in range(1, 6)), ("test_batch",),
-        "batches.meta", "label_names", "labels",
+        "cifar-10-batches-py",
+        "cifar-10-python.tar.gz",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        ("test_batch",),
+        "batches.meta",
+        "label_names",
+        "labels",
     ),
     "cifar100": CifarLayout(
-        "cifar-100-python", "cifar-100-python.tar.gz", ("train",), ("test",),
-        "meta", "fine_label_names", "fine_labels",
+        "cifar-100-python",
+        "cifar-100-python.tar.gz",
+        ("train",),
+        ("test",),
+        "meta",
+        "fine_label_names",
+        "fine_labels",
     ),
-}  # fmt: skip
+}
 
 
 class _ArrayUnpickler(pickle.Unpickler):

@@ -46,24 +46,42 @@ _TORONTO = "https://www.cs.toronto.edu/~kriz/"
 # MD5s as published by the authors: the Fashion-MNIST README and the CIFAR page.
 RESOURCES: dict[str, tuple[Resource, ...]] = {
     "fashion-mnist": (
-        Resource("train-images-idx3-ubyte.gz", _FMNIST + "train-images-idx3-ubyte.gz",
-                 "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-        Resource("train-labels-idx1-ubyte.gz", _FMNIST + "train-labels-idx1-ubyte.gz",
-                 "25c81989df183df01b3e8a0aad5dffbe"),
-        Resource("t10k-images-idx3-ubyte.gz", _FMNIST + "t10k-images-idx3-ubyte.gz",
-                 "bef4ecab320f06d8554ea6380940ec79"),
-        Resource("t10k-labels-idx1-ubyte.gz", _FMNIST + "t10k-labels-idx1-ubyte.gz",
-                 "bb300cfdad3c16e7a12a480ee83cd310"),
+        Resource(
+            "train-images-idx3-ubyte.gz",
+            _FMNIST + "train-images-idx3-ubyte.gz",
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        ),
+        Resource(
+            "train-labels-idx1-ubyte.gz",
+            _FMNIST + "train-labels-idx1-ubyte.gz",
+            "25c81989df183df01b3e8a0aad5dffbe",
+        ),
+        Resource(
+            "t10k-images-idx3-ubyte.gz",
+            _FMNIST + "t10k-images-idx3-ubyte.gz",
+            "bef4ecab320f06d8554ea6380940ec79",
+        ),
+        Resource(
+            "t10k-labels-idx1-ubyte.gz",
+            _FMNIST + "t10k-labels-idx1-ubyte.gz",
+            "bb300cfdad3c16e7a12a480ee83cd310",
+        ),
     ),
     "cifar10": (
-        Resource("cifar-10-python.tar.gz", _TORONTO + "cifar-10-python.tar.gz",
-                 "c58f30108f718f92721af3b95e74349a"),
+        Resource(
+            "cifar-10-python.tar.gz",
+            _TORONTO + "cifar-10-python.tar.gz",
+            "c58f30108f718f92721af3b95e74349a",
+        ),
     ),
     "cifar100": (
-        Resource("cifar-100-python.tar.gz", _TORONTO + "cifar-100-python.tar.gz",
-                 "eb9058c3a382ffc7106e4002c42a8d85"),
+        Resource(
+            "cifar-100-python.tar.gz",
+            _TORONTO + "cifar-100-python.tar.gz",
+            "eb9058c3a382ffc7106e4002c42a8d85",
+        ),
     ),
-}  # fmt: skip
+}
 
 
 def md5_of(path: Path) -> str:

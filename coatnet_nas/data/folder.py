@@ -85,9 +85,14 @@ def scan_folder(root: Path) -> FolderPlan:
         if tree_index == 0:
             n_train = len(files)
     return FolderPlan(
-        root, tuple(classes), tuple(files), tuple(labels), n_train,
-        names.hexdigest(), stamps.hexdigest(),
-    )  # fmt: skip
+        root,
+        tuple(classes),
+        tuple(files),
+        tuple(labels),
+        n_train,
+        names.hexdigest(),
+        stamps.hexdigest(),
+    )
 
 
 def empty_classes_message(plan: FolderPlan, counts: list[int], skipped: list[dict]) -> str | None:

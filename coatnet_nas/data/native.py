@@ -91,10 +91,20 @@ def _write(directory: Path, raw: RawData, kind: str, root: str, stamp: float) ->
     all_labels = np.concatenate([np.asarray(y, dtype=np.int64) for y in labels])
     atomic_write(directory / "labels.npy", lambda tmp: _save_npy(tmp, all_labels))
     manifest = {
-        "format": FORMAT, "tool_version": __version__, "kind": kind, "name": raw.name,
-        "source": root, "stamp": stamp, "size": list(shape[2:]), "channels": shape[1],
-        "layout": "NCHW uint8", "resize": "none (native size)", "classes": list(raw.classes),
-        "train": len(raw.train_images), "test": shape[0] - len(raw.train_images), "skipped": [],
-    }  # fmt: skip
+        "format": FORMAT,
+        "tool_version": __version__,
+        "kind": kind,
+        "name": raw.name,
+        "source": root,
+        "stamp": stamp,
+        "size": list(shape[2:]),
+        "channels": shape[1],
+        "layout": "NCHW uint8",
+        "resize": "none (native size)",
+        "classes": list(raw.classes),
+        "train": len(raw.train_images),
+        "test": shape[0] - len(raw.train_images),
+        "skipped": [],
+    }
     atomic_write_json(directory / "manifest.json", manifest)
     return manifest

@@ -186,24 +186,39 @@ def _on_disk(kind: str, read: Callable[[str, float], RawData]) -> Loader:
     return load
 
 
-register_source(DataSource(
-    "synthetic", lambda arg, _root, _size: _synthetic(synthetic.parse_count(arg)),
-))  # fmt: skip
-register_source(DataSource(
-    "fashion-mnist", _on_disk("fashion-mnist", load_fashion_mnist.__wrapped__),
-    ("fashionmnist", "fmnist"),
-    present_in=fmnist_complete, wanted=FMNIST_WANTED,
-    hint=", or install Debian's dataset-fashion-mnist package",
-))  # fmt: skip
+register_source(
+    DataSource(
+        "synthetic",
+        lambda arg, _root, _size: _synthetic(synthetic.parse_count(arg)),
+    )
+)
+register_source(
+    DataSource(
+        "fashion-mnist",
+        _on_disk("fashion-mnist", load_fashion_mnist.__wrapped__),
+        ("fashionmnist", "fmnist"),
+        present_in=fmnist_complete,
+        wanted=FMNIST_WANTED,
+        hint=", or install Debian's dataset-fashion-mnist package",
+    )
+)
 for _kind, _alias in (("cifar10", "cifar-10"), ("cifar100", "cifar-100")):
-    register_source(DataSource(
-        _kind, _on_disk(_kind, functools.partial(load_cifar.__wrapped__, _kind)), (_alias,),
-        present_in=CIFAR[_kind].present_in,
-        wanted=f"{CIFAR[_kind].folder}/ or {CIFAR[_kind].archive}",
-    ))  # fmt: skip
-register_source(DataSource(
-    "folder", _folder, label="folder:<path>",
-    arg_help="a path: folder:/path/to/images (a sub-folder per class)",
-))  # fmt: skip
+    register_source(
+        DataSource(
+            _kind,
+            _on_disk(_kind, functools.partial(load_cifar.__wrapped__, _kind)),
+            (_alias,),
+            present_in=CIFAR[_kind].present_in,
+            wanted=f"{CIFAR[_kind].folder}/ or {CIFAR[_kind].archive}",
+        )
+    )
+register_source(
+    DataSource(
+        "folder",
+        _folder,
+        label="folder:<path>",
+        arg_help="a path: folder:/path/to/images (a sub-folder per class)",
+    )
+)
 
 DATASETS = dataset_names()  # the built-in ones; dataset_names() includes registered additions

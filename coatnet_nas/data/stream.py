@@ -99,10 +99,17 @@ class StreamingData:
 
     @classmethod
     def from_folder(
-        cls, root: str | Path, image_size: int | tuple[int, int] = 224, *,
-        device: str | torch.device = "cpu", workers: int = 2, subset: float = 1.0,
-        val_fraction: float = 0.1, holdout: Literal["split", "test"] | None = None, **options,
-    ) -> StreamingData:  # fmt: skip
+        cls,
+        root: str | Path,
+        image_size: int | tuple[int, int] = 224,
+        *,
+        device: str | torch.device = "cpu",
+        workers: int = 2,
+        subset: float = 1.0,
+        val_fraction: float = 0.1,
+        holdout: Literal["split", "test"] | None = None,
+        **options,
+    ) -> StreamingData:
         """Stream folder ``root`` (a sub-folder per class, or train/ + val/); options: fields.
 
         ``subset``, ``val_fraction`` and ``holdout`` select files as
@@ -141,9 +148,16 @@ class StreamingData:
         else:
             val = pool.subset(val_rows)
         return cls(
-            pool.subset(train_rows), val, plan.classes, size, resolve_device(device), workers,
-            name=f"folder:{plan.root}", source=str(plan.root), **options,
-        )  # fmt: skip
+            pool.subset(train_rows),
+            val,
+            plan.classes,
+            size,
+            resolve_device(device),
+            workers,
+            name=f"folder:{plan.root}",
+            source=str(plan.root),
+            **options,
+        )
 
     @property
     def num_classes(self) -> int:
@@ -165,9 +179,11 @@ class StreamingData:
     def describe(self) -> dict:
         return {
             **describe_data(self),
-            "loader_workers": self.workers, "augment": self.augment, "mixup": self.mixup,
+            "loader_workers": self.workers,
+            "augment": self.augment,
+            "mixup": self.mixup,
             "cutmix": self.cutmix,
-        }  # fmt: skip
+        }
 
     def sampler(self, batch_size: int, seed: int, augment: bool = True) -> StreamSampler:
         """The trainer's batch source: resumable at a batch (see :class:`StreamSampler`)."""
@@ -179,14 +195,20 @@ class StreamingData:
     def steps_per_epoch(self, batch_size: int) -> int:
         return max(1, len(self.train_set) // batch_size)  # type: ignore[arg-type]
 
-    def _loader(self, dataset: Dataset, batch_size: int, order: list[int] | None,
-                drop_last: bool) -> DataLoader:  # fmt: skip
+    def _loader(
+        self, dataset: Dataset, batch_size: int, order: list[int] | None, drop_last: bool
+    ) -> DataLoader:
         return DataLoader(
-            dataset, batch_size=batch_size, sampler=order, drop_last=drop_last,
-            num_workers=self.workers, pin_memory=self.device.type == "cuda",
-            prefetch_factor=4 if self.workers else None, persistent_workers=False,
+            dataset,
+            batch_size=batch_size,
+            sampler=order,
+            drop_last=drop_last,
+            num_workers=self.workers,
+            pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if self.workers else None,
+            persistent_workers=False,
             worker_init_fn=_one_thread,
-        )  # fmt: skip
+        )
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
@@ -223,9 +245,13 @@ class StreamingData:
         return x, soft
 
     def train_batches(
-        self, batch_size: int, *, generator: torch.Generator | None = None, augment: bool = True,
+        self,
+        batch_size: int,
+        *,
+        generator: torch.Generator | None = None,
+        augment: bool = True,
         start: int = 0,
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:  # fmt: skip
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch of shuffled batches on the device: float images, int64 (or soft) labels.
 
         The file order is drawn from ``generator`` (a CPU one is seeded from a device one);

@@ -13,9 +13,17 @@ from collections.abc import Callable
 import numpy as np
 
 CLASSES = (
-    "disk", "square", "triangle", "ring", "plus",
-    "cross", "h-stripes", "v-stripes", "checker", "dots",
-)  # fmt: skip
+    "disk",
+    "square",
+    "triangle",
+    "ring",
+    "plus",
+    "cross",
+    "h-stripes",
+    "v-stripes",
+    "checker",
+    "dots",
+)
 NATIVE_SIZE = 32
 DEFAULT_TRAIN = 6000
 DEFAULT_TEST = 1000

@@ -91,9 +91,12 @@ class ProxyData:
         if device == self.device:
             return self
         return replace(
-            self, train=self.train.to(device), val=self.val.to(device),
-            mean=self.mean.to(device), std=self.std.to(device),
-        )  # fmt: skip
+            self,
+            train=self.train.to(device),
+            val=self.val.to(device),
+            mean=self.mean.to(device),
+            std=self.std.to(device),
+        )
 
     def steps_per_epoch(self, batch_size: int) -> int:
         """Full batches per epoch (the last partial batch is dropped, as in training)."""
@@ -160,10 +163,16 @@ def describe_data(data: ProxyData | Any) -> dict:
     """The summary every data source prints and records (a streaming source adds its own)."""
     h, w = data.image_size
     return {
-        "name": data.name, "num_classes": data.num_classes, "in_chans": data.in_chans,
-        "image_size": [h, w], "train": len(data.train), "val": len(data.val),
-        "device": str(data.device), "source": data.source, "storage": data.storage,
-    }  # fmt: skip
+        "name": data.name,
+        "num_classes": data.num_classes,
+        "in_chans": data.in_chans,
+        "image_size": [h, w],
+        "train": len(data.train),
+        "val": len(data.val),
+        "device": str(data.device),
+        "source": data.source,
+        "storage": data.storage,
+    }
 
 
 def _size(image_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -278,10 +287,19 @@ def prepare_data(
     mean, std = _stats(train.images)
     pad = 0 if crop_padding is None else int(crop_padding)
     return ProxyData(
-        name=raw.name, classes=raw.classes, in_chans=in_chans, image_size=size,
-        train=train, val=val, mean=mean, std=std, crop_padding=pad, flip=flip,
-        source=raw.source, seed=seed,
-    )  # fmt: skip
+        name=raw.name,
+        classes=raw.classes,
+        in_chans=in_chans,
+        image_size=size,
+        train=train,
+        val=val,
+        mean=mean,
+        std=std,
+        crop_padding=pad,
+        flip=flip,
+        source=raw.source,
+        seed=seed,
+    )
 
 
 def _test_rows(raw: RawData, subset: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

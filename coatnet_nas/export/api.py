@@ -143,9 +143,15 @@ def export_model(
             write_exported(model, example, tmp)
         if check:
             outcome["check"] = check_export(
-                tmp, fmt, model, image_size=size, channels=channels, batches=batches,
-                atol=atol, seed=seed,
-            )  # fmt: skip
+                tmp,
+                fmt,
+                model,
+                image_size=size,
+                channels=channels,
+                batches=batches,
+                atol=atol,
+                seed=seed,
+            )
         outcome["bytes"] = tmp.stat().st_size
 
     try:

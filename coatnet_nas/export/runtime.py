@@ -68,8 +68,12 @@ def runtime_latency(
     defaults to the model's spec (``in_chans``), else 3.
     """
     size = _size(image_size)
-    for name, value, low in (("batch", batch, 1), ("threads", threads, 1), ("repeats", repeats, 1),
-                             ("warmup", warmup, 0)):  # fmt: skip
+    for name, value, low in (
+        ("batch", batch, 1),
+        ("threads", threads, 1),
+        ("repeats", repeats, 1),
+        ("warmup", warmup, 0),
+    ):
         if not isinstance(value, int) or value < low:
             raise CoatnetError(f"{name} must be an integer >= {low}, got {value!r}.", param=name)
     if runtime is not None:
@@ -139,8 +143,15 @@ def alternating_latency(
     in turn, so a load change on a shared machine hits all of them alike."""
     calls = [lambda run=run: run(images) for _, run in runners.values()]
     # onnxruntime has its own thread setting; torch runtimes read the one time_rounds sets
-    samples = time_rounds(calls, torch.device("cpu"), threads=threads, rounds=repeats,
-                          per_round=1, warmup=warmup, untimed=0)  # fmt: skip
+    samples = time_rounds(
+        calls,
+        torch.device("cpu"),
+        threads=threads,
+        rounds=repeats,
+        per_round=1,
+        warmup=warmup,
+        untimed=0,
+    )
     timings = {name: [1e3 * t for t in own] for name, own in zip(runners, samples, strict=True)}
     stats = {}
     for name, (runtime, _) in runners.items():

@@ -63,8 +63,9 @@ def _filled(spec: ModelSpec, stored: ModelSpec) -> tuple[ModelSpec, str | None]:
     candidate = spec.evolve(**changes)
     if candidate.to_dict() != stored.to_dict():
         return spec, None  # other differences: the weights' own error says which
-    said = ", ".join(f"{k} {_show(getattr(stored, k))} (the spec says {_show(getattr(spec, k))})"
-                     for k in differ)  # fmt: skip
+    said = ", ".join(
+        f"{k} {_show(getattr(stored, k))} (the spec says {_show(getattr(spec, k))})" for k in differ
+    )
     return candidate, f"from the checkpoint: {said}"
 
 

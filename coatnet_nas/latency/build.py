@@ -89,10 +89,13 @@ def measure_spec(
     built already (it is put in eval mode and on the configuration's device and layout)."""
     run, _ = _spec_runner(spec, meta, model)
     samples = time_rounds(
-        [run], torch.device(meta.device), threads=meta.threads,
-        rounds=meta.repeats if repeats is None else repeats, per_round=1,
+        [run],
+        torch.device(meta.device),
+        threads=meta.threads,
+        rounds=meta.repeats if repeats is None else repeats,
+        per_round=1,
         warmup=meta.warmup if warmup is None else warmup,
-    )  # fmt: skip
+    )
     return Timing.of(samples[0])
 
 
@@ -180,9 +183,15 @@ def build_table(
             f"repeats must be >= 1 and warmup >= 0, got {repeats} and {warmup}.", param="repeats"
         )
     meta = current_meta(
-        device, threads, batch, channels_last,
-        image_size=image_size, source=source, warmup=warmup, repeats=repeats,
-    )  # fmt: skip
+        device,
+        threads,
+        batch,
+        channels_last,
+        image_size=image_size,
+        source=source,
+        warmup=warmup,
+        repeats=repeats,
+    )
     path = Path(out) if out is not None else None
     table = _resume(path, meta)
     if recalibrate:

@@ -118,9 +118,11 @@ def fit_correction(
     types = [g for g in groups if g != ENDS]
     if len(m) < len(types) + 3 or not types:
         return Correction(
-            scale=shared, points=len(m), scales={g: shared for g in groups},
+            scale=shared,
+            points=len(m),
+            scales={g: shared for g in groups},
             flops_ms_per_gflop=flops_ratio,
-        )  # fmt: skip
+        )
     x = x_all[:, [groups.index(g) for g in types]]
     ends = np.array([sums.get(ENDS, 0.0) for sums in group_sums_ms])
     keep = np.ones(len(m), dtype=bool)
@@ -138,6 +140,9 @@ def fit_correction(
     if ENDS in groups:
         scales[ENDS] = 1.0
     return Correction(
-        scale=shared, offset_ms=max(0.0, float(model.intercept_)), points=int(keep.sum()),
-        scales=scales, flops_ms_per_gflop=flops_ratio,
-    )  # fmt: skip
+        scale=shared,
+        offset_ms=max(0.0, float(model.intercept_)),
+        points=int(keep.sum()),
+        scales=scales,
+        flops_ms_per_gflop=flops_ratio,
+    )

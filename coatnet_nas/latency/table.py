@@ -19,8 +19,14 @@ __all__ = ["CONFIG_FIELDS", "Calibration", "Entry", "LatencyTable", "TableMeta"]
 FORMAT = 1
 # The fields that make two measurements comparable; a table is valid only where all agree.
 CONFIG_FIELDS = (
-    "device", "device_name", "torch_version", "threads", "batch", "dtype", "channels_last",
-)  # fmt: skip
+    "device",
+    "device_name",
+    "torch_version",
+    "threads",
+    "batch",
+    "dtype",
+    "channels_last",
+)
 
 
 class _Model(BaseModel):

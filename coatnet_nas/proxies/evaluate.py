@@ -57,9 +57,11 @@ class ProxyEvaluator:
         key = tuple(sorted(options.items()))
         if key not in self._supernets:
             self._supernets[key] = SupernetScorer(
-                options.pop("path"), device=self.device, seed=int(options.pop("seed", self.seed)),
+                options.pop("path"),
+                device=self.device,
+                seed=int(options.pop("seed", self.seed)),
                 **{k: int(v) for k, v in options.items()},
-            )  # fmt: skip
+            )
         return self._supernets[key]
 
     def recipe(self, proxy: ProxySpec) -> ProxyRecipe:
@@ -85,9 +87,14 @@ class ProxyEvaluator:
         key = (r.dataset, r.data_dir, r.image_size, r.subset, r.val_fraction, seed)
         if key not in self._data:
             self._data[key] = prepare_data(
-                r.dataset, r.image_size, subset=r.subset, val_fraction=r.val_fraction,
-                seed=seed, device=self.device, data_dir=r.data_dir,
-            )  # fmt: skip
+                r.dataset,
+                r.image_size,
+                subset=r.subset,
+                val_fraction=r.val_fraction,
+                seed=seed,
+                device=self.device,
+                data_dir=r.data_dir,
+            )
         return self._data[key]
 
     def score_batches(self, proxy: ProxySpec) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -130,13 +137,20 @@ class ProxyEvaluator:
             from coatnet_nas.train import Runtime, train_spec
 
             result = train_spec(
-                shrunk, data, recipe.train_recipe(data), callback,
-                runtime=Runtime(device=self.device), seed=self.seed_of(proxy), progress=progress,
-            )  # fmt: skip
+                shrunk,
+                data,
+                recipe.train_recipe(data),
+                callback,
+                runtime=Runtime(device=self.device),
+                seed=self.seed_of(proxy),
+                progress=progress,
+            )
             return ProxyOutcome(
-                float(result.val_accuracy), time.perf_counter() - start, result.status,
+                float(result.val_accuracy),
+                time.perf_counter() - start,
+                result.status,
                 {"result": result},
-            )  # fmt: skip
+            )
         from coatnet_nas.train import build_for_data
 
         model = build_for_data(shrunk, data, seed=self.seed_of(proxy))

@@ -24,9 +24,14 @@ from coatnet_nas.proxies.recipe import TRAINING_OPTIONS
 from coatnet_nas.proxies.scores import get_score
 
 __all__ = [
-    "SCORE_OPTIONS", "SUPERNET", "SUPERNET_OPTIONS", "TRAIN", "ProxySpec", "parse_proxies",
+    "SCORE_OPTIONS",
+    "SUPERNET",
+    "SUPERNET_OPTIONS",
+    "TRAIN",
+    "ProxySpec",
+    "parse_proxies",
     "parse_proxy",
-]  # fmt: skip
+]
 
 TRAIN = "train"
 # ``supernet:SUPER.pt[,batches=N,batch_size=B,seed=S]``: a candidate's accuracy with weights

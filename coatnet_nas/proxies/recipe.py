@@ -87,8 +87,10 @@ class ProxyRecipe(BaseModel):
         if not changes:
             return self
         values = self.model_dump()
-        values["train"] = {**values["train"], **{k: changes.pop(k) for k in list(changes)
-                                                 if k in _TRAIN_KEYS}}  # fmt: skip
+        values["train"] = {
+            **values["train"],
+            **{k: changes.pop(k) for k in list(changes) if k in _TRAIN_KEYS},
+        }
         values.update(changes)
         try:
             return ProxyRecipe.model_validate(values)

@@ -19,10 +19,13 @@ def recipe_label(recipe: Any) -> str:
     train = recipe.train
     budget = ", ".join(
         f"{value:g} {name}"
-        for name, value in (("epoch(s)", train.epochs), ("step(s)", train.steps),
-                            ("s", train.seconds))
+        for name, value in (
+            ("epoch(s)", train.epochs),
+            ("step(s)", train.steps),
+            ("s", train.seconds),
+        )
         if value is not None
-    )  # fmt: skip
+    )
     shrink = f"width x{recipe.width_mult:g}" + (
         f" depth x{recipe.depth_mult:g}" if recipe.depth_mult != 1 else ""
     )

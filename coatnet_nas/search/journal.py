@@ -206,9 +206,13 @@ def _replay_trial(storage: Any, entry: dict[str, Any]) -> int:
         values["values"] = outcome["values"]
     study.add_trial(
         create_trial(
-            state=state, params=frozen.params, distributions=frozen.distributions,
-            user_attrs=attrs, system_attrs=dict(frozen.system_attrs), intermediate_values=steps,
+            state=state,
+            params=frozen.params,
+            distributions=frozen.distributions,
+            user_attrs=attrs,
+            system_attrs=dict(frozen.system_attrs),
+            intermediate_values=steps,
             **values,
         )
-    )  # fmt: skip
+    )
     return 1

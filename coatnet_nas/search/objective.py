@@ -64,8 +64,13 @@ class Objective:
         Every rung splits with the study's seed: one validation set whatever the training seed.
         """
         recipe = recipe or self.config.space.proxy
-        key = (recipe.dataset, recipe.data_dir, recipe.image_size, recipe.subset,
-               recipe.val_fraction)  # fmt: skip
+        key = (
+            recipe.dataset,
+            recipe.data_dir,
+            recipe.image_size,
+            recipe.subset,
+            recipe.val_fraction,
+        )
         if self._data is None:
             self._data = {}
         if key not in self._data:
@@ -108,11 +113,19 @@ class Objective:
         over = []
         for name, used, budget, shown in (
             ("flops", cost.flops, cfg.flops, f"flops {cost.flops:,} > budget {cfg.flops or 0:,}"),
-            ("params", cost.params, cfg.params,
-             f"params {cost.params:,} > budget {cfg.params or 0:,}"),
-            ("latency", latency_ms, limit_ms,
-             f"predicted latency {latency_ms or 0:.2f} ms > limit {limit_ms or 0:.2f} ms"),
-        ):  # fmt: skip
+            (
+                "params",
+                cost.params,
+                cfg.params,
+                f"params {cost.params:,} > budget {cfg.params or 0:,}",
+            ),
+            (
+                "latency",
+                latency_ms,
+                limit_ms,
+                f"predicted latency {latency_ms or 0:.2f} ms > limit {limit_ms or 0:.2f} ms",
+            ),
+        ):
             if budget is not None:
                 violation = (used - budget) / budget
                 with warnings.catch_warnings():
@@ -211,10 +224,14 @@ class Objective:
 
         progress = (lambda info: self.on_step(trial.number, info)) if self.on_step else None
         return train_spec(
-            proxy, data, recipe.train_recipe(data), report,
-            runtime=Runtime(device=self.device), seed=training_seed(self.config.seed, seed),
+            proxy,
+            data,
+            recipe.train_recipe(data),
+            report,
+            runtime=Runtime(device=self.device),
+            seed=training_seed(self.config.seed, seed),
             progress=progress,
-        )  # fmt: skip
+        )
 
 
 def _should_prune(trial: optuna.Trial) -> bool:

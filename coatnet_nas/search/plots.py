@@ -62,13 +62,25 @@ def plots(
         ),
     }
     if any(r.get("latency_ms") is not None for r in rows):
-        figure = cost_figure(done, left_out, "latency_ms", 1.0, "predicted latency (ms) at "
-                             "target resolution", max_latency_ms)  # fmt: skip
+        figure = cost_figure(
+            done,
+            left_out,
+            "latency_ms",
+            1.0,
+            "predicted latency (ms) at target resolution",
+            max_latency_ms,
+        )
         files["accuracy_vs_latency.png"] = _save(figure, out / "accuracy_vs_latency.png")
     for rung in sorted({r["rung"] for r in scored if r.get("rung")}):
         on = [r for r in scored if r.get("rung") == rung]
-        figure = cost_figure(on, 0, "flops", 1e-9, "GFLOPs (MACs) at target resolution",
-                             budget_flops / 1e9 if budget_flops else None)  # fmt: skip
+        figure = cost_figure(
+            on,
+            0,
+            "flops",
+            1e-9,
+            "GFLOPs (MACs) at target resolution",
+            budget_flops / 1e9 if budget_flops else None,
+        )
         figure.axes[0].set_title(f"rung {rung}: accuracy vs flops (every seed)")
         files[f"accuracy_vs_flops_rung{rung}.png"] = _save(
             figure, out / f"accuracy_vs_flops_rung{rung}.png"

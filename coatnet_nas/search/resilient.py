@@ -61,14 +61,31 @@ _JOURNALED = (
 )
 # Everything else that reaches the database (what Optuna's _CachedStorage calls included).
 _RETRIED = (
-    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
-    "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
-    "get_study_user_attrs", "get_study_system_attrs", "get_trial_user_attrs",
-    "get_trial_system_attrs", "get_all_studies", "create_new_trial", "_create_new_trial",
-    "set_trial_param", "_set_trial_param", "get_trial_param",
-    "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "_get_trials",
-    "get_best_trial", "_get_best_trial_id", "_get_stale_trial_ids",
-)  # fmt: skip
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "create_new_trial",
+    "_create_new_trial",
+    "set_trial_param",
+    "_set_trial_param",
+    "get_trial_param",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_all_trials",
+    "_get_trials",
+    "get_best_trial",
+    "_get_best_trial_id",
+    "_get_stale_trial_ids",
+)
 
 
 class StorageUnavailable(CoatnetError):
@@ -219,8 +236,12 @@ class ResilientStorage(RDBStorage):
     def _unavailable(self, exc: BaseException) -> StorageUnavailable:
         url = self.url if "@" not in self.url else re.sub(r"//[^@/]*@", "//***@", self.url)
         cause = str(getattr(exc, "orig", None) or exc.__cause__ or exc).strip().splitlines()
-        kept = f" Finished results are kept in {self.journal.folder} and recorded by the " \
-            "next run against this storage." if self.journal is not None else ""  # fmt: skip
+        kept = (
+            f" Finished results are kept in {self.journal.folder} and recorded by the "
+            "next run against this storage."
+            if self.journal is not None
+            else ""
+        )
         return StorageUnavailable(
             f"storage_url {url}: the database was unreachable for {self.retry_seconds:g} s "
             f"(last error: {(cause[0] if cause else type(exc).__name__)[:200]}); stopped.{kept} "

@@ -80,9 +80,12 @@ def make_storage(
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and needed here
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = ResilientStorage(
-                storage_url, engine_kwargs=engine_kwargs, retry_seconds=window,
-                journal=Journal(storage_url) if heartbeat_interval else None, **kwargs,
-            )  # fmt: skip
+                storage_url,
+                engine_kwargs=engine_kwargs,
+                retry_seconds=window,
+                journal=Journal(storage_url) if heartbeat_interval else None,
+                **kwargs,
+            )
         if sqlite:
             _fast_sqlite(storage)
         if heartbeat_interval:  # a process that runs trials records what an outage kept aside

@@ -40,9 +40,15 @@ def bn_slices(prefix: str, norm: nn.BatchNorm2d, c: int) -> Weights:
 def batch_norm(x: torch.Tensor, w: Weights, prefix: str, training: bool) -> torch.Tensor:
     """``nn.BatchNorm2d``'s computation on sliced parameters (running stats update in place)."""
     return F.batch_norm(
-        x, w[f"{prefix}.running_mean"], w[f"{prefix}.running_var"], w[f"{prefix}.weight"],
-        w[f"{prefix}.bias"], training, 0.1, 1e-5,
-    )  # fmt: skip
+        x,
+        w[f"{prefix}.running_mean"],
+        w[f"{prefix}.running_var"],
+        w[f"{prefix}.weight"],
+        w[f"{prefix}.bias"],
+        training,
+        0.1,
+        1e-5,
+    )
 
 
 def _conv_slice(conv: nn.Conv2d, out_ch: int, in_ch: int, prefix: str) -> Weights:
@@ -53,8 +59,10 @@ def _conv_slice(conv: nn.Conv2d, out_ch: int, in_ch: int, prefix: str) -> Weight
 
 
 def _linear_slice(linear: nn.Linear, out_ch: int, in_ch: int, prefix: str) -> Weights:
-    return {f"{prefix}.weight": linear.weight[:out_ch, :in_ch],
-            f"{prefix}.bias": linear.bias[:out_ch]}  # fmt: skip
+    return {
+        f"{prefix}.weight": linear.weight[:out_ch, :in_ch],
+        f"{prefix}.bias": linear.bias[:out_ch],
+    }
 
 
 def _layer_norm_slice(norm: nn.LayerNorm, c: int, prefix: str) -> Weights:
@@ -70,8 +78,9 @@ class ElasticStem(nn.Module):
         for i in range(depth):
             last = i == depth - 1
             cin = in_chans if i == 0 else max_width
-            layers.append(nn.Conv2d(cin, max_width, 3, stride=2 if i == 0 else 1, padding=1,
-                                    bias=last))  # fmt: skip
+            layers.append(
+                nn.Conv2d(cin, max_width, 3, stride=2 if i == 0 else 1, padding=1, bias=last)
+            )
             if not last:
                 layers += [nn.BatchNorm2d(max_width), nn.GELU()]
         self.layers = nn.Sequential(*layers)
@@ -90,8 +99,13 @@ class ElasticStem(nn.Module):
         w = self.weights(width)
         for i, layer in enumerate(self.layers):
             if isinstance(layer, nn.Conv2d):
-                x = F.conv2d(x, w[f"layers.{i}.weight"], w.get(f"layers.{i}.bias"),
-                             stride=layer.stride, padding=layer.padding)  # fmt: skip
+                x = F.conv2d(
+                    x,
+                    w[f"layers.{i}.weight"],
+                    w.get(f"layers.{i}.bias"),
+                    stride=layer.stride,
+                    padding=layer.padding,
+                )
             elif isinstance(layer, nn.BatchNorm2d):
                 x = batch_norm(x, w, f"layers.{i}", self.training)
             else:
@@ -210,8 +224,11 @@ class ElasticTransformerBlock(nn.Module):
             x = F.linear(x, w["shortcut.weight"], w["shortcut.bias"])
         x = x + self._attention(h, w, c)
         h = F.layer_norm(x, (c.out_ch,), w["norm2.weight"], w["norm2.bias"])
-        h = F.linear(F.gelu(F.linear(h, w["ffn.fc1.weight"], w["ffn.fc1.bias"])),
-                     w["ffn.fc2.weight"], w["ffn.fc2.bias"])  # fmt: skip
+        h = F.linear(
+            F.gelu(F.linear(h, w["ffn.fc1.weight"], w["ffn.fc1.bias"])),
+            w["ffn.fc2.weight"],
+            w["ffn.fc2.bias"],
+        )
         return x + h
 
 
@@ -225,8 +242,9 @@ class ElasticHead(nn.Module):
 
     def weights(self, width: int) -> Weights:
         return _layer_norm_slice(self.norm, width, "norm") | {
-            "fc.weight": self.fc.weight[:, :width], "fc.bias": self.fc.bias,
-        }  # fmt: skip
+            "fc.weight": self.fc.weight[:, :width],
+            "fc.bias": self.fc.bias,
+        }
 
     def forward(self, x: torch.Tensor, width: int) -> torch.Tensor:
         w = self.weights(width)

@@ -42,9 +42,14 @@ class SupernetData(BaseModel):
         from coatnet_nas.data import prepare_data
 
         return prepare_data(
-            self.dataset, self.image_size, subset=self.subset, val_fraction=self.val_fraction,
-            seed=self.seed, device=device, data_dir=self.data_dir,
-        )  # fmt: skip
+            self.dataset,
+            self.image_size,
+            subset=self.subset,
+            val_fraction=self.val_fraction,
+            seed=self.seed,
+            device=device,
+            data_dir=self.data_dir,
+        )
 
 
 @dataclass
@@ -65,9 +70,13 @@ class SupernetFile:
 
 
 def save_supernet(
-    path: str | Path, net: Supernet, data: SupernetData, *, train: dict[str, Any] | None = None,
+    path: str | Path,
+    net: Supernet,
+    data: SupernetData,
+    *,
+    train: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     payload = {
         "format": FORMAT,
         "space": net.space.model_dump(mode="json"),
@@ -106,5 +115,6 @@ def load_supernet(path: str | Path, *, param: str = "proxy") -> SupernetFile:
         raise CoatnetError(
             f"{path}: damaged supernet file ({settings_problems(exc)}).", param=param
         ) from None
-    return SupernetFile(path, space, data, payload["state_dict"], payload.get("train"),
-                        payload.get("source"))  # fmt: skip
+    return SupernetFile(
+        path, space, data, payload["state_dict"], payload.get("train"), payload.get("source")
+    )

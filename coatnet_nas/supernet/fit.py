@@ -64,16 +64,21 @@ def block_limits(space: ElasticSpace, i: int, letter: str, j: int) -> BlockLimit
     opts = space.options[letter]
     if letter == "C":
         return BlockLimits(
-            max_in, max_out, shortcut,
+            max_in,
+            max_out,
+            shortcut,
             max_hidden=hidden_width(max_out, max(opts["expand_ratio"])),
             max_kernel=max(opts["kernel_size"]),
             max_reduced=se_width(max_in, max(opts["se_ratio"])),
-        )  # fmt: skip
+        )
     heads = max(w // d for w in outs for d in opts["head_dim"])
     return BlockLimits(
-        max_in, max_out, shortcut,
-        max_hidden=ffn_width(max_out, max(opts["mlp_ratio"])), max_heads=heads,
-    )  # fmt: skip
+        max_in,
+        max_out,
+        shortcut,
+        max_hidden=ffn_width(max_out, max(opts["mlp_ratio"])),
+        max_heads=heads,
+    )
 
 
 def block_choice(stage: StageSpec, in_ch: int, j: int) -> BlockChoice:
@@ -82,20 +87,30 @@ def block_choice(stage: StageSpec, in_ch: int, j: int) -> BlockChoice:
     o = stage.options
     if stage.type == "C":
         return BlockChoice(
-            cin, stage.width, o.pool, hidden=hidden_width(stage.width, o.expand_ratio),
-            kernel=o.kernel_size, reduced=se_width(cin, o.se_ratio),
-        )  # fmt: skip
+            cin,
+            stage.width,
+            o.pool,
+            hidden=hidden_width(stage.width, o.expand_ratio),
+            kernel=o.kernel_size,
+            reduced=se_width(cin, o.se_ratio),
+        )
     return BlockChoice(
-        cin, stage.width, o.pool, hidden=ffn_width(stage.width, o.mlp_ratio),
-        heads=stage.width // o.head_dim, head_dim=o.head_dim,
-    )  # fmt: skip
+        cin,
+        stage.width,
+        o.pool,
+        hidden=ffn_width(stage.width, o.mlp_ratio),
+        heads=stage.width // o.head_dim,
+        head_dim=o.head_dim,
+    )
 
 
 def _block_problems(where: str, lim: BlockLimits, c: BlockChoice, letter: str) -> list[str]:
     out = []
     if c.in_ch != c.out_ch and not lim.shortcut:
-        out.append(f"{where} needs a projection from {c.in_ch} to {c.out_ch} channels, which "
-                   "the supernet never trained (its widths there always match)")  # fmt: skip
+        out.append(
+            f"{where} needs a projection from {c.in_ch} to {c.out_ch} channels, which "
+            "the supernet never trained (its widths there always match)"
+        )
     what = "expand" if letter == "C" else "FFN"
     if c.hidden > lim.max_hidden:
         out.append(f"{where} {what} width {c.hidden} > {lim.max_hidden}")
@@ -120,8 +135,10 @@ def fit_problems(space: ElasticSpace, spec: ModelSpec) -> list[str]:
         if mine != theirs:
             problems.append(f"{what} {mine} (the supernet's: {theirs})")
     if spec.stem.kind != "conv" or spec.stem.depth not in space.stem_depths:
-        problems.append(f"stem {spec.stem.kind} of depth {spec.stem.depth} (the supernet has conv "
-                        f"stems of depth {', '.join(map(str, space.stem_depths))})")  # fmt: skip
+        problems.append(
+            f"stem {spec.stem.kind} of depth {spec.stem.depth} (the supernet has conv "
+            f"stems of depth {', '.join(map(str, space.stem_depths))})"
+        )
     if spec.stem.width > max(space.stem_widths):
         problems.append(f"stem width {spec.stem.width} > {max(space.stem_widths)}")
     if len(spec.stages) > len(space.stages):
@@ -131,15 +148,18 @@ def fit_problems(space: ElasticSpace, spec: ModelSpec) -> list[str]:
     for i, stage in enumerate(spec.stages):
         pos, name = space.stages[i], f"S{i + 1}"
         if stage.type not in pos.letters:
-            problems.append(f"{name} is {stage.type} (the supernet has {'/'.join(pos.letters)} "
-                            "there)")  # fmt: skip
+            problems.append(
+                f"{name} is {stage.type} (the supernet has {'/'.join(pos.letters)} there)"
+            )
             in_ch = stage.width
             continue
         if stage.depth > pos.depths[1]:
             problems.append(f"{name} depth {stage.depth} > {pos.depths[1]}")
         if stage.width > pos.max_width(stage.type):
-            problems.append(f"{name} width {stage.width} > {pos.max_width(stage.type)} (the widest "
-                            f"{stage.type} choice at the proxy's size)")  # fmt: skip
+            problems.append(
+                f"{name} width {stage.width} > {pos.max_width(stage.type)} (the widest "
+                f"{stage.type} choice at the proxy's size)"
+            )
         elif in_ch <= max(_widths_before(space, i)):
             for j in range(min(stage.depth, pos.depths[1])):
                 lim = block_limits(space, i, stage.type, j)

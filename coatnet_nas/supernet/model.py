@@ -76,11 +76,14 @@ class Supernet(nn.Module):
         if problems:
             more = f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
             shown = "; ".join(problems[:5]) + more
-            raise CoatnetError(bounded(
-                f"{what or spec.name} ({spec.layout}) is outside what this supernet covers: "
-                f"{shown}. The supernet holds {self.space.describe()}. Score it with another "
-                "proxy (e.g. train), or train a supernet over a space that contains it."
-            ), param="proxy")  # fmt: skip
+            raise CoatnetError(
+                bounded(
+                    f"{what or spec.name} ({spec.layout}) is outside what this supernet covers: "
+                    f"{shown}. The supernet holds {self.space.describe()}. Score it with another "
+                    "proxy (e.g. train), or train a supernet over a space that contains it."
+                ),
+                param="proxy",
+            )
 
     def set_active(self, spec: ModelSpec | None) -> None:
         """Make ``forward(x)`` run ``spec``'s sub-network (checked; None: no default)."""

@@ -33,10 +33,16 @@ class SupernetScorer:
     """Loads a supernet file once and scores any number of candidates with it."""
 
     def __init__(
-        self, path: str | Path, *, device: str = "auto", batches: int = CALIBRATION_BATCHES,
-        batch_size: int = CALIBRATION_BATCH_SIZE, seed: int = 0, eval_batch_size: int = 512,
+        self,
+        path: str | Path,
+        *,
+        device: str = "auto",
+        batches: int = CALIBRATION_BATCHES,
+        batch_size: int = CALIBRATION_BATCH_SIZE,
+        seed: int = 0,
+        eval_batch_size: int = 512,
         param: str = "proxy",
-    ):  # fmt: skip
+    ):
         from coatnet_nas.data.devices import resolve_device
 
         if batches < 1 or batch_size < 2:
@@ -70,8 +76,9 @@ class SupernetScorer:
         """
         proxy = self.check(spec)
         model = subnet(self.net, proxy)
-        used = recalibrate_batchnorm(model, self.data, self.batches, self.batch_size,
-                                     seed=self.seed)  # fmt: skip
+        used = recalibrate_batchnorm(
+            model, self.data, self.batches, self.batch_size, seed=self.seed
+        )
         return model, proxy, used
 
     @torch.no_grad()
@@ -80,6 +87,9 @@ class SupernetScorer:
         start = time.perf_counter()
         model, _, used = self.model(spec)
         accuracy = evaluate(model, self.data, self.eval_batch_size)
-        detail = {"calibration_batches": used, "seconds": time.perf_counter() - start,
-                  "proxy_params": sum(p.numel() for p in model.parameters())}  # fmt: skip
+        detail = {
+            "calibration_batches": used,
+            "seconds": time.perf_counter() - start,
+            "proxy_params": sum(p.numel() for p in model.parameters()),
+        }
         return accuracy, detail

@@ -80,8 +80,14 @@ class ElasticSpace(_Strict):
     depth_mult: float = 1.0
 
     # --- sampling -----------------------------------------------------------------------------
-    def spec(self, layout: str, depths: list[int], widths: list[int], stem: tuple[int, int],
-             options: dict[str, dict[str, Any]]) -> ModelSpec:  # fmt: skip
+    def spec(
+        self,
+        layout: str,
+        depths: list[int],
+        widths: list[int],
+        stem: tuple[int, int],
+        options: dict[str, dict[str, Any]],
+    ) -> ModelSpec:
         letters = parse_layout(layout)
         return ModelSpec.model_validate(
             {
@@ -108,8 +114,10 @@ class ElasticSpace(_Strict):
         pick = max if largest else min
         letters = parse_layout(layout)
         stages = self.stages[: len(letters)]
-        options = {x: {k: _extreme(k, v, largest) for k, v in self.options[x].items()}
-                   for x in set(letters)}  # fmt: skip
+        options = {
+            x: {k: _extreme(k, v, largest) for k, v in self.options[x].items()}
+            for x in set(letters)
+        }
         return self.spec(
             layout,
             [s.depths[1] if largest else s.depths[0] for s in stages],
@@ -123,8 +131,10 @@ class ElasticSpace(_Strict):
         layout = layout or rng.choice(self.layouts)
         letters = parse_layout(layout)
         stages = self.stages[: len(letters)]
-        options = {x: {k: rng.choice(v) for k, v in self.options[x].items()}
-                   for x in dict.fromkeys(letters)}  # fmt: skip
+        options = {
+            x: {k: rng.choice(v) for k, v in self.options[x].items()}
+            for x in dict.fromkeys(letters)
+        }
         return self.spec(
             layout,
             [rng.randint(*s.depths) for s in stages],
@@ -168,9 +178,14 @@ def _scaled_depth(depth: int, mult: float) -> int:
 
 
 def elastic_space(
-    space: SpaceLike, *, image_size: tuple[int, int], num_classes: int, in_chans: int,
-    width_mult: float = 1.0, depth_mult: float = 1.0,
-) -> ElasticSpace:  # fmt: skip
+    space: SpaceLike,
+    *,
+    image_size: tuple[int, int],
+    num_classes: int,
+    in_chans: int,
+    width_mult: float = 1.0,
+    depth_mult: float = 1.0,
+) -> ElasticSpace:
     """The supernet's view of ``space`` shrunk by ``width_mult``/``depth_mult``, at ``image_size``.
 
     Raises :class:`CoatnetError` for what no supernet here holds: block types other than C/T,
@@ -201,8 +216,9 @@ def elastic_space(
         choices = {k: tuple(given.get(k, (getattr(defaults, k),))) for k in bt.options.model_fields}
         options[letter] = choices
         combos = itertools.product(*choices.values())
-        multiples[letter] = {bt.options(**dict(zip(choices, c, strict=True))).width_multiple()
-                             for c in combos}  # fmt: skip
+        multiples[letter] = {
+            bt.options(**dict(zip(choices, c, strict=True))).width_multiple() for c in combos
+        }
     n = max(len(p) for p in parsed)
     mults = (width_mult, depth_mult)
     stages = []

@@ -32,9 +32,14 @@ from coatnet_nas.train.sampler import EpochSampler
 from coatnet_nas.train.schedule import lr_at, make_optimizer
 
 __all__ = [
-    "DEFAULT_EPOCHS", "SandwichRule", "SupernetProgress", "SupernetRun", "SupernetSetup",
-    "setup_supernet", "train_supernet",
-]  # fmt: skip
+    "DEFAULT_EPOCHS",
+    "SandwichRule",
+    "SupernetProgress",
+    "SupernetRun",
+    "SupernetSetup",
+    "setup_supernet",
+    "train_supernet",
+]
 
 DEFAULT_EPOCHS = 10.0  # a supernet trains many sub-networks: ten passes of the proxy's subset
 
@@ -85,9 +90,14 @@ class SupernetSetup:
 
 
 def setup_supernet(
-    search_space: Any, *, dataset: str | None = None, data_dir: str | None = None,
-    seed: int = 0, device: str = "cpu", **training: Any,
-) -> SupernetSetup:  # fmt: skip
+    search_space: Any,
+    *,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    **training: Any,
+) -> SupernetSetup:
     """Read ``search_space`` (a ``SearchSpace``) at its proxy's size and prepare its data.
 
     Training settings start from the space's proxy recipe with ``training`` overrides (``None``
@@ -100,15 +110,22 @@ def setup_supernet(
     changes["seconds"] = None  # the schedule anneals over steps; a time budget has none
     recipe = proxy.train.evolve(**changes)
     settings = SupernetData(
-        dataset=dataset or proxy.dataset, data_dir=data_dir or proxy.data_dir,
-        image_size=proxy.image_size, subset=proxy.subset, val_fraction=proxy.val_fraction,
+        dataset=dataset or proxy.dataset,
+        data_dir=data_dir or proxy.data_dir,
+        image_size=proxy.image_size,
+        subset=proxy.subset,
+        val_fraction=proxy.val_fraction,
         seed=seed,
-    )  # fmt: skip
+    )
     data = settings.prepare(device)
     space = elastic_space(
-        search_space, image_size=tuple(data.image_size), num_classes=data.num_classes,
-        in_chans=data.in_chans, width_mult=proxy.width_mult, depth_mult=proxy.depth_mult,
-    )  # fmt: skip
+        search_space,
+        image_size=tuple(data.image_size),
+        num_classes=data.num_classes,
+        in_chans=data.in_chans,
+        width_mult=proxy.width_mult,
+        depth_mult=proxy.depth_mult,
+    )
     source = search_space.model_dump(mode="json") if hasattr(search_space, "model_dump") else {}
     return SupernetSetup(space, settings, data, recipe, source)
 
@@ -128,8 +145,9 @@ def _total_steps(recipe: TrainRecipe, steps_per_epoch: int) -> int:
     return min(budgets)
 
 
-def _settings(space: ElasticSpace, data: SupernetData, recipe: TrainRecipe, rule: SandwichRule,
-              seed: int) -> dict[str, Any]:  # fmt: skip
+def _settings(
+    space: ElasticSpace, data: SupernetData, recipe: TrainRecipe, rule: SandwichRule, seed: int
+) -> dict[str, Any]:
     return {
         "space": space.model_dump(mode="json"),
         "data": data.model_dump(mode="json"),
@@ -164,11 +182,20 @@ def _resume_state(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_supernet(
-    space: ElasticSpace, data: Any, settings: SupernetData, recipe: TrainRecipe, out: str | Path,
-    *, rule: SandwichRule | None = None, seed: int = 0, device: str = "cpu",
-    resume: bool = False, save_every: float = 60.0, source: dict[str, Any] | None = None,
+    space: ElasticSpace,
+    data: Any,
+    settings: SupernetData,
+    recipe: TrainRecipe,
+    out: str | Path,
+    *,
+    rule: SandwichRule | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    resume: bool = False,
+    save_every: float = 60.0,
+    source: dict[str, Any] | None = None,
     progress: Callable[[SupernetProgress], None] | None = None,
-) -> SupernetRun:  # fmt: skip
+) -> SupernetRun:
     """Train a supernet over ``space`` on ``data`` and save it to ``out`` (see the module doc).
 
     ``data`` is the :class:`~coatnet_nas.data.ProxyData` that ``settings`` prepares. The file is
@@ -198,10 +225,15 @@ def train_supernet(
 
     def save() -> None:
         train = {
-            "settings": config, "step": step, "total": total, "history": history,
-            "elapsed": time.perf_counter() - start, "optimizer": optimizer.state_dict(),
-            "sampler": sampler.state_dict(), "finished": step >= total,
-        }  # fmt: skip
+            "settings": config,
+            "step": step,
+            "total": total,
+            "history": history,
+            "elapsed": time.perf_counter() - start,
+            "optimizer": optimizer.state_dict(),
+            "sampler": sampler.state_dict(),
+            "finished": step >= total,
+        }
         save_supernet(out, net, settings, train=train, source=source)
 
     net.train()

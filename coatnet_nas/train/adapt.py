@@ -20,8 +20,10 @@ def spec_for_data(
 ) -> ModelSpec:
     """``spec`` at the data's image size, classes and channels (and optional stochastic depth)."""
     changes: dict[str, Any] = {
-        "image_size": data.image_size, "num_classes": data.num_classes, "in_chans": data.in_chans,
-    }  # fmt: skip
+        "image_size": data.image_size,
+        "num_classes": data.num_classes,
+        "in_chans": data.in_chans,
+    }
     if drop_path_rate is not None:
         changes["drop_path_rate"] = drop_path_rate
     try:

@@ -28,8 +28,13 @@ from coatnet_nas.data.devices import worker_device
 from coatnet_nas.errors import CoatnetError
 
 __all__ = [
-    "WorkersFailed", "World", "distributed_session", "env_world_size", "free_port", "launch_local",
-]  # fmt: skip
+    "WorkersFailed",
+    "World",
+    "distributed_session",
+    "env_world_size",
+    "free_port",
+    "launch_local",
+]
 
 
 class WorkersFailed(CoatnetError):
@@ -61,14 +66,18 @@ class World:
         local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
         return cls(dist.get_rank(), dist.get_world_size(), local)
 
-    def sum_window(self, loss: torch.Tensor, correct: torch.Tensor, images: int,
-                   steps: int) -> tuple[float, int, int, int]:  # fmt: skip
+    def sum_window(
+        self, loss: torch.Tensor, correct: torch.Tensor, images: int, steps: int
+    ) -> tuple[float, int, int, int]:
         """All-reduced training sums (float64: loss sums stay exact enough to compare runs)."""
-        packed = torch.stack([
-            loss.detach().double(), correct.double(),
-            torch.tensor(float(images), dtype=torch.float64, device=loss.device),
-            torch.tensor(float(steps), dtype=torch.float64, device=loss.device),
-        ])  # fmt: skip
+        packed = torch.stack(
+            [
+                loss.detach().double(),
+                correct.double(),
+                torch.tensor(float(images), dtype=torch.float64, device=loss.device),
+                torch.tensor(float(steps), dtype=torch.float64, device=loss.device),
+            ]
+        )
         total = _all_reduce(packed).tolist()
         return total[0], round(total[1]), round(total[2]), round(total[3])
 
@@ -173,11 +182,15 @@ def distributed_session(device: str, timeout_s: float = 600.0) -> Iterator[tuple
     timeout = timedelta(seconds=timeout_s)
     store = _attempt_store(timeout)
     dist.init_process_group(
-        "nccl" if cuda else "gloo", timeout=timeout,
+        "nccl" if cuda else "gloo",
+        timeout=timeout,
         device_id=torch.device(placed) if cuda else None,
-        **({"store": store, "rank": int(os.environ["RANK"]), "world_size": size}
-           if store is not None else {"init_method": "env://"}),
-    )  # fmt: skip
+        **(
+            {"store": store, "rank": int(os.environ["RANK"]), "world_size": size}
+            if store is not None
+            else {"init_method": "env://"}
+        ),
+    )
     try:
         yield World.current(), placed
     finally:
@@ -197,9 +210,11 @@ def _attempt_store(timeout: timedelta) -> Any:
         return None
     attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
     client = dist.TCPStore(
-        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False,
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        is_master=False,
         timeout=timeout,
-    )  # fmt: skip
+    )
     return dist.PrefixStore(f"coatnet/attempt_{attempt}", client)
 
 
@@ -224,10 +239,16 @@ def launch_local(nproc: int, entry: Callable[..., Any], args: Sequence[Any]) -> 
     if nproc < 1:
         raise CoatnetError(f"nproc must be >= 1, got {nproc}.", param="nproc")
     config = LaunchConfig(
-        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"coatnet-{uuid.uuid4().hex[:8]}",
-        rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{free_port()}", max_restarts=0,
-        monitor_interval=0.1, start_method="spawn",
-    )  # fmt: skip
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"coatnet-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint=f"127.0.0.1:{free_port()}",
+        max_restarts=0,
+        monitor_interval=0.1,
+        start_method="spawn",
+    )
     quiet = logging.getLogger("torch.distributed.elastic")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # the agent logs each start, and a failed rank's traceback

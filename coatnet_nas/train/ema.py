@@ -26,9 +26,10 @@ class ModelEma:
         for p in self.module.parameters():
             p.requires_grad_(False)
         self._pairs = [
-            (e, p) for e, p in zip(self.module.parameters(), model.parameters(), strict=True)
+            (e, p)
+            for e, p in zip(self.module.parameters(), model.parameters(), strict=True)
             if p.dtype.is_floating_point
-        ]  # fmt: skip
+        ]
         self._buffers = list(zip(self.module.buffers(), model.buffers(), strict=True))
 
     @torch.no_grad()

@@ -97,6 +97,13 @@ def train_spec(
     recipe, runtime, seed = _resolve(recipe, runtime, seed)
     model = build_for_data(spec, data, drop_path_rate=recipe.drop_path_rate, seed=seed)
     return train_model(
-        model, data, recipe, callback, runtime=runtime, seed=seed, progress=progress,
-        checkpoints=checkpoints, resume=resume,
-    )  # fmt: skip
+        model,
+        data,
+        recipe,
+        callback,
+        runtime=runtime,
+        seed=seed,
+        progress=progress,
+        checkpoints=checkpoints,
+        resume=resume,
+    )

@@ -63,10 +63,18 @@ class _Run:
     of one step across files.
     """
 
-    def __init__(self, model: nn.Module, data: ProxyData | StreamingData, recipe: TrainRecipe,
-                 runtime: Runtime, seed: int, callback: Callback | None,
-                 progress: Progress | None, checkpoints: Checkpoints | None = None,
-                 resume: dict | None = None):  # fmt: skip
+    def __init__(
+        self,
+        model: nn.Module,
+        data: ProxyData | StreamingData,
+        recipe: TrainRecipe,
+        runtime: Runtime,
+        seed: int,
+        callback: Callback | None,
+        progress: Progress | None,
+        checkpoints: Checkpoints | None = None,
+        resume: dict | None = None,
+    ):
         start = time.perf_counter()  # the seconds budget covers the whole call, setup included
         self.recipe, self.seed, self.callback, self.progress = recipe, seed, callback, progress
         self.world = World.current()
@@ -136,8 +144,11 @@ class _Run:
         if self.step % self.check_every == 0:
             bad = self.world.any(not bool(torch.isfinite(self.window.loss)), self.device)
             if bad:
-                self._end(RunStatus.DIVERGED, f"non-finite training loss ({loss.item()}) by step "
-                          f"{self.step} (lr {self.lr:.3g})")  # fmt: skip
+                self._end(
+                    RunStatus.DIVERGED,
+                    f"non-finite training loss ({loss.item()}) by step "
+                    f"{self.step} (lr {self.lr:.3g})",
+                )
         self.clock.lap(first=self.step == 1)
 
     def _out_of_time(self) -> bool:
@@ -160,10 +171,16 @@ class _Run:
         self.eval_estimate = time.perf_counter() - t0
         train_loss, train_acc = self.window.means(last, self.world)
         report = EvalReport(
-            step=self.step, epoch=self.step / self.steps_per_epoch, images_seen=self.images_seen,
-            val_accuracy=accuracy, train_loss=train_loss, seconds=self.budget.elapsed(),
-            train_accuracy=train_acc, lr=self.lr, ema_val_accuracy=ema_accuracy,
-        )  # fmt: skip
+            step=self.step,
+            epoch=self.step / self.steps_per_epoch,
+            images_seen=self.images_seen,
+            val_accuracy=accuracy,
+            train_loss=train_loss,
+            seconds=self.budget.elapsed(),
+            train_accuracy=train_acc,
+            lr=self.lr,
+            ema_val_accuracy=ema_accuracy,
+        )
         self.history.append(report)
         self.window.reset()
         stop = self.callback is not None and bool(self.callback(report))
@@ -179,14 +196,20 @@ class _Run:
             return
         self._last_progress = now
         loss, acc = self.window.means(self.history[-1] if self.history else None)  # this rank's
-        self.progress(ProgressInfo(
-            step=self.step, total_steps=self.budget.total_steps,
-            fraction=self.budget.fraction(self.step), epoch=self.step / self.steps_per_epoch,
-            seconds=self.budget.elapsed(), train_loss=loss, train_accuracy=acc,
-            images_per_second=self.clock.rate(self.images_seen),
-            val_accuracy=self.history[-1].val_accuracy if self.history else None,
-            lr=getattr(self, "lr", None),
-        ))  # fmt: skip
+        self.progress(
+            ProgressInfo(
+                step=self.step,
+                total_steps=self.budget.total_steps,
+                fraction=self.budget.fraction(self.step),
+                epoch=self.step / self.steps_per_epoch,
+                seconds=self.budget.elapsed(),
+                train_loss=loss,
+                train_accuracy=acc,
+                images_per_second=self.clock.rate(self.images_seen),
+                val_accuracy=self.history[-1].val_accuracy if self.history else None,
+                lr=getattr(self, "lr", None),
+            )
+        )
 
     # -- driver -----------------------------------------------------------------------------
     def _end(self, status: RunStatus, reason: str | None = None) -> None:
@@ -283,8 +306,9 @@ def training_loss(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) 
     return F.cross_entropy(logits, labels, label_smoothing=smoothing)
 
 
-def _sampler(data: ProxyData | StreamingData, batch_size: int, world: World, seed: int,
-             augment: bool):  # fmt: skip
+def _sampler(
+    data: ProxyData | StreamingData, batch_size: int, world: World, seed: int, augment: bool
+):
     """Batches from device tensors (sharded over ranks) or streamed from files (one process)."""
     if isinstance(data, StreamingData):
         if world.size > 1:
@@ -363,10 +387,15 @@ def _result(run: _Run) -> TrainResult:
 
 
 def run_training(
-    model: nn.Module, data: ProxyData | StreamingData, recipe: TrainRecipe, runtime: Runtime,
+    model: nn.Module,
+    data: ProxyData | StreamingData,
+    recipe: TrainRecipe,
+    runtime: Runtime,
     seed: int,
-    callback: Callback | None = None, progress: Progress | None = None,
-    checkpoints: Checkpoints | None = None, resume: dict | None = None,
-) -> TrainResult:  # fmt: skip
+    callback: Callback | None = None,
+    progress: Progress | None = None,
+    checkpoints: Checkpoints | None = None,
+    resume: dict | None = None,
+) -> TrainResult:
     """Run the loop (the caller has seeded torch and capped threads)."""
     return _Run(model, data, recipe, runtime, seed, callback, progress, checkpoints, resume).run()

@@ -36,19 +36,28 @@ def val_shard(data: ProxyData, rank: int, world: int) -> ProxyData:
 def _score(run: RunParts, model: nn.Module, forward: nn.Module, recalibrate: bool) -> float:
     if run.recipe.precise_bn and recalibrate:
         recalibrate_batchnorm(
-            model, run.data, run.recipe.precise_bn, run.batch_size // run.world.size,
-            amp_dtype=run.amp_dtype, channels_last=run.channels_last, seed=run.seed,
-        )  # fmt: skip
+            model,
+            run.data,
+            run.recipe.precise_bn,
+            run.batch_size // run.world.size,
+            amp_dtype=run.amp_dtype,
+            channels_last=run.channels_last,
+            seed=run.seed,
+        )
         run.world.broadcast_buffers(model)
     shard = val_shard(run.data, run.world.rank, run.world.size)
     accuracy = evaluate(
-        forward, shard, run.recipe.eval_batch_size,
-        amp_dtype=run.amp_dtype, channels_last=run.channels_last,
-    )  # fmt: skip
+        forward,
+        shard,
+        run.recipe.eval_batch_size,
+        amp_dtype=run.amp_dtype,
+        channels_last=run.channels_last,
+    )
     if run.world.size == 1:
         return accuracy
-    correct, total = run.world.sum_ints(round(accuracy * len(shard.val)), len(shard.val),
-                                        device=run.device)  # fmt: skip
+    correct, total = run.world.sum_ints(
+        round(accuracy * len(shard.val)), len(shard.val), device=run.device
+    )
     return correct / max(1, total)
 
 

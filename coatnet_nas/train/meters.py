@@ -85,8 +85,12 @@ class _MetricWindow:
         return float(loss) / steps, int(correct) / max(1, images)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"loss": self.loss.detach().cpu(), "correct": self.correct.detach().cpu(),
-                "images": self.images, "steps": self.steps}  # fmt: skip
+        return {
+            "loss": self.loss.detach().cpu(),
+            "correct": self.correct.detach().cpu(),
+            "images": self.images,
+            "steps": self.steps,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.loss = state["loss"].to(self.device)

@@ -25,8 +25,9 @@ __all__ = ["EpochSampler"]
 class EpochSampler:
     """``next_batch()``: this rank's share of the next global batch, or None at an epoch's end."""
 
-    def __init__(self, data: ProxyData, global_batch: int, rank: int, world: int, seed: int,
-                 augment: bool):  # fmt: skip
+    def __init__(
+        self, data: ProxyData, global_batch: int, rank: int, world: int, seed: int, augment: bool
+    ):
         self.data, self.global_batch, self.augment = data, global_batch, augment
         self.lo, self.hi = rank * (global_batch // world), (rank + 1) * (global_batch // world)
         self.sharded = world > 1

@@ -74,11 +74,13 @@ def load_weights(
     extra = sorted(set(theirs) - set(ours))
     if missing or extra:
         what = "; ".join(
-            part for part in (
+            part
+            for part in (
                 f"missing {', '.join(missing[:4])}" if missing else "",
                 f"unexpected {', '.join(extra[:4])}" if extra else "",
-            ) if part
-        )  # fmt: skip
+            )
+            if part
+        )
         raise CoatnetError(
             f"{param}: the checkpoint is of another architecture ({what}); it can initialize "
             "only the same layout, depths and widths.",
