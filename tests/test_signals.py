@@ -19,27 +19,20 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import coatnet_process, tiny_space, write
+from tests.conftest import (
+    coatnet_process,
+    study_trials,
+    tiny_space,
+    training,
+    wait_for_trials,
+    write,
+)
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
-def _trials(url: str, name: str) -> list:
-    try:
-        return optuna.load_study(study_name=name, storage=url).get_trials()
-    except KeyError:
-        return []
-
-
 def _wait_running(url: str, name: str, proc: subprocess.Popen, seconds: float = 120) -> list:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.3)
-        trials = _trials(url, name)
-        if trials and trials[-1].state == TrialState.RUNNING and "pid" in trials[-1].user_attrs:
-            return trials
-    os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail(f"never saw a trial running; stderr: {proc.communicate()[1][-2000:]}")
+    return wait_for_trials(url, name, lambda trials: training(trials[-1]), proc, seconds)
 
 
 def _one_line(err: str) -> str:
@@ -55,7 +48,7 @@ def _space(tmp_path) -> str:
 
 
 def _assert_requeued(url: str, name: str, number: int) -> None:
-    after = _trials(url, name)
+    after = study_trials(url, name)
     stopped = after[number]
     assert stopped.state == TrialState.FAIL and stopped.user_attrs["status"] == "interrupted"
     queued = [t for t in after if t.state == TrialState.WAITING]
@@ -123,7 +116,9 @@ def test_sigterm_with_local_workers_requeues_every_trial(tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        pids = {t.user_attrs.get("pid") for t in _trials(url, "w") if t.state.name == "RUNNING"}
+        pids = {
+            t.user_attrs.get("pid") for t in study_trials(url, "w") if t.state.name == "RUNNING"
+        }
         if len(pids - {None}) == 2:
             break
     else:
@@ -133,7 +128,7 @@ def test_sigterm_with_local_workers_requeues_every_trial(tmp_path):
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 143, err
     assert _one_line(err).startswith("interrupted (SIGTERM):")
-    after = _trials(url, "w")
+    after = study_trials(url, "w")
     assert not [t for t in after if t.state == TrialState.RUNNING]
     stopped = [t for t in after if t.user_attrs.get("status") == "interrupted"]
     queued = [t for t in after if t.state == TrialState.WAITING]
