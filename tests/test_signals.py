@@ -232,9 +232,14 @@ def test_sigterm_on_another_long_command_is_one_line_and_143(tmp_path):
         "--calibration",
         "50",
     )
-    time.sleep(4)  # past the imports, measuring
+    deadline = time.monotonic() + 90
+    while not (tmp_path / "t.json").exists() and proc.poll() is None:  # a round measured
+        assert time.monotonic() < deadline, "no round measured in 90 s"
+        time.sleep(0.1)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert _one_line(err).startswith("interrupted (SIGTERM):")
+    saved = json.loads((tmp_path / "t.json").read_text())  # what was measured, and why it stopped
+    assert saved["interrupted"] == "SIGTERM" and saved["complete"] is False
