@@ -352,12 +352,30 @@ def test_cli_search_and_report(tmp_path, capsys):
         (["--proxy", "train:epochs=1"], "--proxy 'train:epochs=1'"),
         (["--storage", "nonsense"], "--storage"),
         (["--space", "missing.yaml"], "missing.yaml"),
+        (["--storage-retry", "soon"], "--storage-retry: expected a duration"),
+        (["--storage-retry", "-5m"], "--storage-retry: expected a duration"),
     ],
 )
 def test_search_bad_options_exit_2(capsys, args, needle):
     assert run(["search", "--trials", "1", *args]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_the_storage_retry_window_is_a_typed_setting_with_the_env_as_fallback(
+    tmp_path, monkeypatch
+):
+    from coatnet_nas.search import run_worker
+    from coatnet_nas.search.opening import open_storage
+
+    url = f"sqlite:///{tmp_path}/r.db"
+    monkeypatch.setenv("COATNET_STORAGE_RETRY", "2m")
+    assert open_storage(url).retry_seconds == 120  # the environment, when nothing is given
+    assert open_storage(url, retry_seconds=7.5).retry_seconds == 7.5  # the setting wins
+    for bad in (-1, float("nan"), "5m"):
+        with pytest.raises(CoatnetError, match="storage_retry_seconds: expected seconds") as info:
+            run_worker(url, "r", storage_retry_seconds=bad)
+        assert info.value.param == "storage_retry_seconds"
 
 
 def test_a_search_needs_a_budget(tmp_path, capsys):
@@ -382,7 +400,11 @@ def test_search_help_lists_the_strategy_choices(capsys):
 
 @pytest.mark.parametrize(
     ("args", "needle"),
-    [(["--trials", "0"], "--trials must be >= 1"), (["--sampler", "grid"], "--sampler")],
+    [
+        (["--trials", "0"], "--trials must be >= 1"),
+        (["--sampler", "grid"], "--sampler"),
+        (["--storage-retry", "0"], "--storage-retry: expected a duration"),
+    ],
 )
 def test_worker_bad_options_exit_2(tmp_path, capsys, args, needle):
     url = f"sqlite:///{tmp_path}/w.db"
