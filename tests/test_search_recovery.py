@@ -213,7 +213,7 @@ def test_a_trial_killed_mid_draw_is_failed_not_requeued_and_a_queued_one_keeps_i
 ):
     """The windows a kill -9 can hit before training starts (the subprocess tests kill later).
 
-    Created claimed: no moment at which a RUNNING trial has no process id. Killed while drawing:
+    Created claimed: no moment at which a new RUNNING trial has no process id. Killed while drawing:
     failed, and not re-queued with half its parameters (that would run another architecture
     under its name). A queued trial (a promotion, a retry) killed while drawing is re-queued with
     its full fixed parameters.

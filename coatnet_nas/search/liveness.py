@@ -5,10 +5,11 @@ at once after ``kill -9`` used to find its killed trial still RUNNING. Every tri
 records the host and process id that runs it; a worker on the same host sees at once that the
 process is gone, fails the trial (``status=worker_died``) and re-queues its parameters. Across
 machines the heartbeat does the same job (:func:`reap` runs Optuna's ``fail_stale_trials`` too).
-A new trial is created with its claim in one write (:func:`ask_claimed`) and a queued one is
-claimed before it is popped, so a worker killed at any point leaves a trial it can be found by;
-one that has neither a process id nor a heartbeat (created by older code, or by Optuna's own
-``ask``) is reaped once it is 4 heartbeat intervals old.
+A new trial is created with its claim in one write (:func:`ask_claimed`), so a worker killed at
+any point leaves a trial it can be found by. A queued trial is claimed just after it is popped
+(claiming it before would let a worker that loses the pop overwrite the winner's claim); one
+killed in between, like any trial with neither a process id nor a heartbeat, is reaped once it
+is 4 heartbeat intervals old.
 
 A re-queued trial repeats its candidate: a queued trial's full fixed parameters (a promotion, a
 baseline, an earlier retry), or a sampled trial's drawn ones. A sampled trial that died while its
@@ -62,23 +63,18 @@ def claim(trial: optuna.Trial, run_id: str) -> None:
 
 
 def ask_claimed(study: optuna.Study, run_id: str) -> optuna.Trial:
-    """:meth:`optuna.Study.ask`, with no moment at which the trial is RUNNING but unclaimed.
-
-    A queued trial is claimed while still WAITING, then popped (if another worker pops it first,
-    that worker's own claim overwrites this one); a new trial is created with its claim.
-    """
+    """:meth:`optuna.Study.ask`, claimed: a queued trial is popped then claimed, a new trial is
+    created with its claim (no moment at which it is RUNNING without a process id)."""
     storage = study._storage
     study._thread_local.cached_all_trials = None  # what ask does: sync once per trial
     for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
         try:
-            for key, value in _claim_attrs(run_id).items():
-                storage.set_trial_user_attr(t._trial_id, key, value)
             if not storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                continue
+                continue  # another worker popped it first
         except optuna.exceptions.UpdateFinishedTrialError:
             continue
         trial = optuna.Trial(study, t._trial_id)
-        claim(trial, run_id)  # a worker that lost the race to pop it may have written last
+        claim(trial, run_id)
         return trial
     template = FrozenTrial(
         number=-1,
