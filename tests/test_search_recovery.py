@@ -22,6 +22,7 @@ from tests.conftest import (
     evaluated_trials,
     study_trials,
     tiny_space,
+    training,
     training_after_complete,
     wait_for_trials,
     write,
@@ -92,16 +93,11 @@ def test_a_killed_local_worker_does_not_stop_the_others_or_the_report(tmp_path):
     url = f"sqlite:///{tmp_path}/w.db"
     proc = coatnet_process(*_args(tmp_path, url, "--trials", "4", "--workers", "2"))
 
-    def child_running(trials: list) -> bool:
-        return any(
-            t.state == TrialState.RUNNING and t.user_attrs.get("pid") not in (None, proc.pid)
-            for t in trials
-        )
+    def child_training(t) -> bool:
+        return training(t) and t.user_attrs.get("pid") not in (None, proc.pid)
 
-    trials = wait_for_trials(url, "r", child_running, proc)
-    victim = next(
-        t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("pid") != proc.pid
-    )
+    trials = wait_for_trials(url, "r", lambda trials: any(map(child_training, trials)), proc)
+    victim = next(t for t in trials if child_training(t))
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 1, err  # a worker died: not a clean run, but a full report
@@ -167,8 +163,8 @@ def test_ctrl_c_with_local_workers_requeues_every_trial_in_flight(tmp_path, whol
     args = _args(tmp_path, url, "--trials", "6", "--workers", "2")
     proc = coatnet_process(*args)
 
-    def both_running(trials: list) -> bool:
-        pids = {t.user_attrs.get("pid") for t in trials if t.state == TrialState.RUNNING}
+    def both_running(trials: list) -> bool:  # both workers training (past drawing)
+        pids = {t.user_attrs.get("pid") for t in trials if training(t)}
         return len(pids - {None}) == 2 and TrialState.COMPLETE in {t.state for t in trials}
 
     before = wait_for_trials(url, "r", both_running, proc)

@@ -116,10 +116,8 @@ def test_sigterm_with_local_workers_requeues_every_trial(tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        pids = {
-            t.user_attrs.get("pid") for t in study_trials(url, "w") if t.state.name == "RUNNING"
-        }
-        if len(pids - {None}) == 2:
+        pids = {t.user_attrs.get("pid") for t in study_trials(url, "w") if training(t)}
+        if len(pids - {None}) == 2:  # both workers training (past drawing)
             break
     else:
         os.killpg(proc.pid, signal.SIGKILL)
