@@ -241,3 +241,30 @@ def test_sigterm_on_another_long_command_is_one_line_and_143(tmp_path):
     assert _one_line(err).startswith("interrupted (SIGTERM):")
     saved = json.loads((tmp_path / "t.json").read_text())  # what was measured, and why it stopped
     assert saved["interrupted"] == "SIGTERM" and saved["complete"] is False
+
+
+def test_sigterm_mid_compare_records_the_run_in_flight(tmp_path):
+    from tests.test_compare_run import BASE_YAML, FAST
+
+    base = write(tmp_path, BASE_YAML, "tiny.yaml")
+    out = tmp_path / "cmp"
+    fast = [*FAST]
+    fast[fast.index("--steps") + 1] = "30"  # runs long enough to be caught in flight
+    proc = coatnet_process("compare", "--base", str(base), *fast, "--out", str(out))
+    runs = out / "runs.jsonl"
+    deadline = time.monotonic() + 90
+    while not (runs.exists() and runs.read_text().strip()) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no run finished in 90 s"
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert _one_line(err).startswith("interrupted (SIGTERM):")
+    why = json.loads((out / "interrupted.json").read_text())
+    stored = len(runs.read_text().splitlines())
+    assert why["interrupted"] == "SIGTERM" and why["finished"] == stored >= 1
+    assert why["left"] == 20 - stored
+    # the run in training when the signal came (none if it fell between two runs): not stored
+    done = {json.loads(line)["key"] for line in runs.read_text().splitlines()}
+    assert len(why["in_flight"]) <= 1 and not done & set(why["in_flight"])
