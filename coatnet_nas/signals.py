@@ -42,6 +42,7 @@ __all__ = [
     "pending",
     "raised",
     "signal_name",
+    "stop_name",
     "terminate_as_interrupt",
 ]
 
@@ -69,6 +70,12 @@ def signal_name(signum: int) -> str:
         return signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
+
+
+def stop_name(exc: BaseException) -> str:
+    """The signal a stop exception stands for, as recorded in a command's state: ``SIGTERM``
+    for :class:`Terminated`, ``SIGINT`` for a plain ``KeyboardInterrupt`` (Ctrl-C)."""
+    return signal_name(getattr(exc, "signum", signal.SIGINT))
 
 
 def _ignore(_signum: int, _frame: Any) -> None:

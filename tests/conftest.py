@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -63,6 +65,45 @@ def coatnet_process(*args: str) -> subprocess.Popen:
         cwd=ROOT,
         start_new_session=True,
     )
+
+
+def study_trials(url: str, name: str) -> list:
+    """The trials of study ``name`` in ``url`` (none yet: the study is not created)."""
+    import optuna
+
+    try:
+        return optuna.load_study(study_name=name, storage=url).get_trials()
+    except KeyError:
+        return []
+
+
+def wait_for_trials(
+    url: str, name: str, ready, proc: subprocess.Popen, seconds: float = 120
+) -> list:
+    """Poll study ``name`` until ``ready(trials)``; the trials then. Kills ``proc``'s session and
+    fails the test if it ends or ``seconds`` pass first (the kill-9 and signal tests' harness)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        trials = study_trials(url, name)
+        if trials and ready(trials):
+            return trials
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"never reached the state to interrupt; stderr: {proc.communicate()[1][-2000:]}")
+
+
+def training(t) -> bool:
+    """``t`` runs and is past drawing its parameters (its spec is recorded): a candidate whose
+    interruption must re-queue it (one killed mid-draw is no candidate yet, and is not)."""
+    return t.state.name == "RUNNING" and "spec" in t.user_attrs
+
+
+def training_after_complete(trials: list) -> bool:
+    """The last trial is training and an earlier one completed."""
+    return any(t.state.name == "COMPLETE" for t in trials) and training(trials[-1])
 
 
 def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:

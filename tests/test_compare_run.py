@@ -144,6 +144,9 @@ def test_interrupted_compare_resumes_where_it_stopped(base_path: Path, tmp_path:
         run_compare(config, out, device="cpu", threads=1, on_event=stop_after_two)
     first = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert len(first) == 2
+    why = json.loads((out / "interrupted.json").read_text())  # the stop is recorded, with why
+    assert why["interrupted"] == "SIGINT" and why["finished"] == 2 and why["left"] == 4
+    assert why["in_flight"] == []  # stopped between runs
 
     events: list[CompareEvent] = []
     result = run_compare(config, out, device="cpu", threads=1, on_event=events.append)
@@ -155,6 +158,7 @@ def test_interrupted_compare_resumes_where_it_stopped(base_path: Path, tmp_path:
     by_key = {r["key"]: r for r in result.records}
     for record in first:  # finished runs are kept as they were, not retrained
         assert by_key[record["key"]] == record
+    assert not (out / "interrupted.json").exists()  # every run finished: nothing to explain
 
     # Another seed later reuses all six runs and trains only the new ones.
     more = _config(base_path, seeds=(0, 1, 2))

@@ -154,6 +154,31 @@ def test_kill9_mid_prepare_then_rerun_matches_uninterrupted(tmp_path: Path) -> N
         assert (resumed / name).read_bytes() == (clean / name).read_bytes()
 
 
+def test_a_stopped_prepare_records_why_and_the_next_one_finishes(tmp_path: Path) -> None:
+    """SIGTERM (a Terminated, as the CLI raises it) mid-prepare: the chunks done are kept and
+    progress.json says why it stopped; the next prepare decodes only the rest."""
+    from coatnet_nas.signals import Terminated
+
+    n = write_jpegs(tmp_path / "imgs", classes=2, per_class=24)
+
+    def stop_after_two_chunks(done: int, total: int) -> None:
+        if done >= 32:
+            raise Terminated()
+
+    with pytest.raises(Terminated):
+        prepare_folder(
+            tmp_path / "imgs", (32, 32), workers=1, chunk=16, progress=stop_after_two_chunks
+        )
+    directory = cache_dir(tmp_path / "imgs", (32, 32))
+    state = json.loads((directory / "progress.json").read_text())
+    assert state["interrupted"] == "SIGTERM" and len(state["done"]) == 2
+    assert not (directory / "manifest.json").exists()
+    before = DECODED["images"]
+    prepare_folder(tmp_path / "imgs", (32, 32), workers=1, chunk=16)
+    assert DECODED["images"] - before == n - 32
+    assert (directory / "manifest.json").exists()
+
+
 def test_over_the_memory_cap_batches_come_from_the_map(tmp_path: Path) -> None:
     write_jpegs(tmp_path / "imgs", classes=4, per_class=25)
     name = f"folder:{tmp_path / 'imgs'}"

@@ -183,11 +183,11 @@ def test_a_killed_build_resumes_and_keeps_its_samples(tmp_path) -> None:
             on_progress=stop_after_first_round,
         )
     partial = LatencyTable.load(path)
-    assert not partial.complete
+    assert not partial.complete and partial.interrupted == "SIGINT"
     assert {len(e.samples_ms) for e in partial.entries.values()} == {1}
     first = {k: e.samples_ms for k, e in partial.entries.items()}
     done = build_table(kinds, specs, out=path, repeats=3, per_round=1, warmup=0)
-    assert done.complete
+    assert done.complete and done.interrupted is None
     for key, samples in first.items():
         assert done.entries[key].samples_ms[:1] == samples
         assert len(done.entries[key].samples_ms) == 3

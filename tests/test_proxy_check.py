@@ -166,6 +166,29 @@ def test_run_proxy_check_survives_a_failing_score(space):
         run_proxy_check(space, n=4, reference="params", proxies="params", device="cpu")
 
 
+def test_a_stopped_proxy_check_keeps_its_scores_and_says_why(space, tmp_path):
+    """SIGTERM (a Terminated) mid-check: the scores so far come back, marked interrupted."""
+    from coatnet_nas.signals import Terminated
+
+    def stop_after_three(event) -> None:
+        if event.done == 3:
+            raise Terminated()
+
+    result = run_proxy_check(
+        space, n=4, reference="params", proxies="flops", device="cpu", on_event=stop_after_three
+    )
+    assert result.interrupted == "SIGTERM"
+    assert [s != "" for s in result.statuses["flops"]] == [True, True, False, False]
+    assert [s != "" for s in result.statuses["params"]] == [True, False, False, False]
+    assert math.isnan(result.values["params"][1]) and result.stats[0].n == 1
+    write_outputs(result, tmp_path)
+    saved = json.loads((tmp_path / "proxy_check.json").read_text())
+    assert saved["interrupted"] == "SIGTERM" and saved["n"] == 4
+    whole = run_proxy_check(space, n=4, reference="params", proxies="flops", device="cpu")
+    assert whole.interrupted is None
+    assert whole.values["flops"][:2] == result.values["flops"][:2]
+
+
 # --- CLI ---------------------------------------------------------------------------------------
 def test_cli_proxy_check_json_and_errors(tmp_path, capsys):
     space_file = tmp_path / "space.yaml"

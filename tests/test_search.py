@@ -7,9 +7,6 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
-import time
 
 import optuna
 import pytest
@@ -32,7 +29,13 @@ from coatnet_nas.search.opening import CONFIG_ATTR
 from coatnet_nas.search.report import spec_of
 from coatnet_nas.search.runner import counted
 from coatnet_nas.spec import load_spec
-from tests.conftest import ROOT, tiny_space, write
+from tests.conftest import (
+    coatnet_process,
+    tiny_space,
+    training_after_complete,
+    wait_for_trials,
+    write,
+)
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -223,17 +226,6 @@ def test_diverging_and_raising_candidates_do_not_stop_the_study(tmp_path, monkey
     assert all("MemoryError: cannot allocate" in t.user_attrs["reason"] for t in trained)
 
 
-def _coatnet(args, **kwargs):
-    return subprocess.Popen(
-        [sys.executable, "-c", "from coatnet_nas.cli import main; main()", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=kwargs.get("cwd", ROOT),
-        start_new_session=True,
-    )
-
-
 def test_kill_9_mid_trial_then_rerun_loses_nothing(tmp_path):
     space = tiny_space(steps=None, seconds=4.0, epochs=None)
     space["budget"] = {"flops": "1G"}  # everything feasible: every trial trains
@@ -262,22 +254,11 @@ def test_kill_9_mid_trial_then_rerun_loses_nothing(tmp_path):
         str(tmp_path / "out"),
         "--json",
     ]
-    proc = _coatnet(args)
+    proc = coatnet_process(*args)
     storage = optuna.storages.RDBStorage(url)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        try:
-            states = [
-                t.state for t in optuna.load_study(study_name="k", storage=storage).get_trials()
-            ]
-        except KeyError:
-            continue
-        if TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING:
-            break
-    else:
-        proc.kill()
-        pytest.fail("never saw a COMPLETE trial followed by a RUNNING one")
+    # killed mid-training (a trial killed while drawing its parameters is no candidate yet:
+    # tests/test_search_recovery.py checks that it is failed and not re-queued)
+    wait_for_trials(url, "k", training_after_complete, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     before = optuna.load_study(study_name="k", storage=storage).get_trials()
@@ -287,7 +268,7 @@ def test_kill_9_mid_trial_then_rerun_loses_nothing(tmp_path):
     # The same command at once (the 30 s heartbeat's grace period is far from over): the killed
     # process's trial is found by its pid, failed and run again before anything else.
     args[args.index("--trials") + 1] = "1"
-    rerun = _coatnet(args)
+    rerun = coatnet_process(*args)
     out, err = rerun.communicate(timeout=180)
     assert rerun.returncode == 0, err
     assert "Warning" not in err  # e.g. Optuna's "constraint value is ignored" on the retry
@@ -371,12 +352,30 @@ def test_cli_search_and_report(tmp_path, capsys):
         (["--proxy", "train:epochs=1"], "--proxy 'train:epochs=1'"),
         (["--storage", "nonsense"], "--storage"),
         (["--space", "missing.yaml"], "missing.yaml"),
+        (["--storage-retry", "soon"], "--storage-retry: expected a duration"),
+        (["--storage-retry", "-5m"], "--storage-retry: expected a duration"),
     ],
 )
 def test_search_bad_options_exit_2(capsys, args, needle):
     assert run(["search", "--trials", "1", *args]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_the_storage_retry_window_is_a_typed_setting_with_the_env_as_fallback(
+    tmp_path, monkeypatch
+):
+    from coatnet_nas.search import run_worker
+    from coatnet_nas.search.opening import open_storage
+
+    url = f"sqlite:///{tmp_path}/r.db"
+    monkeypatch.setenv("COATNET_STORAGE_RETRY", "2m")
+    assert open_storage(url).retry_seconds == 120  # the environment, when nothing is given
+    assert open_storage(url, retry_seconds=7.5).retry_seconds == 7.5  # the setting wins
+    for bad in (-1, float("nan"), "5m"):
+        with pytest.raises(CoatnetError, match="storage_retry_seconds: expected seconds") as info:
+            run_worker(url, "r", storage_retry_seconds=bad)
+        assert info.value.param == "storage_retry_seconds"
 
 
 def test_a_search_needs_a_budget(tmp_path, capsys):
@@ -401,7 +400,11 @@ def test_search_help_lists_the_strategy_choices(capsys):
 
 @pytest.mark.parametrize(
     ("args", "needle"),
-    [(["--trials", "0"], "--trials must be >= 1"), (["--sampler", "grid"], "--sampler")],
+    [
+        (["--trials", "0"], "--trials must be >= 1"),
+        (["--sampler", "grid"], "--sampler"),
+        (["--storage-retry", "0"], "--storage-retry: expected a duration"),
+    ],
 )
 def test_worker_bad_options_exit_2(tmp_path, capsys, args, needle):
     url = f"sqlite:///{tmp_path}/w.db"

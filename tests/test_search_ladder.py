@@ -19,8 +19,7 @@ from coatnet_nas.search import SearchConfig, export_study, run_search, space_fro
 from coatnet_nas.search.promotion import ladder_state
 from coatnet_nas.search.runner import counted
 from coatnet_nas.spec import load_spec
-from tests.conftest import evaluated_trials, postgres_server, tiny_space, write
-from tests.test_search import _coatnet
+from tests.conftest import coatnet_process, evaluated_trials, postgres_server, tiny_space, write
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
@@ -227,7 +226,7 @@ def test_kill_9_mid_rung_then_rerun_finishes_the_ladder(tmp_path, capsys):
         str(tmp_path / "out"),
         "--json",
     ]
-    proc = _coatnet(args)
+    proc = coatnet_process(*args)
     storage = optuna.storages.RDBStorage(url)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -246,7 +245,7 @@ def test_kill_9_mid_rung_then_rerun_finishes_the_ladder(tmp_path, capsys):
     proc.wait()
     before = optuna.load_study(study_name="k", storage=storage).get_trials()
     killed = next(t for t in before if t.state == TrialState.RUNNING)
-    rerun = _coatnet(args)
+    rerun = coatnet_process(*args)
     out, err = rerun.communicate(timeout=240)
     assert rerun.returncode == 0, err
     after = optuna.load_study(study_name="k", storage=storage).get_trials()

@@ -21,6 +21,7 @@ from tests.conftest import (
     evaluated_trials,
     postgres_server,
     tiny_space,
+    training,
     write,
 )
 
@@ -153,7 +154,7 @@ def test_worker_killed_late_on_postgres_is_recovered(tmp_path, postgres_url):
         except KeyError:
             continue
         if len(evaluated_trials(trials)) >= 3:  # late: half of the run is done
-            victim = next((t for t in trials if t.state == TrialState.RUNNING), None)
+            victim = next(filter(training, trials), None)
     assert victim is not None, "never saw a trial running late in the run"
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
     out, err = search.communicate(timeout=240)
@@ -175,7 +176,7 @@ def test_worker_killed_late_on_postgres_is_recovered(tmp_path, postgres_url):
         running = [
             t
             for t in optuna.load_study(study_name="late", storage=postgres_url).get_trials()
-            if t.state == TrialState.RUNNING and t.user_attrs.get("pid") == lone.pid
+            if training(t) and t.user_attrs.get("pid") == lone.pid
         ]
         if running:
             break

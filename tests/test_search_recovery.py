@@ -10,36 +10,25 @@ import json
 import os
 import signal
 import subprocess
-import time
 
 import optuna
 import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import coatnet_process, evaluated_trials, tiny_space, write
+from coatnet_nas.search.liveness import ask_claimed, reap
+from tests.conftest import (
+    coatnet_process,
+    evaluated_trials,
+    study_trials,
+    tiny_space,
+    training,
+    training_after_complete,
+    wait_for_trials,
+    write,
+)
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
-
-
-def _trials(url: str, name: str = "r") -> list:
-    try:
-        return optuna.load_study(study_name=name, storage=url).get_trials()
-    except KeyError:
-        return []
-
-
-def _wait_for(url: str, ready, proc: subprocess.Popen, seconds: float = 120) -> list:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        trials = _trials(url)
-        if ready(trials):
-            return trials
-        if proc.poll() is not None:
-            break
-    os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail(f"never reached the state to interrupt; stderr: {proc.communicate()[1][-2000:]}")
 
 
 def _args(tmp_path, url: str, *extra: str) -> list[str]:
@@ -69,22 +58,17 @@ def _args(tmp_path, url: str, *extra: str) -> list[str]:
     ]
 
 
-def _running_after_complete(trials: list) -> bool:
-    states = [t.state for t in trials]
-    return TrialState.COMPLETE in states and states[-1] == TrialState.RUNNING
-
-
 def test_ctrl_c_ends_the_trial_as_interrupted_and_the_next_run_reruns_it(tmp_path):
     url = f"sqlite:///{tmp_path}/i.db"
     args = _args(tmp_path, url, "--trials", "5")
     proc = coatnet_process(*args)
-    before = _wait_for(url, _running_after_complete, proc)
+    before = wait_for_trials(url, "r", training_after_complete, proc)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("interrupted:"), err
-    after = _trials(url)
+    after = study_trials(url, "r")
     stopped = after[before[-1].number]
     assert stopped.state == TrialState.FAIL
     assert stopped.user_attrs["status"] == "interrupted"
@@ -96,7 +80,7 @@ def test_ctrl_c_ends_the_trial_as_interrupted_and_the_next_run_reruns_it(tmp_pat
     rerun = coatnet_process(*args)
     _, err = rerun.communicate(timeout=180)
     assert rerun.returncode == 0, err
-    final = _trials(url)
+    final = study_trials(url, "r")
     assert not [t for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     again = [t for t in final if t.user_attrs.get("retry_of") == stopped.number]
     assert len(again) == 1 and again[0].state == TrialState.COMPLETE
@@ -109,23 +93,18 @@ def test_a_killed_local_worker_does_not_stop_the_others_or_the_report(tmp_path):
     url = f"sqlite:///{tmp_path}/w.db"
     proc = coatnet_process(*_args(tmp_path, url, "--trials", "4", "--workers", "2"))
 
-    def child_running(trials: list) -> bool:
-        return any(
-            t.state == TrialState.RUNNING and t.user_attrs.get("pid") not in (None, proc.pid)
-            for t in trials
-        )
+    def child_training(t) -> bool:
+        return training(t) and t.user_attrs.get("pid") not in (None, proc.pid)
 
-    trials = _wait_for(url, child_running, proc)
-    victim = next(
-        t for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("pid") != proc.pid
-    )
+    trials = wait_for_trials(url, "r", lambda trials: any(map(child_training, trials)), proc)
+    victim = next(t for t in trials if child_training(t))
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
     out, err = proc.communicate(timeout=240)
     assert proc.returncode == 1, err  # a worker died: not a clean run, but a full report
     report = json.loads(out)
     assert any("local worker" in note and "signal 9" in note for note in report["notes"])
     assert (tmp_path / "out" / "trials.csv").exists()
-    final = _trials(url)
+    final = study_trials(url, "r")
     assert not [t for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     # the trial that child ran when killed (it may have moved on from ``victim`` meanwhile)
     died = [t for t in final if t.user_attrs.get("status") == "worker_died"]
@@ -184,18 +163,18 @@ def test_ctrl_c_with_local_workers_requeues_every_trial_in_flight(tmp_path, whol
     args = _args(tmp_path, url, "--trials", "6", "--workers", "2")
     proc = coatnet_process(*args)
 
-    def both_running(trials: list) -> bool:
-        pids = {t.user_attrs.get("pid") for t in trials if t.state == TrialState.RUNNING}
+    def both_running(trials: list) -> bool:  # both workers training (past drawing)
+        pids = {t.user_attrs.get("pid") for t in trials if training(t)}
         return len(pids - {None}) == 2 and TrialState.COMPLETE in {t.state for t in trials}
 
-    before = _wait_for(url, both_running, proc)
+    before = wait_for_trials(url, "r", both_running, proc)
     in_flight = {t.number for t in before if t.state == TrialState.RUNNING}
     (os.killpg if whole_group else os.kill)(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 130, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("interrupted:"), err
-    after = _trials(url)
+    after = study_trials(url, "r")
     assert not [t for t in after if t.state == TrialState.RUNNING]
     # A trial seen running may still finish between that look and the signal (its last
     # ~0.3 s): kept as complete, not requeued. Every other one is failed as interrupted and
@@ -212,8 +191,59 @@ def test_ctrl_c_with_local_workers_requeues_every_trial_in_flight(tmp_path, whol
     rerun = coatnet_process(*args)
     _, err = rerun.communicate(timeout=240)
     assert rerun.returncode == 0, err
-    final = _trials(url)
+    final = study_trials(url, "r")
     assert not [t for t in final if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     for number in in_flight:
         again = [t for t in final if t.user_attrs.get("retry_of") == number]
         assert len(again) == 1 and again[0].state == TrialState.COMPLETE
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_trial_killed_mid_draw_is_failed_not_requeued_and_a_queued_one_keeps_its_params(
+    tmp_path,
+):
+    """The windows a kill -9 can hit before training starts (the subprocess tests kill later).
+
+    Created claimed: no moment at which a new RUNNING trial has no process id. Killed while drawing:
+    failed, and not re-queued with half its parameters (that would run another architecture
+    under its name). A queued trial (a promotion, a retry) killed while drawing is re-queued with
+    its full fixed parameters.
+    """
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path}/d.db", study_name="d")
+    layout = optuna.distributions.CategoricalDistribution(["C-T", "T-T"])
+    width = optuna.distributions.IntDistribution(16, 64)
+
+    sampled = ask_claimed(study, "run-a")
+    assert study._storage.get_trial(sampled._trial_id).user_attrs["pid"] == os.getpid()
+    sampled.suggest_categorical("layout", ["C-T", "T-T"])  # killed before drawing "width"
+    sampled.set_user_attr("pid", _dead_pid())
+    assert reap(study) == 1
+    frozen = study.trials[sampled.number]
+    assert frozen.state == TrialState.FAIL and frozen.user_attrs["status"] == "worker_died"
+    assert not [t for t in study.trials if t.state == TrialState.WAITING]
+
+    study.enqueue_trial({"layout": "T-T", "width": 48}, user_attrs={"rung": 1, "seed": 0})
+    queued = ask_claimed(study, "run-a")
+    assert queued.user_attrs["rung"] == 1 and queued.user_attrs["run"] == "run-a"
+    queued._suggest("layout", layout)  # killed before drawing "width"
+    queued.set_user_attr("pid", _dead_pid())
+    assert reap(study) == 1
+    again = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert len(again) == 1 and again[0].user_attrs["retry_of"] == queued.number
+    assert again[0].system_attrs["fixed_params"] == {"layout": "T-T", "width": 48}
+    assert again[0].user_attrs["rung"] == 1
+
+    drawn = ask_claimed(study, "run-b")  # pops the re-queued trial: drawn in full, then killed
+    assert drawn.number == again[0].number
+    drawn._suggest("layout", layout)
+    drawn._suggest("width", width)
+    drawn.set_user_attr("spec", {"layout": "T-T"})
+    drawn.set_user_attr("pid", _dead_pid())
+    assert reap(study) == 1
+    retried = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert len(retried) == 1 and retried[0].system_attrs["fixed_params"] == drawn.params

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import threading
-import time
 
 import optuna
 import pytest
@@ -84,7 +83,8 @@ def _signal_first_running_trial(url: str, signum: int, sent: list, done) -> None
     query = sqlalchemy.text(
         "SELECT t.number, a.value_json FROM trials t JOIN trial_user_attributes a "
         "ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING' AND a.key = 'pid' "
-        "ORDER BY t.number LIMIT 1"
+        "AND EXISTS (SELECT 1 FROM trial_user_attributes s WHERE s.trial_id = t.trial_id "
+        "AND s.key = 'spec') ORDER BY t.number LIMIT 1"
     )
     try:
         while not done.wait(0.2):
@@ -93,8 +93,7 @@ def _signal_first_running_trial(url: str, signum: int, sent: list, done) -> None
                     row = db.execute(query).first()
             except sqlalchemy.exc.SQLAlchemyError:  # no tables yet
                 continue
-            if row is not None:
-                time.sleep(0.5)  # into its training
+            if row is not None:  # drawn (its spec is recorded): into its training
                 os.kill(int(row[1]), signum)
                 sent.append(int(row[0]))
                 return
@@ -103,7 +102,7 @@ def _signal_first_running_trial(url: str, signum: int, sent: list, done) -> None
 
 
 def test_a_job_array_of_workers_fills_one_postgres_study(pg_url, tmp_path) -> None:
-    space = tiny_space(steps=None, seconds=1.5, epochs=None)
+    space = tiny_space(steps=None, seconds=2.5, epochs=None)
     space["budget"] = {"flops": "1G"}  # every draw trains
     config = SearchConfig(
         space=load_space(write(tmp_path, yaml.safe_dump(space), "space.yaml")),

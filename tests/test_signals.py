@@ -19,27 +19,20 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from tests.conftest import coatnet_process, tiny_space, write
+from tests.conftest import (
+    coatnet_process,
+    study_trials,
+    tiny_space,
+    training,
+    wait_for_trials,
+    write,
+)
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
-def _trials(url: str, name: str) -> list:
-    try:
-        return optuna.load_study(study_name=name, storage=url).get_trials()
-    except KeyError:
-        return []
-
-
 def _wait_running(url: str, name: str, proc: subprocess.Popen, seconds: float = 120) -> list:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.3)
-        trials = _trials(url, name)
-        if trials and trials[-1].state == TrialState.RUNNING and "pid" in trials[-1].user_attrs:
-            return trials
-    os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail(f"never saw a trial running; stderr: {proc.communicate()[1][-2000:]}")
+    return wait_for_trials(url, name, lambda trials: training(trials[-1]), proc, seconds)
 
 
 def _one_line(err: str) -> str:
@@ -55,7 +48,7 @@ def _space(tmp_path) -> str:
 
 
 def _assert_requeued(url: str, name: str, number: int) -> None:
-    after = _trials(url, name)
+    after = study_trials(url, name)
     stopped = after[number]
     assert stopped.state == TrialState.FAIL and stopped.user_attrs["status"] == "interrupted"
     queued = [t for t in after if t.state == TrialState.WAITING]
@@ -123,8 +116,8 @@ def test_sigterm_with_local_workers_requeues_every_trial(tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         time.sleep(0.3)
-        pids = {t.user_attrs.get("pid") for t in _trials(url, "w") if t.state.name == "RUNNING"}
-        if len(pids - {None}) == 2:
+        pids = {t.user_attrs.get("pid") for t in study_trials(url, "w") if training(t)}
+        if len(pids - {None}) == 2:  # both workers training (past drawing)
             break
     else:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -133,7 +126,7 @@ def test_sigterm_with_local_workers_requeues_every_trial(tmp_path):
     _, err = proc.communicate(timeout=90)
     assert proc.returncode == 143, err
     assert _one_line(err).startswith("interrupted (SIGTERM):")
-    after = _trials(url, "w")
+    after = study_trials(url, "w")
     assert not [t for t in after if t.state == TrialState.RUNNING]
     stopped = [t for t in after if t.user_attrs.get("status") == "interrupted"]
     queued = [t for t in after if t.state == TrialState.WAITING]
@@ -237,9 +230,41 @@ def test_sigterm_on_another_long_command_is_one_line_and_143(tmp_path):
         "--calibration",
         "50",
     )
-    time.sleep(4)  # past the imports, measuring
+    deadline = time.monotonic() + 90
+    while not (tmp_path / "t.json").exists() and proc.poll() is None:  # a round measured
+        assert time.monotonic() < deadline, "no round measured in 90 s"
+        time.sleep(0.1)
     assert proc.poll() is None, proc.communicate()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert _one_line(err).startswith("interrupted (SIGTERM):")
+    saved = json.loads((tmp_path / "t.json").read_text())  # what was measured, and why it stopped
+    assert saved["interrupted"] == "SIGTERM" and saved["complete"] is False
+
+
+def test_sigterm_mid_compare_records_the_run_in_flight(tmp_path):
+    from tests.test_compare_run import BASE_YAML, FAST
+
+    base = write(tmp_path, BASE_YAML, "tiny.yaml")
+    out = tmp_path / "cmp"
+    fast = [*FAST]
+    fast[fast.index("--steps") + 1] = "30"  # runs long enough to be caught in flight
+    proc = coatnet_process("compare", "--base", str(base), *fast, "--out", str(out))
+    runs = out / "runs.jsonl"
+    deadline = time.monotonic() + 90
+    while not (runs.exists() and runs.read_text().strip()) and proc.poll() is None:
+        assert time.monotonic() < deadline, "no run finished in 90 s"
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert _one_line(err).startswith("interrupted (SIGTERM):")
+    why = json.loads((out / "interrupted.json").read_text())
+    stored = len(runs.read_text().splitlines())
+    assert why["interrupted"] == "SIGTERM" and why["finished"] == stored >= 1
+    assert why["left"] == 20 - stored
+    # the run in training when the signal came (none if it fell between two runs): not stored
+    done = {json.loads(line)["key"] for line in runs.read_text().splitlines()}
+    assert len(why["in_flight"]) <= 1 and not done & set(why["in_flight"])

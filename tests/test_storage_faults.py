@@ -272,18 +272,25 @@ def test_a_foreign_postgres_database_is_refused_unchanged(postgres_url):
 
 
 def test_a_trial_its_worker_never_claimed_is_reaped_and_requeued(tmp_path):
-    # kill -9 between creating a trial and recording its process: no pid, no heartbeat.
+    # kill -9 between popping a queued trial and recording its process: no pid, no heartbeat
+    # (a new trial is created with its pid: liveness.ask_claimed; Optuna's own ask is not).
     from coatnet_nas.search.liveness import reap
 
     url = f"sqlite:///{tmp_path}/u.db"
     study = optuna.create_study(study_name="u", storage=make_storage(url, heartbeat_interval=1))
+    study.enqueue_trial({"x": 2}, user_attrs={"rung": 1})
     with warnings.catch_warnings():  # heartbeats "meant for optimize": the runner's are its own
         warnings.simplefilter("ignore", UserWarning)
-        orphan = study.ask()  # created RUNNING, never claimed
-    assert reap(study) == 0 and study.get_trials()[0].state == TrialState.RUNNING
+        queued = study.ask()  # popped RUNNING, never claimed, killed before drawing "x"
+        orphan = study.ask()  # created RUNNING, never claimed, nothing drawn
+    assert reap(study) == 0 and {t.state for t in study.get_trials()} == {TrialState.RUNNING}
     time.sleep(4.5)  # 4 heartbeat intervals
     reap(study)
     trials = study.get_trials()
-    assert trials[orphan.number].state == TrialState.FAIL
-    assert trials[orphan.number].user_attrs["status"] == "worker_died"
-    assert [t.state for t in trials[1:]] == [TrialState.WAITING]
+    for t in (queued, orphan):
+        assert trials[t.number].state == TrialState.FAIL
+        assert trials[t.number].user_attrs["status"] == "worker_died"
+    # the queued candidate runs again, whole; the orphan had drawn nothing: nothing to re-run
+    (again,) = trials[2:]
+    assert again.state == TrialState.WAITING and again.user_attrs["retry_of"] == queued.number
+    assert again.system_attrs["fixed_params"] == {"x": 2} and again.user_attrs["rung"] == 1

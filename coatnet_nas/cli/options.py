@@ -208,6 +208,17 @@ MemoryCap = Annotated[
         rich_help_panel=DATA,
     ),
 ]
+StorageRetry = Annotated[
+    str | None,
+    typer.Option(
+        "--storage-retry",
+        metavar="DURATION",
+        help="How long a storage outage (database restart, lost connection, locked file) is "
+        "retried before the run stops, e.g. 300, 90s, 10m (default $COATNET_STORAGE_RETRY, "
+        "else 5m).",
+        rich_help_panel=RUNTIME,
+    ),
+]
 Json = Annotated[
     bool, typer.Option("--json", help="Print one JSON object, no progress.", rich_help_panel=OUTPUT)
 ]

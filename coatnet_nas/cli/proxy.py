@@ -24,6 +24,23 @@ from coatnet_nas.cli.options import Budget, DataDir, Device, MaxParams, ProxyDat
 from coatnet_nas.units import parse_flops, parse_params
 
 
+def _exit_if_interrupted(result, out: Path) -> None:
+    """A stopped check: its partial table is written; one line, exit 128 + the signal."""
+    if result.interrupted is None:
+        return
+    import signal
+    import sys
+
+    scored = sum(s not in ("", "interrupted") for s in result.statuses[result.reference])
+    sys.stdout.flush()
+    sys.stderr.write(
+        f"interrupted ({result.interrupted}): proxy-check stopped with the reference scored on "
+        f"{scored} of {len(result.specs)} architectures; the partial table (statuses "
+        f"'interrupted' and empty for the rest) is in {out}/.\n"
+    )
+    raise typer.Exit(128 + signal.Signals[result.interrupted].value)
+
+
 def _fmt(value: float, digits: int = 3) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:+.{digits}f}"
 
@@ -161,6 +178,7 @@ def proxy_check(
 
             result = run_proxy_check(space, on_event=show, **kwargs)
     files = write_outputs(result, out)
+    _exit_if_interrupted(result, out)
     if json_out:
         print_json({**result.to_dict(), "files": {k: str(v) for k, v in files.items()}})
         return

@@ -21,6 +21,7 @@ from coatnet_nas.cli.options import (
     MaxParams,
     MemoryCap,
     ProxyDataset,
+    StorageRetry,
     check_memory_cap,
 )
 from coatnet_nas.search.launchers import Launcher
@@ -190,6 +191,7 @@ def search(
     heartbeat_interval: int = typer.Option(
         30, "--heartbeat", rich_help_panel=RUNTIME, metavar="SECONDS", help=HEARTBEAT_HELP
     ),
+    storage_retry: StorageRetry = None,
     json_out: bool = typer.Option(
         False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary at the end."
     ),
@@ -236,6 +238,7 @@ def search(
                 sampler=sampler,
                 pruner=pruner,
                 heartbeat_interval=heartbeat_interval,
+                storage_retry_seconds=parse_duration(storage_retry, "storage_retry"),
                 device=device,
                 on_progress=show,
                 poll_seconds=0.5,
@@ -346,6 +349,7 @@ def worker(
         metavar="SECONDS",
         help=HEARTBEAT_HELP + WORKER_STRATEGY,
     ),
+    storage_retry: StorageRetry = None,
 ) -> None:
     """Join an existing study from this machine and run trials until its target is reached."""
     import optuna
@@ -363,6 +367,7 @@ def worker(
             pruner=pruner,
             seed=seed,
             heartbeat_interval=heartbeat_interval,
+            storage_retry_seconds=parse_duration(storage_retry, "storage_retry"),
             device=device,
             worker_index=1000,
         )

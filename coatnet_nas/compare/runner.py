@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from coatnet_nas import signals
 from coatnet_nas.compare.config import CompareConfig, canonical_fingerprint, run_key
 from coatnet_nas.compare.job import CompareEvent, Job, load_data, regime_data, run_job
 from coatnet_nas.compare.layouts import Entrant, fit_layouts, parse_layouts
@@ -115,8 +116,13 @@ def run_compare(
     pending = [j for j in jobs if done.get(j.key, {}).get("spec") != j.spec]
     errors: list[str] = []
     emit = on_event or (lambda event: None)
+    in_flight: set[str] = set()
 
     def finished(event: CompareEvent) -> None:
+        if event.job is not None and event.kind == "start":
+            in_flight.add(event.job.key)
+        elif event.job is not None and event.kind in ("done", "error"):
+            in_flight.discard(event.job.key)
         if event.kind == "done" and event.record is not None and event.job is not None:
             store.append(event.record)
             done[event.job.key] = event.record
@@ -125,10 +131,18 @@ def run_compare(
         emit(event)
 
     emit(CompareEvent("plan", total=len(pending), resumed=len(jobs) - len(pending)))
-    if workers == 1 or len(pending) <= 1:
-        _run_inline(pending, data, config, str(dev), threads, finished)
-    else:
-        run_workers(pending, config, str(dev), min(workers, len(pending)), threads, finished)
+    try:
+        if workers == 1 or len(pending) <= 1:
+            _run_inline(pending, data, config, str(dev), threads, finished)
+        else:
+            run_workers(pending, config, str(dev), min(workers, len(pending)), threads, finished)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: say why in the results folder
+        with signals.exit_at_once():  # a second stop during this bookkeeping exits at once
+            ended = sum(done.get(j.key, {}).get("spec") == j.spec for j in jobs)
+            store.mark_interrupted(signals.stop_name(exc), in_flight, ended, len(jobs) - ended)
+        raise
+    if not errors:
+        store.clear_interrupted()
     records = [done[j.key] for j in jobs if done.get(j.key, {}).get("spec") == j.spec]
     return CompareRun(
         config=config,

@@ -4,13 +4,17 @@
 interrupted comparison loses at most the runs in flight. A line torn by a kill mid-write is
 dropped (and cut from the file) on the next open. ``config.json`` holds the settings the runs
 were made with; resuming with different settings is refused rather than mixing incomparable runs.
+A comparison stopped by a signal (Ctrl-C, SIGTERM) records why in ``interrupted.json`` (the
+signal, the runs abandoned in flight, how many were finished and left); the next comparison to
+finish every run removes it.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ from coatnet_nas.errors import CoatnetError
 
 RUNS_FILE = "runs.jsonl"
 CONFIG_FILE = "config.json"
+INTERRUPTED_FILE = "interrupted.json"
 
 
 class RunStore:
@@ -28,6 +33,7 @@ class RunStore:
         self.out_dir = Path(out_dir)
         self.runs_path = self.out_dir / RUNS_FILE
         self.config_path = self.out_dir / CONFIG_FILE
+        self.interrupted_path = self.out_dir / INTERRUPTED_FILE
 
     def open(
         self,
@@ -42,7 +48,7 @@ class RunStore:
         """
         ensure_dir(self.out_dir, param="out_dir")
         if fresh:
-            for path in (self.runs_path, self.config_path):
+            for path in (self.runs_path, self.config_path, self.interrupted_path):
                 path.unlink(missing_ok=True)
         stored = self._read_config()
         wanted = json.loads(json.dumps(fingerprint))
@@ -92,6 +98,30 @@ class RunStore:
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
+
+    def mark_interrupted(
+        self, signal: str, in_flight: Iterable[str], finished: int, left: int
+    ) -> None:
+        """Record that a signal stopped the comparison (``in_flight``: the runs abandoned)."""
+        record = {
+            "interrupted": signal,
+            "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "in_flight": sorted(in_flight),
+            "finished": finished,
+            "left": left,
+        }
+        atomic_write_json(self.interrupted_path, record, param="out_dir")
+
+    def interrupted(self) -> dict[str, Any] | None:
+        """The last interruption's record, while the comparison has runs left (else None)."""
+        try:
+            data = json.loads(self.interrupted_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def clear_interrupted(self) -> None:
+        self.interrupted_path.unlink(missing_ok=True)
 
     def _read_config(self) -> dict[str, Any] | None:
         if not self.config_path.exists():

@@ -5,7 +5,9 @@ training batches use, so gathering a batch needs no transpose), one row per list
 are decoded in chunks; each worker process writes its rows straight into the memory map and
 returns, then the parent records the chunk in ``progress.json`` (atomically). A killed
 prepare therefore restarts at the first unrecorded chunk, and the work is only ever declared
-complete by ``manifest.json``, written last (see :mod:`coatnet_nas.data.cache`).
+complete by ``manifest.json``, written last (see :mod:`coatnet_nas.data.cache`). A prepare
+stopped by a signal (Ctrl-C, SIGTERM) records why in ``progress.json`` (``interrupted``: the
+signal's name; chunks in flight are abandoned and decoded again by the next prepare).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coatnet_nas import signals
 from coatnet_nas._io import atomic_write_json, reserve_file
 from coatnet_nas.data.decode import UnreadableImage, decode_fitted
 from coatnet_nas.errors import DiskFullError
@@ -129,11 +132,17 @@ def decode_into(
 
     if progress is not None:
         progress(count, len(paths))
-    if workers <= 1 or len(todo) <= 1:
-        for index, rows in _chunks(todo, paths, chunk):
-            record(index, _decode_chunk(str(work), rows, size, decoder), len(rows))
-    else:
-        _run_pool(work, _chunks(todo, paths, chunk), size, decoder, workers, record)
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for index, rows in _chunks(todo, paths, chunk):
+                record(index, _decode_chunk(str(work), rows, size, decoder), len(rows))
+        else:
+            _run_pool(work, _chunks(todo, paths, chunk), size, decoder, workers, record)
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the recorded chunks stay, say why
+        with signals.exit_at_once():  # a second stop during this bookkeeping exits at once
+            state = {"plan": plan, "done": {str(k): v for k, v in done.items()}}
+            atomic_write_json(marker, {**state, "interrupted": signals.stop_name(exc)})
+        raise
     return sorted((int(r), str(why)) for skips in done.values() for r, why in skips)
 
 

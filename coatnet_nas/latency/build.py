@@ -1,7 +1,9 @@
 """``build_table``: measure every kind and a few whole models on this device, resumably.
 
 Progress is written atomically after every measurement; a rerun with the same output loads it,
-checks it was measured on the same configuration, and measures only what is missing.
+checks it was measured on the same configuration, and measures only what is missing. A build
+stopped by a signal (Ctrl-C, SIGTERM) saves what it measured with ``interrupted`` set to the
+signal's name (``complete`` stays false); the build that completes it clears it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from coatnet_nas import signals
 from coatnet_nas.builder import build_model
 from coatnet_nas.cost import estimate_cost
 from coatnet_nas.errors import CoatnetError
@@ -211,11 +214,7 @@ def build_table(
     rounds = math.ceil(max(missing, default=0) / per_round)
     report = on_progress or (lambda done, total, what: None)
     table.complete = False
-    runners = []
-    for i, kind in enumerate(todo_kinds):
-        report(0, rounds, f"building {i + 1}/{len(todo_kinds)} {kind.key}")
-        runners.append(_kind_runner(kind, table.meta))
-    runners += [_spec_runner(spec, table.meta) for spec in todo_specs]
+    runners: list = []
 
     def record(index: int, samples: list[list[float]]) -> None:
         for kind, (_, blocks), own in zip(todo_kinds, runners, samples, strict=False):
@@ -230,15 +229,26 @@ def build_table(
             table.save(path)
         report(index + 1, rounds, f"round {index + 1}/{rounds}")
 
-    time_rounds(
-        [run for run, _ in runners],
-        torch.device(table.meta.device),
-        threads=table.meta.threads,
-        rounds=rounds,
-        per_round=per_round,
-        warmup=table.meta.warmup,
-        on_round=record,
-    )
+    try:
+        for i, kind in enumerate(todo_kinds):
+            report(0, rounds, f"building {i + 1}/{len(todo_kinds)} {kind.key}")
+            runners.append(_kind_runner(kind, table.meta))
+        runners += [_spec_runner(spec, table.meta) for spec in todo_specs]
+        time_rounds(
+            [run for run, _ in runners],
+            torch.device(table.meta.device),
+            threads=table.meta.threads,
+            rounds=rounds,
+            per_round=per_round,
+            warmup=table.meta.warmup,
+            on_round=record,
+        )
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: keep the rounds measured, say why
+        table.interrupted = signals.stop_name(exc)
+        if path is not None:
+            with signals.exit_at_once():  # a second stop during the save exits at once
+                table.save(path)
+        raise
     report(rounds, rounds, "fitting")
     table.regressors = fit_regressors(table)
     points = [spec_from_dict(c.spec) for c in table.calibration.values()]
@@ -247,7 +257,7 @@ def build_table(
         [c.measured_ms for c in table.calibration.values()],
         [c.flops for c in table.calibration.values()],
     )
-    table.complete = True
+    table.complete, table.interrupted = True, None
     if path is not None:
         table.save(path)
     return table

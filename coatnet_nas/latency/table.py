@@ -103,6 +103,7 @@ class LatencyTable(_Model):
     regressors: dict[str, Regressor] = Field(default_factory=dict)
     correction: Correction = Correction()
     complete: bool = False
+    interrupted: str | None = None  # the stop signal that ended the last build early
 
     def kind_ms(self, kind: BlockKind) -> float | None:
         """The measured per-block ms of exactly this kind, if the table has it."""

@@ -5,6 +5,11 @@ the same search space a search would use), scores each with every proxy and with
 *reference* recipe, and reports Spearman's rho, Kendall's tau-b and the top-k overlap of each
 proxy against the reference. A proxy that cannot beat ``params``/``flops`` here is not worth its
 cost, whatever it scored on a published benchmark.
+
+A check stopped by a signal (Ctrl-C, SIGTERM) is not thrown away: the scores finished so far come
+back in a result whose ``interrupted`` names the signal (the unit in flight has the status
+``interrupted``, the ones never started an empty one), so the caller writes the partial table
+and then exits as the signal asks.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from coatnet_nas import signals
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.proxies.evaluate import ProxyEvaluator
 from coatnet_nas.proxies.parse import ProxySpec, parse_proxies, parse_proxy
@@ -87,6 +93,7 @@ class ProxyCheckResult:
     settings: dict[str, Any] = field(default_factory=dict)
     curves: dict[str, list[list[tuple[float, float]]]] = field(default_factory=dict)
     training: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    interrupted: str | None = None  # the stop signal's name when the check did not finish
 
     def curve_correlations(self, label: str | None = None) -> list[dict[str, float]]:
         """Rank agreement of a training recipe's intermediate evaluations with the reference.
@@ -140,6 +147,7 @@ class ProxyCheckResult:
             "k": self.k,
             "n": len(self.specs),
             "wall_seconds": round(self.wall_seconds, 2),
+            "interrupted": self.interrupted,
             "settings": self.settings,
             "stats": [s.to_dict() for s in self.stats],
             "architectures": [
@@ -185,6 +193,29 @@ def proxy_stats(
     )
 
 
+def _score_one(evaluator, proxy, spec, i, values, seconds, statuses, curves, training) -> None:
+    """Score architecture ``i`` with ``proxy`` into the result tables (NaN if it raises)."""
+    label = proxy.label
+    try:
+        outcome = evaluator.evaluate(proxy, spec)
+    except CoatnetError:
+        raise
+    except Exception as exc:  # one broken candidate must not end the check
+        values[label][i], statuses[label][i] = math.nan, f"error: {type(exc).__name__}"
+        return
+    values[label][i] = outcome.value
+    seconds[label][i] = outcome.seconds
+    statuses[label][i] = outcome.status
+    result = outcome.detail.get("result")
+    if result is not None:  # validation accuracy at every evaluation of the run
+        curves[label][i] = [(round(e.epoch, 3), e.val_accuracy) for e in result.history]
+        training[label][i] = {  # train accuracy far above val flags stale BN stats
+            "steps": result.steps,
+            "train_loss": result.train_loss,
+            "train_accuracy": result.train_accuracy,
+        }
+
+
 def run_proxy_check(
     space: ArchitectureSpace,
     n: int = 16,
@@ -202,7 +233,8 @@ def run_proxy_check(
 
     The budget defaults to the space's. ``top_k`` defaults to a quarter of ``n`` (rounded up).
     An architecture whose proxy run raises gets NaN for that proxy (left out of its statistics);
-    a diverged training run keeps the accuracy it reached, which ranks it low.
+    a diverged training run keeps the accuracy it reached, which ranks it low. A stop signal
+    ends the check early with ``interrupted`` set (see the module docstring).
     """
     start = time.perf_counter()
     ref = parse_proxy(reference) if isinstance(reference, str) else reference
@@ -227,31 +259,21 @@ def run_proxy_check(
         p.label: [[] for _ in range(n)] for p in order if p.is_training
     }
     training: dict[str, list[dict[str, Any]]] = {p: [{} for _ in range(n)] for p in curves}
-    total, done = n * len(order), 0
-    for i, spec in enumerate(specs):
-        for proxy in order:
-            label = proxy.label
-            try:
-                outcome = evaluator.evaluate(proxy, spec)
-            except CoatnetError:
-                raise
-            except Exception as exc:  # one broken candidate must not end the check
-                values[label][i], statuses[label][i] = math.nan, f"error: {type(exc).__name__}"
-            else:
-                values[label][i] = outcome.value
-                seconds[label][i] = outcome.seconds
-                statuses[label][i] = outcome.status
-                result = outcome.detail.get("result")
-                if result is not None:  # validation accuracy at every evaluation of the run
-                    curves[label][i] = [(round(e.epoch, 3), e.val_accuracy) for e in result.history]
-                    training[label][i] = {  # train accuracy far above val flags stale BN stats
-                        "steps": result.steps,
-                        "train_loss": result.train_loss,
-                        "train_accuracy": result.train_accuracy,
-                    }
-            done += 1
+    total = n * len(order)
+    units = [(i, spec, proxy) for i, spec in enumerate(specs) for proxy in order]
+    interrupted, current = None, None
+    try:
+        for done, (i, spec, proxy) in enumerate(units, start=1):
+            current = (proxy.label, i)
+            _score_one(evaluator, proxy, spec, i, values, seconds, statuses, curves, training)
+            current = None
             if on_event is not None:
+                label = proxy.label
                 on_event(CheckEvent(i, n, label, values[label][i], seconds[label][i], done, total))
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: keep what was scored, say why
+        interrupted = signals.stop_name(exc)
+        if current is not None:
+            statuses[current[0]][current[1]] = "interrupted"
     stats = [
         proxy_stats(p.label, values[p.label], values[ref.label], k, seconds[p.label])
         for p in checks
@@ -277,4 +299,5 @@ def run_proxy_check(
         settings=settings,
         curves=curves,
         training=training,
+        interrupted=interrupted,
     )

@@ -45,15 +45,22 @@ _LOCK_SECONDS = 120
 
 
 def open_storage(
-    storage_url: str, heartbeat_interval: int | None = None, *, create: bool = True
+    storage_url: str,
+    heartbeat_interval: int | None = None,
+    *,
+    create: bool = True,
+    retry_seconds: float | None = None,
 ) -> RDBStorage:
     """``make_storage``, serialized per SQLite file so that concurrent creators do not race.
 
-    ``create=False`` (joining or reporting an existing study) never creates a database file.
+    ``create=False`` (joining or reporting an existing study) never creates a database file;
+    ``retry_seconds`` is the storage's retry window (default: ``make_storage``'s).
     """
     prefix = "sqlite:///"
     if not storage_url.startswith(prefix) or storage_url == prefix + ":memory:":
-        return make_storage(storage_url, heartbeat_interval, create=create)
+        return make_storage(
+            storage_url, heartbeat_interval, create=create, retry_seconds=retry_seconds
+        )
     from filelock import FileLock, Timeout
 
     path = Path(storage_url.removeprefix(prefix))
@@ -62,10 +69,14 @@ def open_storage(
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16]
     lock = Path(tempfile.gettempdir()) / f"coatnet-storage-{digest}.lock"
     if not path.parent.is_dir():  # make_storage creates it, or names the problem
-        return make_storage(storage_url, heartbeat_interval, create=create)
+        return make_storage(
+            storage_url, heartbeat_interval, create=create, retry_seconds=retry_seconds
+        )
     try:
         with FileLock(str(lock), timeout=_LOCK_SECONDS):
-            return make_storage(storage_url, heartbeat_interval, create=create)
+            return make_storage(
+                storage_url, heartbeat_interval, create=create, retry_seconds=retry_seconds
+            )
     except Timeout:
         raise CoatnetError(
             f"storage_url {storage_url!r}: another process held {lock} for "

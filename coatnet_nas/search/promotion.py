@@ -16,18 +16,14 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from coatnet_nas.search.config import SearchConfig, TrialStatus
+from coatnet_nas.search.liveness import params_of
 from coatnet_nas.search.objective import RUNG_ATTR, SEED_ATTR
 from coatnet_nas.search.rungs import Evaluation, arch_id, promotions
 
-__all__ = ["YARDSTICK_ATTR", "evaluation", "ladder_state", "promote"]
+__all__ = ["YARDSTICK_ATTR", "evaluation", "ladder_state", "params_of", "promote"]
 
 YARDSTICK_ATTR = "yardstick"
 _NOT_CANDIDATES = {TrialStatus.OVER_BUDGET.value}
-
-
-def params_of(t: FrozenTrial) -> dict[str, Any]:
-    """The trial's parameters (a queued trial holds them as fixed parameters until it runs)."""
-    return dict(t.system_attrs.get("fixed_params") or t.params)  # not a half-sampled copy
 
 
 def evaluation(t: FrozenTrial) -> Evaluation | None:

@@ -44,6 +44,7 @@ __all__ = [
     "RETRY_ENV",
     "ResilientStorage",
     "StorageUnavailable",
+    "check_retry_seconds",
     "is_transient",
     "retry_seconds_from_env",
 ]
@@ -103,6 +104,18 @@ def retry_seconds_from_env(default: float = DEFAULT_RETRY_SECONDS) -> float:
             f"${RETRY_ENV}: expected a duration like 300, 90s, 5m or 1h, got {text[:40]!r}."
         )
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def check_retry_seconds(value: float | None, param: str = "storage_retry_seconds") -> None:
+    """Refuse a retry window that is not a finite number of seconds >= 0 (None: the default)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e9:
+        raise CoatnetError(
+            f"{param}: expected seconds >= 0 (how long a storage outage is retried before the "
+            f"run stops), got {str(value)[:40]!r}.",
+            param=param,
+        )
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -20,7 +20,6 @@ import contextlib
 import os
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from coatnet_nas import signals
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.search.config import COUNTED, TrialStatus
-from coatnet_nas.search.liveness import claim, end_trial, heartbeat, reap, requeue
+from coatnet_nas.search.liveness import ask_claimed, end_trial, heartbeat, reap, requeue
 from coatnet_nas.search.objective import RUNG_ATTR, SEED_ATTR, Objective, rung_and_seed
 from coatnet_nas.search.opening import TARGET_ATTR
 from coatnet_nas.search.promotion import promote
@@ -86,7 +85,7 @@ def drive(study: optuna.Study, objective: Objective, limits: RunLimits) -> int:
         reap(study)
         with _run_lock(limits.run_id):  # decide and claim atomically among this run's workers
             decision = _decide(study, limits, start, objective.config)
-            trial = _ask(study, limits.run_id) if decision == "go" else None
+            trial = ask_claimed(study, limits.run_id) if decision == "go" else None
         if decision == "stop":
             return evaluated
         if trial is None:
@@ -154,16 +153,6 @@ def _reached(limits: RunLimits, run_count: int, study_count: int) -> bool:
     if limits.trials is not None and run_count >= limits.trials:
         return True
     return limits.trials is None and limits.study_trials is None
-
-
-def _ask(study: optuna.Study, run_id: str) -> optuna.Trial:
-    with warnings.catch_warnings():
-        # Optuna warns that heartbeats are meant for study.optimize; this loop runs Optuna's
-        # heartbeat thread itself (liveness.heartbeat), the way optimize does
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-        trial = study.ask()
-    claim(trial, run_id)
-    return trial
 
 
 def run_trial(study: optuna.Study, objective: Objective, trial: optuna.Trial) -> bool:

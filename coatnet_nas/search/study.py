@@ -23,6 +23,7 @@ from coatnet_nas.search.launchers import Launcher, SlurmOptions, launch_slurm, r
 from coatnet_nas.search.liveness import reap
 from coatnet_nas.search.objective import Objective
 from coatnet_nas.search.opening import TARGET_ATTR, open_storage, open_study
+from coatnet_nas.search.resilient import check_retry_seconds
 from coatnet_nas.search.runner import counted, run_lock_path
 from coatnet_nas.search.storage import DEFAULT_STORAGE
 from coatnet_nas.search.strategies import Pruner, Sampler
@@ -110,6 +111,7 @@ def run_search(
     enqueue: Sequence[Any] = (),
     launcher: Launcher | str = Launcher.LOCAL,
     slurm: SlurmOptions | None = None,
+    storage_retry_seconds: float | None = None,
 ) -> optuna.Study:
     """Evaluate ``trials`` new architectures in the study (created or resumed), ``workers``
     processes at once; stop early if the study holds ``study_trials`` evaluated trials.
@@ -122,6 +124,8 @@ def run_search(
     the others finished). ``enqueue`` holds specs (or YAML paths) evaluated first, as yardsticks.
     With ``launcher="slurm"`` the ``workers`` run as a SLURM job array (``slurm``'s settings;
     :mod:`~coatnet_nas.search.launchers`) working until the study holds its target.
+    ``storage_retry_seconds``: how long every process retries a storage outage (default
+    ``$COATNET_STORAGE_RETRY`` or 300 s; :mod:`~coatnet_nas.search.resilient`).
     """
     if trials is None and study_trials is None:
         raise CoatnetError("trials: give trials and/or study_trials.", param="trials")
@@ -133,11 +137,12 @@ def run_search(
     sampler = Sampler.parse(sampler, "sampler")
     pruner = Pruner.parse(pruner, "pruner")
     check_heartbeat(heartbeat_interval)
+    check_retry_seconds(storage_retry_seconds)
     name = study_name or default_study_name(config)
     yardsticks = [yardstick_params(config.space, s) for s in enqueue]
     objective = Objective(config, device=device)
     objective.data()  # fail fast (clear error, exit 2) before any storage is created
-    storage = open_storage(storage_url, heartbeat_interval)
+    storage = open_storage(storage_url, heartbeat_interval, retry_seconds=storage_retry_seconds)
     strategy = {
         "sampler": sampler.value,
         "pruner": pruner.value,
@@ -162,6 +167,7 @@ def run_search(
         device=device,
         seed=config.seed,
         run_id=run_id,
+        storage_retry_seconds=storage_retry_seconds,
     )
     if slurm is not None:  # tasks on other machines share the study's target, not a run id
         kwargs.update(trials=None, study_trials=target, run_id=None)

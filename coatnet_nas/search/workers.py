@@ -38,6 +38,7 @@ from coatnet_nas.search.opening import (
     open_study,
     strategy_of,
 )
+from coatnet_nas.search.resilient import check_retry_seconds
 from coatnet_nas.search.runner import RunLimits, drive, run_lock_path
 from coatnet_nas.search.strategies import Pruner, Sampler, make_pruner, make_sampler
 from coatnet_nas.threads import threads_per_worker
@@ -60,6 +61,7 @@ def run_worker(
     watch_parent: int | None = None,
     objective: Objective | None = None,
     run_id: str | None = None,
+    storage_retry_seconds: float | None = None,
 ) -> int:
     """Run trials of an existing study; return how many this process evaluated.
 
@@ -68,16 +70,21 @@ def run_worker(
     and ``heartbeat_interval`` default to those the study was created with. The sampler's seed
     derives from ``seed`` (default: the study's), the study's size, ``worker_index`` and the
     process id, so a resumed or concurrent run proposes new points rather than replaying.
+    ``storage_retry_seconds``: how long a storage outage is retried (default
+    ``$COATNET_STORAGE_RETRY`` or 300 s).
     """
     if trials is not None and trials < 1:
         raise CoatnetError(f"trials must be >= 1, got {trials}.", param="trials")
-    stored = strategy_of(open_study(open_storage(storage_url, None, create=False), study_name)[0])
+    check_retry_seconds(storage_retry_seconds)
+    retry = storage_retry_seconds
+    reader = open_storage(storage_url, None, create=False, retry_seconds=retry)
+    stored = strategy_of(open_study(reader, study_name)[0])
     sampler = Sampler.parse(sampler or stored.get("sampler", Sampler.TPE.value), "sampler")
     pruner = Pruner.parse(pruner or stored.get("pruner", Pruner.HYPERBAND.value), "pruner")
     if heartbeat_interval is None:
         heartbeat_interval = stored.get("heartbeat_interval", 30)  # older studies: the old default
     check_heartbeat(heartbeat_interval)
-    storage = open_storage(storage_url, heartbeat_interval, create=False)
+    storage = open_storage(storage_url, heartbeat_interval, create=False, retry_seconds=retry)
     probe, config = open_study(storage, study_name)
     if trials is None and study_trials is None:
         study_trials = int(probe.user_attrs.get(TARGET_ATTR, 0)) or None
