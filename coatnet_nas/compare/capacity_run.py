@@ -28,6 +28,7 @@ from coatnet_nas.compare.layouts import Entrant, Layout, fit_layouts, instantiat
 from coatnet_nas.cost import estimate_cost
 from coatnet_nas.data import ProxyData, Split, load_raw
 from coatnet_nas.data.tensors import adapt_images, split_indices
+from coatnet_nas.errors import CoatnetError
 from coatnet_nas.spec import ModelSpec, spec_from_dict
 from coatnet_nas.threads import cpu_threads
 from coatnet_nas.train import ProgressInfo, build_for_data
@@ -83,7 +84,14 @@ def capacity_entrants(
     """The layouts fitted at ``size`` to ``budget`` scaled by the pixel count."""
     h, w = config.train_size
     scaled = round(budget * size[0] * size[1] / (h * w))
-    return fit_layouts(base.with_image_size(size), layouts, scaled, config.vary.value)
+    try:
+        return fit_layouts(base.with_image_size(size), layouts, scaled, config.vary.value)
+    except CoatnetError as exc:
+        raise CoatnetError(
+            f"capacity runs at {size[0]}x{size[1]} (where every T stage sees enough tokens): "
+            f"{exc}; measure without them (capacity off) or change the budget.",
+            param="capacity",
+        ) from None
 
 
 _CACHE: dict[tuple, ProxyData] = {}
@@ -166,7 +174,7 @@ def run_capacity_job(
         "flops": cost.flops,
         "image_size": list(sub.image_size),
         "train_images": len(sub.train),
-        "capacity_loss": loss if finite else None,
+        "capacity_loss": loss if finite and not diverged else None,  # like fit runs' means
         "plateaued": result.plateaued and not diverged,
         "steps": result.steps,
         "curve": [[s, v if math.isfinite(v) else None] for s, v in result.curve],

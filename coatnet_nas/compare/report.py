@@ -143,7 +143,8 @@ def _notes(run: CompareRun, rows: list[Row]) -> list[str]:
         )
     if run.config.capacity.enabled:
         wanted = len(run.entrants) * len(run.config.seeds)
-        capped = sum(not r.get("plateaued") for r in run.capacity)
+        capped = sum(r.get("status") == "capped" for r in run.capacity)
+        diverged = sum(r.get("status") == "diverged" for r in run.capacity)
         if len(run.capacity) < wanted:
             notes.append(
                 f"{len(run.capacity)} of {wanted} capacity runs are finished; run the same "
@@ -153,6 +154,10 @@ def _notes(run: CompareRun, rows: list[Row]) -> list[str]:
             notes.append(
                 f"{capped} capacity run(s) stopped at the step cap before a plateau: their "
                 "capacity_loss is an upper bound; raise the capacity step cap for a tighter one."
+            )
+        if diverged:
+            notes.append(
+                f"{diverged} capacity run(s) diverged; they are left out of capacity_loss."
             )
     diverged = sum(r.diverged for r in rows)
     if diverged:
