@@ -6,6 +6,10 @@ tables, both rankings next to the paper's, and (``--json``) one JSON object. Res
 the same arguments to finish an interrupted run (``--fresh`` starts over).
 
     .venv/bin/python benchmarks/bench_compare.py [--workers 2] [--steps 160] [--json]
+
+``--capacity`` adds the capacity runs (trained to a plateau on a fixed set at a size where every
+T stage sees 4x4 tokens) and the fit_loss / capacity_loss table; they are off by default so the
+default run keeps its documented cost.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import torch
 
 from coatnet_nas.compare import (
     DEFAULT_TRAIN,
+    CapacityOptions,
     CompareConfig,
     CompareRecipe,
     parse_regimes,
@@ -48,6 +53,11 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=1, help="CPU threads per worker")
+    p.add_argument("--capacity", action="store_true", help="also measure capacity")
+    p.add_argument("--capacity-images", type=int, default=512)
+    p.add_argument("--capacity-batch-size", type=int, default=32)
+    p.add_argument("--capacity-steps", type=int, default=300)
+    p.add_argument("--capacity-eval-every", type=int, default=25)
     p.add_argument("--out", default=str(ROOT / "runs" / "bench-compare"))
     p.add_argument("--fresh", action="store_true")
     p.add_argument("--json", action="store_true")
@@ -65,6 +75,13 @@ def main() -> None:
         seeds=tuple(range(args.seeds)),
         recipe=CompareRecipe(
             DEFAULT_TRAIN.evolve(epochs=None, steps=args.steps, batch_size=args.batch_size)
+        ),
+        capacity=CapacityOptions(
+            enabled=args.capacity,
+            images=args.capacity_images,
+            batch_size=args.capacity_batch_size,
+            steps=args.capacity_steps,
+            eval_every=args.capacity_eval_every,
         ),
     )
     load_before = os.getloadavg()
@@ -132,6 +149,15 @@ def main() -> None:
                 f"| {r.layout} | {human(r.params)} | {r.train_loss.fmt(3)} | "
                 f"{r.train_accuracy.fmt(1, 100)} | {r.val_accuracy.fmt(1, 100)} | "
                 f"{r.gap.fmt(1, 100)} |"
+            )
+    if summary.run.capacity:
+        side = summary.run.capacity[0]["image_size"][0]
+        print(f"\n| layout ({side}px capacity) | fit_loss | capacity_loss | steps | plateaued |")
+        print("| --- | --- | --- | --- | --- |")
+        for m in summary.measures:
+            print(
+                f"| {m.layout} | {m.fit_loss.fmt(3)} | {m.capacity_loss.fmt(3)} | "
+                f"{m.capacity_steps.fmt(0)} | {m.capacity_plateaued}/{m.capacity_runs} |"
             )
     for name, ranking in summary.rankings.items():
         check = summary.paper[name]

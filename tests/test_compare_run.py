@@ -16,6 +16,7 @@ import torch
 
 from coatnet_nas.cli import run
 from coatnet_nas.compare import (
+    CapacityOptions,
     CompareConfig,
     CompareEvent,
     CompareRecipe,
@@ -59,6 +60,7 @@ FAST = [
     "1",
     "--device",
     "cpu",
+    "--no-capacity",  # capacity runs: tests/test_compare_capacity.py
 ]
 
 
@@ -82,6 +84,7 @@ def _config(base_path: Path, **changes) -> CompareConfig:
             TrainRecipe(epochs=None, steps=2, batch_size=32, drop_path_rate=0.0),
             train_eval_images=64,
         ),
+        capacity=CapacityOptions(enabled=False),
     )
     settings.update(changes)
     return CompareConfig(**settings)
@@ -105,9 +108,9 @@ def test_cli_writes_table_rankings_csv_json_and_figure(
     assert small["train_images"] == round(0.3 * 270) and summary["regime_sizes"]["full"] == 270
     ranks = summary["rankings"]
     assert ranks["generalization"]["regime"] == "small"
-    assert ranks["capacity"]["regime"] == "full"
-    assert sorted(ranks["capacity"]["text"].replace("≈", ">").split(" > ")) == sorted(layouts)
-    for name in ("generalization", "capacity"):
+    assert ranks["fitting_speed"]["regime"] == "full" and "capacity" not in ranks
+    assert sorted(ranks["fitting_speed"]["text"].replace("≈", ">").split(" > ")) == sorted(layouts)
+    for name in ("generalization", "fitting_speed"):
         assert summary["paper"][name]["paper"].endswith(("ViT", "C-C-C-C"))
         assert len(summary["paper"][name]["pairs"]) == 10
     assert summary["ran"] == 20 and summary["resumed"] == 0

@@ -39,6 +39,7 @@ from coatnet_nas.cli.options import (
     choice,
 )
 from coatnet_nas.cli.options import Holdout as HoldoutOption
+from coatnet_nas.compare.capacity import CapacityOptions
 from coatnet_nas.compare.config import (
     DEFAULT_LAYOUTS,
     DEFAULT_TRAIN,
@@ -54,6 +55,8 @@ from coatnet_nas.units import human, parse_flops
 DEFAULT_BASE = preset_path("coatnet0")  # bundled package data, found wherever the package is
 EXIT_RUNS_FAILED = 1
 D = DEFAULT_TRAIN
+CAP = CapacityOptions()
+CAPACITY = "Capacity (trained to a plateau)"
 
 
 def _opt(flag: str, panel: str, help: str, metavar: str | None = None) -> Any:
@@ -172,6 +175,51 @@ def compare(
         f"Training images the clean final train loss uses (default {DEFAULT_TRAIN_EVAL_IMAGES}).",
         "N",
     ),
+    capacity: bool = typer.Option(
+        True,
+        "--capacity/--no-capacity",
+        rich_help_panel=CAPACITY,
+        help="Also measure capacity: each layout and seed trained to a plateau on a fixed set, "
+        "at a size where every T stage sees >= 4x4 tokens (--no-capacity: fitting speed only).",
+    ),
+    capacity_images: int | None = _opt(
+        "--capacity-images",
+        CAPACITY,
+        f"Size of the fixed training set, drawn from the largest regime (default {CAP.images}).",
+        "N",
+    ),
+    capacity_steps: int | None = _opt(
+        "--capacity-steps",
+        CAPACITY,
+        f"Step cap of a capacity run, reached if no plateau comes first (default {CAP.steps}).",
+        "N",
+    ),
+    capacity_batch_size: int | None = _opt(
+        "--capacity-batch-size",
+        CAPACITY,
+        f"Batch size of capacity runs (constant learning rate {CAP.lr:g}; default "
+        f"{CAP.batch_size}).",
+        "N",
+    ),
+    capacity_eval_every: int | None = _opt(
+        "--capacity-eval-every",
+        CAPACITY,
+        f"Steps between clean-loss evaluations on the fixed set (default {CAP.eval_every}).",
+        "N",
+    ),
+    capacity_patience: int | None = _opt(
+        "--capacity-patience",
+        CAPACITY,
+        f"Plateau: this many evaluations without improving the best before them by "
+        f"--capacity-min-delta (default {CAP.patience}).",
+        "N",
+    ),
+    capacity_min_delta: float | None = _opt(
+        "--capacity-min-delta",
+        CAPACITY,
+        f"Plateau: the relative loss improvement that still counts (default {CAP.min_delta:g}).",
+        "FRACTION",
+    ),
     workers: int = typer.Option(
         1,
         "--workers",
@@ -206,7 +254,8 @@ def compare(
 ) -> None:
     """Train layouts at one FLOPs budget in a small and a large data regime, and rank them.
 
-    Generalization (val accuracy with scarce data) and capacity (train loss with plentiful data)
+    Generalization (val accuracy with scarce data), fitting speed (train loss after the fixed
+    budget with plentiful data) and capacity (the lowest train loss when trained to a plateau)
     are ranked next to the CoAtNet paper's rankings. Re-running the same command resumes where
     it stopped.
 
@@ -243,6 +292,7 @@ def compare(
         regimes=parse_regimes(regimes),
         seeds=tuple(range(seeds)),
         recipe=recipe,
+        capacity=_capacity_options(ctx.params),
     )
     config.validate()  # cheap checks before the data is read for its size
     if config.image_size is None:
@@ -258,6 +308,14 @@ def compare(
         compare_view.report(summary)
     if result.errors:
         raise typer.Exit(EXIT_RUNS_FAILED)
+
+
+def _capacity_options(params: dict[str, Any]) -> CapacityOptions:
+    """The ``--capacity-*`` flags that were given, over the library's defaults."""
+    given = {k.removeprefix("capacity_"): v for k, v in params.items() if k.startswith("capacity_")}
+    return CapacityOptions(
+        enabled=params["capacity"], **{k: v for k, v in given.items() if v is not None}
+    )
 
 
 def _run_shown(config: Any, out_dir: Path, run: dict, quiet: bool, tensorboard: Any) -> Any:

@@ -61,7 +61,7 @@ class Display:
                 console.print(f"run failed: {key}: {event.message}", markup=False)
             elif event.record is not None:
                 r = event.record
-                val = r["val_accuracy"]
+                val = r.get("val_accuracy")
                 bar.update(self.total, stats=f"last: {key} val {val:.3f}" if val else key)
 
     def stop(self) -> None:
@@ -89,13 +89,19 @@ class Lines:
             return
         self.done += 1
         job = event.job
-        head = f"[{self.done}/{self.total}] {job.layout} {job.regime.name} seed {job.seed}"
+        where = "capacity" if job.kind == "capacity" else job.regime.name
+        head = f"[{self.done}/{self.total}] {job.layout} {where} seed {job.seed}"
         if event.kind == "error":
             console.print(f"{head}: failed: {event.message}", markup=False)
             return
         r = event.record or {}
         val = r.get("val_accuracy")
         acc = f"val acc {val * 100:.1f}%" if val is not None else f"status {r.get('status')}"
+        if job.kind == "capacity":
+            loss = r.get("capacity_loss")
+            acc = f"{r.get('status')} at step {r.get('steps')}, loss " + (
+                f"{loss:.3f}" if loss is not None else "-"
+            )
         console.print(f"{head}: {acc}, {r.get('seconds', 0):.1f}s", markup=False)
 
     def stop(self) -> None:
@@ -115,6 +121,8 @@ def report(summary: Any) -> None:
         rows = summary.regime_rows(regime.name)
         if rows:
             console.print(table(summary, regime, rows))
+    if summary.measures:
+        console.print(measures_table(summary))
     if len(run.config.seeds) == 1:
         console.print(
             "rankings, best first (one seed: no spread measured; rankings are by the single run):",
@@ -123,9 +131,10 @@ def report(summary: Any) -> None:
     else:
         console.print("rankings, best first (> better beyond seed spread, ≈ tie):", markup=False)
     for name, ranking in summary.rankings.items():
-        metric = "val accuracy" if name == "generalization" else "clean train loss"
+        metric = METRICS.get(name, name)
         check = summary.paper[name]
-        console.print(f"[bold]{name}[/] ({metric}, regime {ranking.regime})", highlight=False)
+        title = name.replace("_", " ")
+        console.print(f"[bold]{title}[/] ({metric}, regime {ranking.regime})", highlight=False)
         console.print(f"  measured: {ranking.text()}", markup=False)
         console.print(f"  paper:    {check.paper}", markup=False)
         console.print(f"  {check.sentence()}", markup=False)
@@ -134,6 +143,37 @@ def report(summary: Any) -> None:
     for error in run.errors:
         console.print(f"failed: {error}", markup=False)
     console.print(f"outputs in {run.out_dir}/: {', '.join(summary.files)}", markup=False)
+
+
+METRICS = {
+    "generalization": "val accuracy",
+    "fitting_speed": "clean train loss after the fixed budget",
+    "capacity": "lowest clean train loss, trained to a plateau on a fixed set",
+}
+
+
+def measures_table(summary: Any) -> Table:
+    """Per layout: fitting speed and capacity, the two lower-is-better loss measures."""
+    first = summary.measures[0]
+    cap = next((m for m in summary.measures if m.capacity_runs), None)
+    where = (
+        f"{cap.capacity_image_size}px, {summary.run.capacity[0]['train_images']:,} images"
+        if cap is not None and summary.run.capacity
+        else "not measured"
+    )
+    table = Table(title=f"fitting speed (regime {first.regime}) vs capacity ({where})")
+    for col in ("layout", "params", "fit loss", "capacity loss", "steps", "plateaued"):
+        table.add_column(col, justify="left" if col == "layout" else "right")
+    for m in summary.measures:
+        table.add_row(
+            m.layout,
+            human(m.params) if m.params else "-",
+            m.fit_loss.fmt(3),
+            m.capacity_loss.fmt(3),
+            m.capacity_steps.fmt(0),
+            f"{m.capacity_plateaued}/{m.capacity_runs}",
+        )
+    return table
 
 
 def table(summary: Any, regime: Any, rows: list[Any]) -> Table:

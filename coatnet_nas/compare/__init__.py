@@ -6,7 +6,9 @@ budget, trains each in every data regime with every seed (resumably), and ``summ
 
 Modules: ``config`` (what a comparison is), ``layouts`` (layout words, iso-FLOPs fitting),
 ``job`` (one run and its data), ``pool`` (worker processes), ``runner`` (the resumable loop),
-``store`` (results file), ``analysis`` (stats, rankings, the paper) and ``report`` (files).
+``store`` (results file), ``analysis`` (stats, rankings, the paper), ``capacity`` and
+``capacity_run`` (runs trained to a plateau), ``measures`` (fitting speed vs capacity per layout)
+and ``report`` (files).
 Names load on first use, so the command line can read the defaults without importing torch.
 """
 
@@ -21,6 +23,12 @@ _EXPORTS = {
     "aggregate": "coatnet_nas.compare.analysis",
     "compare_with_paper": "coatnet_nas.compare.analysis",
     "rankings": "coatnet_nas.compare.analysis",
+    "CapacityOptions": "coatnet_nas.compare.capacity",
+    "Plateau": "coatnet_nas.compare.capacity",
+    "train_to_plateau": "coatnet_nas.compare.capacity",
+    "capacity_size": "coatnet_nas.compare.capacity_run",
+    "LayoutMeasures": "coatnet_nas.compare.measures",
+    "layout_measures": "coatnet_nas.compare.measures",
     "DEFAULT_LAYOUTS": "coatnet_nas.compare.config",
     "DEFAULT_REGIMES": "coatnet_nas.compare.config",
     "DEFAULT_TRAIN": "coatnet_nas.compare.config",

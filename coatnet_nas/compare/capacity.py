@@ -22,7 +22,14 @@ from typing import Any
 
 from coatnet_nas.errors import CoatnetError
 
-__all__ = ["CapacityResult", "Plateau", "min_size_for_tokens", "plateaued", "train_to_plateau"]
+__all__ = [
+    "CapacityOptions",
+    "CapacityResult",
+    "Plateau",
+    "min_size_for_tokens",
+    "plateaued",
+    "train_to_plateau",
+]
 
 
 @dataclass(frozen=True)
@@ -45,6 +52,68 @@ class Plateau:
             raise CoatnetError(
                 f"plateau: min_delta must be in [0, 1), got {self.min_delta}.", param="plateau"
             )
+
+
+@dataclass(frozen=True)
+class CapacityOptions:
+    """How ``coatnet compare`` measures capacity (``enabled`` False: fitting speed only).
+
+    Each (layout, seed) trains on one fixed set of ``images`` training images drawn (with the
+    data seed) from the largest regime, at the smallest square size where every T stage of every
+    layout sees ``tokens`` x ``tokens`` (never below the comparison's own size), with the layouts
+    re-fitted there to the comparison's budget scaled by the pixel count. It stops at a plateau
+    (``patience`` evaluations every ``eval_every`` steps that improve the best clean loss before
+    them by less than ``min_delta``, relative) or after ``steps`` steps.
+    """
+
+    enabled: bool = True
+    images: int = 2048
+    steps: int = 1000
+    patience: int = 3
+    min_delta: float = 0.02
+    eval_every: int = 50
+    lr: float = 2e-3
+    batch_size: int = 64
+    tokens: int = 4
+
+    def __post_init__(self) -> None:
+        ints = {
+            "images": (self.images, 2),
+            "steps": (self.steps, 1),
+            "patience": (self.patience, 1),
+            "eval_every": (self.eval_every, 1),
+            "batch_size": (self.batch_size, 1),
+            "tokens": (self.tokens, 1),
+        }
+        for name, (value, low) in ints.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise CoatnetError(
+                    f"capacity.{name} must be a whole number >= {low}, got {value!r}.",
+                    param=f"capacity.{name}",
+                )
+        if self.steps < self.eval_every:
+            raise CoatnetError(
+                f"capacity.steps must be >= the evaluation interval `capacity.eval_every` "
+                f"= {self.eval_every}, got {self.steps}: the plateau is judged on evaluations.",
+                param="capacity.steps",
+            )
+        if not 0 <= self.min_delta < 1:
+            raise CoatnetError(
+                f"capacity.min_delta must be in [0, 1) (a relative improvement), got "
+                f"{self.min_delta!r}.",
+                param="capacity.min_delta",
+            )
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise CoatnetError(
+                f"capacity.lr must be positive, got {self.lr!r}.", param="capacity.lr"
+            )
+
+    @property
+    def plateau(self) -> Plateau:
+        return Plateau(self.patience, self.min_delta, self.eval_every, self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 def plateaued(losses: Sequence[float], patience: int, min_delta: float) -> bool:
@@ -88,8 +157,13 @@ def train_to_plateau(
     eval_images: int = 2048,
     seed: int = 0,
     device: str = "cpu",
+    threads: int | None = None,
+    progress: Any = None,
 ) -> CapacityResult:
-    """Train ``model`` in place on ``data``'s training split until :func:`plateaued`."""
+    """Train ``model`` in place on ``data``'s training split until :func:`plateaued`.
+
+    ``progress`` receives the trainer's throttled :class:`~coatnet_nas.train.ProgressInfo`.
+    """
     from coatnet_nas.compare.job import clean_metrics
     from coatnet_nas.train import Runtime, train_model
     from coatnet_nas.train.recipe import TrainRecipe
@@ -113,11 +187,14 @@ def train_to_plateau(
         curve.append((report.step, loss))
         return plateaued([c[1] for c in curve], plateau.patience, plateau.min_delta)
 
-    result = train_model(model, data, recipe, measure, runtime=Runtime(device=device), seed=seed)
+    runtime = Runtime(device=device, threads=threads)
+    result = train_model(
+        model, data, recipe, measure, runtime=runtime, seed=seed, progress=progress
+    )
     finite = [loss for _, loss in curve if math.isfinite(loss)]
     return CapacityResult(
         capacity_loss=min(finite) if finite else float("nan"),
         steps=result.steps,
-        plateaued=result.status == "stopped" or (bool(curve) and result.steps < plateau.max_steps),
+        plateaued=plateaued([c[1] for c in curve], plateau.patience, plateau.min_delta),
         curve=curve,
     )

@@ -13,6 +13,7 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from coatnet_nas.compare.capacity import CapacityOptions
 from coatnet_nas.data.options import Holdout
 from coatnet_nas.errors import CoatnetError, as_choice
 from coatnet_nas.scaling import Vary
@@ -143,7 +144,9 @@ class CompareConfig:
     spec's own cost there); ``image_size`` None trains at the base spec's size (see
     :func:`~coatnet_nas.compare.natural_image_size` for the data's); ``depth_mult`` shrinks the
     base's depths before fitting (CPU proxies). ``data_seed`` seeds the validation split and the
-    regime subsets; ``seeds`` are the per-run seeds (model init, batch order).
+    regime subsets; ``seeds`` are the per-run seeds (model init, batch order). ``capacity`` says
+    how capacity runs (trained to a plateau) are made; its settings are stored with each capacity
+    run rather than in the fingerprint, so changing them re-runs only those runs.
     """
 
     base: ModelSpec
@@ -160,6 +163,7 @@ class CompareConfig:
     regimes: tuple[Regime, ...] = DEFAULT_REGIMES
     seeds: tuple[int, ...] = (0, 1, 2)
     recipe: CompareRecipe = field(default_factory=CompareRecipe)
+    capacity: CapacityOptions = field(default_factory=CapacityOptions)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vary", as_choice(Vary, self.vary, "vary"))
@@ -182,6 +186,8 @@ class CompareConfig:
             )
         if not isinstance(self.recipe, CompareRecipe):
             raise CoatnetError("recipe must be a CompareRecipe.", param="recipe")
+        if not isinstance(self.capacity, CapacityOptions):
+            raise CoatnetError("capacity must be a CapacityOptions.", param="capacity")
 
     @property
     def train_size(self) -> tuple[int, int]:
@@ -213,6 +219,7 @@ class CompareConfig:
             "regimes": [asdict(r) for r in self.regimes],
             "seeds": list(self.seeds),
             "data_dir": self.data_dir,
+            "capacity": self.capacity.to_dict(),
         }
 
 

@@ -29,13 +29,26 @@ from coatnet_nas.train import ProgressInfo, Runtime, build_for_data, train_model
 
 @dataclass(frozen=True)
 class Job:
-    """One run: a fitted layout trained on one regime with one seed."""
+    """One run: a fitted layout trained on one regime with one seed.
+
+    ``kind`` is ``fit`` (the fixed-budget run of a regime) or ``capacity`` (trained to a plateau
+    on a fixed set drawn from ``regime``; ``settings`` are its options, stored with its record,
+    and a stored record with other settings is run again).
+    """
 
     key: str
     layout: str
     regime: Regime
     seed: int
     spec: dict[str, Any]
+    kind: str = "fit"
+    settings: dict[str, Any] | None = None
+
+    def matches(self, record: dict[str, Any] | None) -> bool:
+        """Whether a stored record is this run's (same fitted spec and settings)."""
+        if not record or record.get("spec") != self.spec:
+            return False
+        return record.get("capacity") == self.settings
 
 
 @dataclass
@@ -115,12 +128,19 @@ def regime_data(data: ProxyData, regime: Regime, seed: int = 0) -> ProxyData:
     Normalization statistics stay those of the full pool, so every regime sees the same inputs.
     """
     n = len(data.train)
-    keep = min(n, max(2, round(n * regime.fraction)))
-    if keep == n:
+    order = regime_positions(n, regime, seed)
+    if len(order) == n:
         return data
-    order = np.sort(np.random.default_rng(seed).permutation(n)[:keep])
     idx = torch.from_numpy(order).to(data.train.labels.device)
     return replace(data, train=Split(data.train.images[idx], data.train.labels[idx]))
+
+
+def regime_positions(n: int, regime: Regime, seed: int = 0) -> np.ndarray:
+    """Sorted positions in a training split of ``n`` images that ``regime`` keeps."""
+    keep = min(n, max(2, round(n * regime.fraction)))
+    if keep == n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).permutation(n)[:keep])
 
 
 @torch.inference_mode()
@@ -178,6 +198,7 @@ def run_job(
     val = result.val_accuracy if result.status != "diverged" else float("nan")
     return {
         "key": job.key,
+        "kind": "fit",
         "layout": job.layout,
         "regime": job.regime.name,
         "fraction": job.regime.fraction,

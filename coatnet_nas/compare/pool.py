@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
+from coatnet_nas.compare.capacity_run import execute
 from coatnet_nas.compare.config import CompareConfig
-from coatnet_nas.compare.job import CompareEvent, Job, load_data, run_job
+from coatnet_nas.compare.job import CompareEvent, Job, load_data
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.threads import threads_per_worker
 from coatnet_nas.train import ProgressInfo
@@ -116,11 +117,10 @@ def _worker_main(
             return
         events.put(("start", index, job, None))
         try:
-            record = run_job(
+            record = execute(
                 job,
                 data,
-                config.recipe,
-                data_seed=config.data_seed,
+                config,
                 device=device,
                 threads=threads,
                 progress=lambda info, job=job: progress(info, job),

@@ -1,4 +1,5 @@
-"""Outputs of a comparison: ``runs.csv``, ``summary.csv``, ``compare.json`` and ``compare.png``.
+"""Outputs of a comparison: ``runs.csv``, ``summary.csv``, ``layouts.csv`` (per layout:
+``fit_loss`` and ``capacity_loss``), ``compare.json`` and ``compare.png``.
 
 The figure follows the paper's Figure 1: one panel per data regime, layouts along the x axis,
 final (clean) train loss as bars on the left axis and val accuracy as a line on the right axis,
@@ -29,11 +30,18 @@ from coatnet_nas.compare.analysis import (
     compare_with_paper,
     rankings,
 )
+from coatnet_nas.compare.measures import (
+    CSV_COLUMNS,
+    LayoutMeasures,
+    capacity_ranking,
+    layout_measures,
+)
 from coatnet_nas.compare.runner import CompareRun
 from coatnet_nas.units import human
 
 RUN_COLUMNS = (
     "key",
+    "kind",
     "layout",
     "regime",
     "fraction",
@@ -48,6 +56,9 @@ RUN_COLUMNS = (
     "val_accuracy",
     "gap",
     "running_train_loss",
+    "capacity_loss",
+    "plateaued",
+    "image_size",
     "steps",
     "epochs",
     "seconds",
@@ -59,13 +70,15 @@ STATS = ("train_loss", "train_accuracy", "val_accuracy", "gap", "seconds")
 
 @dataclass
 class Summary:
-    """Everything a report shows: rows per regime, the two rankings, the paper check, notes."""
+    """Everything a report shows: rows per regime, the per-layout measures (fitting speed and
+    capacity), the rankings, the paper check, notes."""
 
     run: CompareRun
     rows: list[Row]
     rankings: dict[str, Ranking]
     paper: dict[str, PaperComparison]
     notes: list[str] = field(default_factory=list)
+    measures: list[LayoutMeasures] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
 
     def regime_rows(self, regime: str) -> list[Row]:
@@ -82,9 +95,13 @@ class Summary:
                 "regime_sizes": run.regime_sizes,
                 "layouts": [e.describe() for e in run.entrants],
                 "rows": [r.to_dict() for r in self.rows],
+                "measures": [m.to_dict() for m in self.measures],
                 "rankings": {k: v.to_dict() for k, v in self.rankings.items()},
                 "paper": {k: v.to_dict() for k, v in self.paper.items()},
                 "runs": [{k: v for k, v in r.items() if k != "spec"} for r in run.records],
+                "capacity_runs": [
+                    {k: v for k, v in r.items() if k != "spec"} for r in run.capacity
+                ],
                 "ran": run.ran,
                 "resumed": run.resumed,
                 "errors": run.errors,
@@ -101,9 +118,13 @@ def summarize(run: CompareRun) -> Summary:
     names = [e.name for e in run.entrants]
     rows = aggregate(run.records, names, config.regimes, run.regime_sizes)
     ranks = rankings(rows, config.regimes)
+    measures = layout_measures(rows, run.capacity, names, config.regimes)
+    capacity = capacity_ranking(measures)
+    if capacity is not None:
+        ranks["capacity"] = capacity
     vit = next((e.name for e in run.entrants if e.layout.vit), None)
     paper = {k: compare_with_paper(r, vit) for k, r in ranks.items()}
-    return Summary(run, rows, ranks, paper, notes=_notes(run, rows))
+    return Summary(run, rows, ranks, paper, notes=_notes(run, rows), measures=measures)
 
 
 def _notes(run: CompareRun, rows: list[Row]) -> list[str]:
@@ -120,6 +141,24 @@ def _notes(run: CompareRun, rows: list[Row]) -> list[str]:
             f"{len(run.records)} of {expected} runs are finished; run the same command again to "
             "complete the comparison."
         )
+    if run.config.capacity.enabled:
+        wanted = len(run.entrants) * len(run.config.seeds)
+        capped = sum(r.get("status") == "capped" for r in run.capacity)
+        diverged = sum(r.get("status") == "diverged" for r in run.capacity)
+        if len(run.capacity) < wanted:
+            notes.append(
+                f"{len(run.capacity)} of {wanted} capacity runs are finished; run the same "
+                "command again to complete them."
+            )
+        if capped:
+            notes.append(
+                f"{capped} capacity run(s) stopped at the step cap before a plateau: their "
+                "capacity_loss is an upper bound; raise the capacity step cap for a tighter one."
+            )
+        if diverged:
+            notes.append(
+                f"{diverged} capacity run(s) diverged; they are left out of capacity_loss."
+            )
     diverged = sum(r.diverged for r in rows)
     if diverged:
         notes.append(f"{diverged} run(s) diverged; their metrics are left out of the means.")
@@ -132,21 +171,28 @@ def _notes(run: CompareRun, rows: list[Row]) -> list[str]:
             h, w = vit.spec.resolutions()[-1]
             tokens = f"; {vit.name} tokens {h}x{w}"
         if min(base.resolutions()[-1]) < 4:
+            where = ""
+            if run.capacity:
+                side = run.capacity[0]["image_size"][0]
+                where = f" (capacity runs train at {side}px, where every T stage sees >= 4x4)"
             notes.append(
                 f"stage grids at {run.config.train_size[0]}px: {', '.join(grids)}{tokens}. "
                 "Attention on grids below 4x4 sees little spatial structure, so at this "
-                "resolution late T stages act mostly as per-token MLPs."
+                f"resolution late T stages act mostly as per-token MLPs{where}."
             )
     return notes
 
 
 # --- files -----------------------------------------------------------------------------------
 def write_outputs(summary: Summary, out_dir: Path | None = None) -> dict[str, Path]:
-    """Write runs.csv, summary.csv, compare.json and compare.png; return their paths."""
+    """Write runs.csv, summary.csv, layouts.csv, compare.json and compare.png; return paths."""
     out = ensure_dir(out_dir or summary.run.out_dir, param="out_dir")
     files = {
         "runs.csv": _write_runs(summary, out / "runs.csv"),
         "summary.csv": _write_summary(summary, out / "summary.csv"),
+        "layouts.csv": _write_csv(
+            out / "layouts.csv", list(CSV_COLUMNS), [m.csv_row() for m in summary.measures]
+        ),
     }
     if summary.rows:
         files["compare.png"] = plot(summary, out / "compare.png")
@@ -167,8 +213,17 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
 
 
 def _write_runs(summary: Summary, path: Path) -> Path:
-    rows = [[record.get(k) for k in RUN_COLUMNS] for record in summary.run.records]
+    records = [*summary.run.records, *summary.run.capacity]
+    rows = [[_cell(record, k) for k in RUN_COLUMNS] for record in records]
     return _write_csv(path, list(RUN_COLUMNS), rows)
+
+
+def _cell(record: dict[str, Any], column: str) -> Any:
+    if column == "kind":
+        return record.get("kind", "fit")
+    if column == "image_size" and record.get("image_size"):
+        return "x".join(str(v) for v in record["image_size"])
+    return record.get(column)
 
 
 def _write_summary(summary: Summary, path: Path) -> Path:

@@ -18,8 +18,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from coatnet_nas import signals
+from coatnet_nas.compare.capacity_run import CAPACITY, execute, plan_capacity
 from coatnet_nas.compare.config import CompareConfig, canonical_fingerprint, run_key
-from coatnet_nas.compare.job import CompareEvent, Job, load_data, regime_data, run_job
+from coatnet_nas.compare.job import CompareEvent, Job, load_data, regime_data
 from coatnet_nas.compare.layouts import Entrant, fit_layouts, parse_layouts
 from coatnet_nas.compare.pool import run_workers
 from coatnet_nas.compare.store import RunStore
@@ -33,7 +34,11 @@ from coatnet_nas.train import ProgressInfo, spec_for_data
 
 @dataclass
 class CompareRun:
-    """The outcome: fitted layouts, the data, and every finished run of this comparison."""
+    """The outcome: fitted layouts, the data, and every finished run of this comparison.
+
+    ``records`` are the fixed-budget runs of the regimes, ``capacity`` the runs trained to a
+    plateau (empty when capacity is not measured).
+    """
 
     config: CompareConfig
     out_dir: Path
@@ -41,6 +46,7 @@ class CompareRun:
     data: dict[str, Any]
     regime_sizes: dict[str, int]
     records: list[dict[str, Any]]
+    capacity: list[dict[str, Any]] = field(default_factory=list)
     ran: int = 0
     resumed: int = 0
     errors: list[str] = field(default_factory=list)
@@ -93,7 +99,9 @@ def run_compare(
     fresh: bool = False,
     on_event: Callable[[CompareEvent], None] | None = None,
 ) -> CompareRun:
-    """Fit the layouts, then train every run not already in ``out_dir``'s results file.
+    """Fit the layouts, then train every run not already in ``out_dir``'s results file: the
+    fixed-budget runs of every regime, then (``config.capacity``) one run to a plateau per layout
+    and seed.
 
     Re-running the same comparison skips finished runs (a run whose fitted spec changed is run
     again); ``fresh`` discards the stored runs first. ``on_event`` sees every start, throttled
@@ -110,10 +118,10 @@ def run_compare(
     base = adapted_base(config, data)
     layouts = parse_layouts(config.layouts, len(base.stages))
     entrants = fit_layouts(base, layouts, config.flops, config.vary.value)
-    jobs = plan(config, entrants)
+    jobs = plan(config, entrants) + plan_capacity(config, base, layouts, entrants[0].budget)
     store = RunStore(out_dir)  # only now: a comparison that cannot start leaves no files
     done = store.open(config.fingerprint(), fresh=fresh, canonical=canonical_fingerprint)
-    pending = [j for j in jobs if done.get(j.key, {}).get("spec") != j.spec]
+    pending = [j for j in jobs if not j.matches(done.get(j.key))]
     errors: list[str] = []
     emit = on_event or (lambda event: None)
     in_flight: set[str] = set()
@@ -138,12 +146,12 @@ def run_compare(
             run_workers(pending, config, str(dev), min(workers, len(pending)), threads, finished)
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: say why in the results folder
         with signals.exit_at_once():  # a second stop during this bookkeeping exits at once
-            ended = sum(done.get(j.key, {}).get("spec") == j.spec for j in jobs)
+            ended = sum(j.matches(done.get(j.key)) for j in jobs)
             store.mark_interrupted(signals.stop_name(exc), in_flight, ended, len(jobs) - ended)
         raise
     if not errors:
         store.clear_interrupted()
-    records = [done[j.key] for j in jobs if done.get(j.key, {}).get("spec") == j.spec]
+    records = [done[j.key] for j in jobs if j.matches(done.get(j.key))]
     return CompareRun(
         config=config,
         out_dir=store.out_dir,
@@ -152,7 +160,8 @@ def run_compare(
         regime_sizes={
             r.name: len(regime_data(data, r, config.data_seed).train) for r in config.regimes
         },
-        records=records,
+        records=[r for r in records if r.get("kind", "fit") != CAPACITY],
+        capacity=[r for r in records if r.get("kind") == CAPACITY],
         ran=len(pending) - len(errors),
         resumed=len(jobs) - len(pending),
         errors=errors,
@@ -175,15 +184,7 @@ def _run_inline(
             emit(CompareEvent("progress", job, info=info))
 
         try:
-            record = run_job(
-                job,
-                data,
-                config.recipe,
-                data_seed=config.data_seed,
-                device=device,
-                threads=threads,
-                progress=progress,
-            )
+            record = execute(job, data, config, device=device, threads=threads, progress=progress)
         except CoatnetError:
             raise
         except Exception as exc:  # one broken run must not take the comparison down
