@@ -43,7 +43,7 @@ _EXPORTS = {
     "CompareEvent": "coatnet_nas.compare.job",
     "Job": "coatnet_nas.compare.job",
     "SizeChoice": "coatnet_nas.compare.job",
-    "clean_metrics": "coatnet_nas.compare.job",
+    "clean_metrics": "coatnet_nas.compare.clean",
     "natural_image_size": "coatnet_nas.compare.job",
     "regime_data": "coatnet_nas.compare.job",
     "run_job": "coatnet_nas.compare.job",

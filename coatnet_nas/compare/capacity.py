@@ -164,7 +164,7 @@ def train_to_plateau(
 
     ``progress`` receives the trainer's throttled :class:`~coatnet_nas.train.ProgressInfo`.
     """
-    from coatnet_nas.compare.job import clean_metrics
+    from coatnet_nas.compare.clean import clean_metrics
     from coatnet_nas.train import Runtime, train_model
     from coatnet_nas.train.recipe import TrainRecipe
 

@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
+from coatnet_nas.compare.clean import clean_metrics
 from coatnet_nas.compare.config import CompareConfig, CompareRecipe, Regime
 from coatnet_nas.data import ProxyData, Split, load_raw, parse_name, prepare_data
 from coatnet_nas.spec import ModelSpec, spec_from_dict
@@ -144,30 +143,6 @@ def regime_positions(n: int, regime: Regime, seed: int = 0) -> np.ndarray:
 
 
 @torch.inference_mode()
-def clean_metrics(
-    model: nn.Module, data: ProxyData, limit: int, batch_size: int = 512
-) -> tuple[float, float]:
-    """Cross-entropy and accuracy on the first ``limit`` training images, eval mode, unaugmented."""
-    device = next(model.parameters()).device
-    data = data.to(device)
-    was_training = model.training
-    model.eval()
-    n = min(limit, len(data.train))
-    loss = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
-    try:
-        for start in range(0, n, batch_size):
-            end = min(n, start + batch_size)
-            images = data.normalize(data.train.images[start:end])
-            labels = data.train.labels[start:end]
-            logits = model(images).float()
-            loss += F.cross_entropy(logits, labels, reduction="sum").double()
-            correct += (logits.argmax(dim=1) == labels).sum()
-    finally:
-        model.train(was_training)
-    return loss.item() / max(1, n), correct.item() / max(1, n)
-
-
 def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
