@@ -110,6 +110,7 @@ def run_search(
     enqueue: Sequence[Any] = (),
     launcher: Launcher | str = Launcher.LOCAL,
     slurm: SlurmOptions | None = None,
+    tensorboard: str | None = None,
 ) -> optuna.Study:
     """Evaluate ``trials`` new architectures in the study (created or resumed), ``workers``
     processes at once; stop early if the study holds ``study_trials`` evaluated trials.
@@ -122,6 +123,8 @@ def run_search(
     the others finished). ``enqueue`` holds specs (or YAML paths) evaluated first, as yardsticks.
     With ``launcher="slurm"`` the ``workers`` run as a SLURM job array (``slurm``'s settings;
     :mod:`~coatnet_nas.search.launchers`) working until the study holds its target.
+    ``tensorboard`` (a folder) gets one TensorBoard run per trained trial (per rung and seed),
+    written by whichever worker process trains it.
     """
     if trials is None and study_trials is None:
         raise CoatnetError("trials: give trials and/or study_trials.", param="trials")
@@ -135,7 +138,11 @@ def run_search(
     check_heartbeat(heartbeat_interval)
     name = study_name or default_study_name(config)
     yardsticks = [yardstick_params(config.space, s) for s in enqueue]
-    objective = Objective(config, device=device)
+    if tensorboard is not None:  # no tensorboard package, or not a folder: stop before any trial
+        from coatnet_nas.train.tensorboard import TensorBoardRuns
+
+        TensorBoardRuns(tensorboard)
+    objective = Objective(config, device=device, tensorboard=tensorboard)
     objective.data()  # fail fast (clear error, exit 2) before any storage is created
     storage = open_storage(storage_url, heartbeat_interval)
     strategy = {
@@ -162,6 +169,7 @@ def run_search(
         device=device,
         seed=config.seed,
         run_id=run_id,
+        tensorboard=tensorboard,
     )
     if slurm is not None:  # tasks on other machines share the study's target, not a run id
         kwargs.update(trials=None, study_trials=target, run_id=None)

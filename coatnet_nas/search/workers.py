@@ -60,6 +60,7 @@ def run_worker(
     watch_parent: int | None = None,
     objective: Objective | None = None,
     run_id: str | None = None,
+    tensorboard: str | None = None,
 ) -> int:
     """Run trials of an existing study; return how many this process evaluated.
 
@@ -68,6 +69,7 @@ def run_worker(
     and ``heartbeat_interval`` default to those the study was created with. The sampler's seed
     derives from ``seed`` (default: the study's), the study's size, ``worker_index`` and the
     process id, so a resumed or concurrent run proposes new points rather than replaying.
+    ``tensorboard``: a folder for one TensorBoard run per trial this process trains.
     """
     if trials is not None and trials < 1:
         raise CoatnetError(f"trials must be >= 1, got {trials}.", param="trials")
@@ -98,7 +100,8 @@ def run_worker(
         _exit_with_parent(watch_parent)
     limits = RunLimits(run_id, trials=trials, study_trials=study_trials, timeout=timeout)
     if objective is None:
-        objective = Objective(config, device=_placed(device, worker_index))
+        placed = _placed(device, worker_index)
+        objective = Objective(config, device=placed, tensorboard=tensorboard)
         objective.data()  # a missing or unreadable data set stops this worker, not every trial
     try:
         return drive(study, objective, limits)
