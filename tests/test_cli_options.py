@@ -18,11 +18,15 @@ from coatnet_nas.compare import CompareConfig
 from coatnet_nas.data.options import DataOptions
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.export.formats import parse_format, parse_runtime
+from coatnet_nas.proxies import parse_proxy
 from coatnet_nas.scaling import shrink_spec
+from coatnet_nas.search import SearchConfig, space_from_dict
 from coatnet_nas.spec import load_spec
 from coatnet_nas.train import Runtime, TrainRecipe
 from coatnet_nas.train.job import Saving, TrainJob
+from coatnet_nas.train.tensorboard import TensorBoardRuns
 from coatnet_nas.units import parse_flops
+from tests.conftest import tiny_space
 
 TINY = {
     "name": "tiny",
@@ -47,7 +51,27 @@ def _cases(spec: Path, tmp: Path) -> list:
     train = ["train", str(spec), "--steps", "1", "--device", "cpu"]
     model = load_spec(spec)
     missing = tmp / "missing.pt"
+    space_file = tmp / "space.yaml"
+    space_file.write_text(yaml.safe_dump(tiny_space()))
+    space = space_from_dict(tiny_space())
+    search = ["search", "--space", str(space_file), "--storage", f"sqlite:///{tmp}/s.db"]
+    search += ["--trials", "1", "--device", "cpu"]
+    a_file = tmp / "a-file"
+    a_file.write_text("x")
     return [
+        (
+            [*search, "--objective", "flops"],
+            lambda: SearchConfig(space=space, objectives=("flops",)),
+            "objectives",
+            "--objective",
+        ),
+        ([*search, "--proxy", "nope"], lambda: parse_proxy("nope"), "proxy", "--proxy"),
+        (
+            [*search, "--tensorboard", str(a_file)],
+            lambda: TensorBoardRuns(a_file),
+            "tensorboard",
+            "--tensorboard",
+        ),
         ([*train, "--lr", "-1"], lambda: TrainRecipe().evolve(lr=-1), "lr", "--lr"),
         ([*train, "--amp", "fp8"], lambda: Runtime(amp="fp8"), "amp", "--amp"),
         (

@@ -195,6 +195,14 @@ def search(
     json_out: bool = typer.Option(
         False, "--json", rich_help_panel=OUTPUT, help="Print one JSON summary at the end."
     ),
+    tensorboard: Path | None = typer.Option(
+        None,
+        "--tensorboard",
+        rich_help_panel=OUTPUT,
+        metavar="DIR",
+        help="Write TensorBoard event files per trained trial (DIR/trial_NNNN_rung=R_seed=S: "
+        "loss, accuracy, learning rate, images/s, the trial's objective and status).",
+    ),
     launcher: slurm.LauncherOpt = Launcher.LOCAL,
     slurm_partition: slurm.Partition = None,
     slurm_time: slurm.Time = "4:00:00",
@@ -244,6 +252,7 @@ def search(
                 poll_seconds=0.5,
                 on_note=notes.append,
                 enqueue=_yardsticks(enqueue, baseline, config),
+                tensorboard=str(tensorboard) if tensorboard is not None else None,
                 **slurm.launch_args(ctx.params),
             )
     except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM

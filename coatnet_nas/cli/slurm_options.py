@@ -83,23 +83,14 @@ Extra = Annotated[
 ]
 
 
-def slurm_options(
-    launcher: Launcher,
-    *,
-    partition: str | None,
-    time: str,
-    cpus: int | None,
-    gpus: int | None,
-    mem_gb: float | None,
-    account: str | None,
-    logs: Path,
-    setup: list[str],
-    extra: list[str],
-) -> SlurmOptions | None:
-    """The SLURM settings of the flags (None with --launcher local, which takes none)."""
-    given = [partition, cpus, gpus, mem_gb, account, *setup, *extra]
+def slurm_options(launcher: Launcher, params: dict) -> SlurmOptions | None:
+    """The SLURM settings of the --slurm-* flags in ``params`` (a command's ctx.params; None
+    with --launcher local, which takes none)."""
+    setup, extra = params["slurm_setup"], params["slurm_extra"]
+    named = ("partition", "cpus_per_task", "gpus_per_task", "mem_gb", "account")
+    given = {name: params[f"slurm_{name}"] for name in named}
     if launcher is Launcher.LOCAL:
-        if any(v is not None for v in given):
+        if any(v is not None for v in [*given.values(), *setup, *extra]):
             raise CoatnetError("the --slurm-* options apply with --launcher slurm.")
         return None
     pairs = {}
@@ -109,13 +100,9 @@ def slurm_options(
             raise CoatnetError(f"--slurm-option takes KEY=VALUE (e.g. qos=high), got {item!r}.")
         pairs[key.strip().lstrip("-").replace("-", "_")] = value.strip()
     return SlurmOptions(
-        partition=partition,
-        time=time,
-        cpus_per_task=cpus,
-        gpus_per_task=gpus,
-        mem_gb=mem_gb,
-        account=account,
-        folder=str(logs),
+        **given,
+        time=params["slurm_time"],
+        folder=str(params["slurm_folder"]),
         setup=tuple(setup),
         extra=pairs,
     )
@@ -124,16 +111,4 @@ def slurm_options(
 def launch_args(params: dict) -> dict:
     """``run_search``'s ``launcher`` and ``slurm`` from ``coatnet search``'s --launcher and
     --slurm-* options (its ctx.params)."""
-    settings = slurm_options(
-        params["launcher"],
-        partition=params["slurm_partition"],
-        time=params["slurm_time"],
-        cpus=params["slurm_cpus_per_task"],
-        gpus=params["slurm_gpus_per_task"],
-        mem_gb=params["slurm_mem_gb"],
-        account=params["slurm_account"],
-        logs=params["slurm_folder"],
-        setup=params["slurm_setup"],
-        extra=params["slurm_extra"],
-    )
-    return {"launcher": params["launcher"], "slurm": settings}
+    return {"launcher": params["launcher"], "slurm": slurm_options(params["launcher"], params)}

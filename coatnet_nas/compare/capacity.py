@@ -154,15 +154,15 @@ def train_to_plateau(
     *,
     lr: float = 2e-3,
     batch_size: int = 128,
-    eval_images: int = 2048,
     seed: int = 0,
-    device: str = "cpu",
-    threads: int | None = None,
+    runtime: Any = None,
     progress: Any = None,
 ) -> CapacityResult:
     """Train ``model`` in place on ``data``'s training split until :func:`plateaued`.
 
-    ``progress`` receives the trainer's throttled :class:`~coatnet_nas.train.ProgressInfo`.
+    The clean loss is measured on the whole training split (keep it small: it is the fixed set).
+    ``runtime`` is a :class:`~coatnet_nas.train.Runtime` (default: CPU); ``progress`` receives
+    the trainer's throttled :class:`~coatnet_nas.train.ProgressInfo`.
     """
     from coatnet_nas.compare.clean import clean_metrics
     from coatnet_nas.train import Runtime, train_model
@@ -183,11 +183,11 @@ def train_to_plateau(
     curve: list[tuple[int, float]] = []
 
     def measure(report: Any) -> bool:
-        loss, _ = clean_metrics(model, data, eval_images)
+        loss, _ = clean_metrics(model, data, len(data.train))
         curve.append((report.step, loss))
         return plateaued([c[1] for c in curve], plateau.patience, plateau.min_delta)
 
-    runtime = Runtime(device=device, threads=threads)
+    runtime = runtime if runtime is not None else Runtime(device="cpu")
     result = train_model(
         model, data, recipe, measure, runtime=runtime, seed=seed, progress=progress
     )

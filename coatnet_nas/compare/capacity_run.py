@@ -31,7 +31,7 @@ from coatnet_nas.data.tensors import adapt_images, split_indices
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.spec import ModelSpec, spec_from_dict
 from coatnet_nas.threads import cpu_threads
-from coatnet_nas.train import ProgressInfo, build_for_data
+from coatnet_nas.train import ProgressInfo, Runtime, build_for_data
 
 CAPACITY = "capacity"  # the kind of a capacity job, and the regime part of its key
 
@@ -150,10 +150,8 @@ def run_capacity_job(
             options.plateau,
             lr=options.lr,
             batch_size=min(options.batch_size, len(sub.train)),
-            eval_images=len(sub.train),
             seed=job.seed,
-            device=device,
-            threads=threads,
+            runtime=Runtime(device=device, threads=threads),
             progress=progress,
         )
     cost = estimate_cost(spec)

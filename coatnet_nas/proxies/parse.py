@@ -125,8 +125,19 @@ def _build(name: str, items: list[str], source: str) -> ProxySpec:
     return ProxySpec(name, tuple(sorted(options.items())))
 
 
-def parse_proxies(text: str) -> list[ProxySpec]:
-    """``"train:epochs=1,naswot,params"`` -> proxies, in order (see the module docstring)."""
+def parse_proxies(text: str, *, param: str = "proxies") -> list[ProxySpec]:
+    """``"train:epochs=1,naswot,params"`` -> proxies, in order (see the module docstring).
+
+    An error is about ``param`` (the argument the text came in).
+    """
+    try:
+        return _parse(text)
+    except CoatnetError as exc:
+        exc.param = exc.param or param
+        raise
+
+
+def _parse(text: str) -> list[ProxySpec]:
     groups: list[tuple[str, list[str]]] = []
     for raw in text.split(","):
         item = raw.strip()
@@ -151,9 +162,10 @@ def parse_proxies(text: str) -> list[ProxySpec]:
     return out
 
 
-def parse_proxy(text: str) -> ProxySpec:
-    """Exactly one proxy, e.g. a proxy check's reference or a search's proxy."""
-    proxies = parse_proxies(text)
+def parse_proxy(text: str, *, param: str = "proxy") -> ProxySpec:
+    """Exactly one proxy, e.g. a proxy check's reference or a search's proxy (``param``: the
+    argument the text came in, which errors are about)."""
+    proxies = parse_proxies(text, param=param)
     if len(proxies) != 1:
-        raise CoatnetError(f"expected one proxy, got {len(proxies)} in {text!r}.")
+        raise CoatnetError(f"expected one proxy, got {len(proxies)} in {text!r}.", param=param)
     return proxies[0]

@@ -55,6 +55,8 @@ class Objective:
     config: SearchConfig
     device: str = "auto"
     on_step: Callable[[int, Any], None] | None = None
+    tensorboard: str | None = None  # a folder: one TensorBoard run folder per trained trial
+    _board: Any = field(default=None, init=False, repr=False)
     _data: Any = field(default=None, init=False, repr=False)
     _evaluator: Any = field(default=None, init=False, repr=False)
 
@@ -151,6 +153,19 @@ class Objective:
             if not cfg.multi_objective:
                 return score
             return (score, *(extra[o] for o in cfg.objectives[1:]))
+        value: Any = None
+        try:
+            value = self._trained(trial, spec, (rung, seed), extra)
+            return value
+        finally:
+            self._summarise(trial, rung, seed, value)
+
+    def _trained(
+        self, trial: optuna.Trial, spec: Any, rung_seed: tuple[int, int], extra: dict
+    ) -> float | tuple[float, ...]:
+        """Training branch: train the proxy, record its result, return the objective(s)."""
+        cfg = self.config
+        rung, seed = rung_seed
         try:
             result = self._train(trial, spec, rung, seed)
         except optuna.TrialPruned:
@@ -181,6 +196,33 @@ class Objective:
         if not cfg.multi_objective:
             return accuracy
         return (accuracy, *(extra[o] for o in cfg.objectives[1:]))
+
+    def _board_run(self, trial: optuna.Trial, rung: int, seed: int) -> str | None:
+        """The trial's TensorBoard run name (one per rung and seed the ladder trains it at)."""
+        if self.tensorboard is None:
+            return None
+        if self._board is None:
+            from coatnet_nas.train.tensorboard import TensorBoardRuns
+
+            self._board = TensorBoardRuns(self.tensorboard)
+        return f"trial_{trial.number:04d}_rung={rung}_seed={seed}"
+
+    def _summarise(self, trial: optuna.Trial, rung: int, seed: int, value: Any) -> None:
+        """The trial's objective(s) and status in its TensorBoard run, which is then closed."""
+        run = self._board_run(trial, rung, seed)
+        if run is None:
+            return
+        scalars = {}
+        if value is not None:  # pruned or failed trials have none
+            values = value if isinstance(value, tuple) else (value,)
+            for name, v in zip(self.config.objectives, values, strict=True):
+                if v is not None:
+                    scalars[f"trial/objective/{name}"] = float(v)
+        attrs = getattr(trial, "user_attrs", {}) or {}
+        status = str(attrs.get("status", TrialStatus.ERROR.value))
+        reason = attrs.get("reason")
+        text = status if not reason else f"{status}: {reason}"
+        self._board.summarise(run, scalars, {"trial/status": text})
 
     def _score(self, trial: optuna.Trial, spec: Any) -> float:
         """Training-free branch: one score of the untrained shrunken copy."""
@@ -223,6 +265,15 @@ class Objective:
                     raise optuna.TrialPruned(f"pruned at step {ev.step}")
 
         progress = (lambda info: self.on_step(trial.number, info)) if self.on_step else None
+        run = self._board_run(trial, rung, seed)
+        if run is not None:
+            board, shown = self._board, progress
+
+            def progress(info: Any) -> None:
+                board.write(run, info)
+                if shown is not None:
+                    shown(info)
+
         return train_spec(
             proxy,
             data,

@@ -112,6 +112,7 @@ def run_search(
     launcher: Launcher | str = Launcher.LOCAL,
     slurm: SlurmOptions | None = None,
     storage_retry_seconds: float | None = None,
+    tensorboard: str | None = None,
 ) -> optuna.Study:
     """Evaluate ``trials`` new architectures in the study (created or resumed), ``workers``
     processes at once; stop early if the study holds ``study_trials`` evaluated trials.
@@ -126,6 +127,8 @@ def run_search(
     :mod:`~coatnet_nas.search.launchers`) working until the study holds its target.
     ``storage_retry_seconds``: how long every process retries a storage outage (default
     ``$COATNET_STORAGE_RETRY`` or 300 s; :mod:`~coatnet_nas.search.resilient`).
+    ``tensorboard`` (a folder) gets one TensorBoard run per trained trial (per rung and seed),
+    written by whichever worker process trains it.
     """
     if trials is None and study_trials is None:
         raise CoatnetError("trials: give trials and/or study_trials.", param="trials")
@@ -140,7 +143,11 @@ def run_search(
     check_retry_seconds(storage_retry_seconds)
     name = study_name or default_study_name(config)
     yardsticks = [yardstick_params(config.space, s) for s in enqueue]
-    objective = Objective(config, device=device)
+    if tensorboard is not None:  # no tensorboard package, or not a folder: stop before any trial
+        from coatnet_nas.train.tensorboard import TensorBoardRuns
+
+        TensorBoardRuns(tensorboard)
+    objective = Objective(config, device=device, tensorboard=tensorboard)
     objective.data()  # fail fast (clear error, exit 2) before any storage is created
     storage = open_storage(storage_url, heartbeat_interval, retry_seconds=storage_retry_seconds)
     strategy = {
@@ -168,6 +175,7 @@ def run_search(
         seed=config.seed,
         run_id=run_id,
         storage_retry_seconds=storage_retry_seconds,
+        tensorboard=tensorboard,
     )
     if slurm is not None:  # tasks on other machines share the study's target, not a run id
         kwargs.update(trials=None, study_trials=target, run_id=None)

@@ -62,6 +62,7 @@ def run_worker(
     objective: Objective | None = None,
     run_id: str | None = None,
     storage_retry_seconds: float | None = None,
+    tensorboard: str | None = None,
 ) -> int:
     """Run trials of an existing study; return how many this process evaluated.
 
@@ -72,6 +73,7 @@ def run_worker(
     process id, so a resumed or concurrent run proposes new points rather than replaying.
     ``storage_retry_seconds``: how long a storage outage is retried (default
     ``$COATNET_STORAGE_RETRY`` or 300 s).
+    ``tensorboard``: a folder for one TensorBoard run per trial this process trains.
     """
     if trials is not None and trials < 1:
         raise CoatnetError(f"trials must be >= 1, got {trials}.", param="trials")
@@ -105,7 +107,8 @@ def run_worker(
         _exit_with_parent(watch_parent)
     limits = RunLimits(run_id, trials=trials, study_trials=study_trials, timeout=timeout)
     if objective is None:
-        objective = Objective(config, device=_placed(device, worker_index))
+        placed = _placed(device, worker_index)
+        objective = Objective(config, device=placed, tensorboard=tensorboard)
         objective.data()  # a missing or unreadable data set stops this worker, not every trial
     try:
         return drive(study, objective, limits)

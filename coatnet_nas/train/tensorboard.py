@@ -92,7 +92,8 @@ class TensorBoardLog:
 
 class TensorBoardRuns:
     """One event folder per run under ``folder`` (``folder/<run name>``), for commands that
-    train many runs (``coatnet compare``) and hear their progress as ``(run, info)`` events."""
+    train many runs (``coatnet compare``, ``coatnet search``) and hear their progress as
+    ``(run, info)`` events."""
 
     def __init__(self, folder: str | Path, *, param: str = "tensorboard") -> None:
         self.folder, self.param = Path(folder), param
@@ -101,11 +102,24 @@ class TensorBoardRuns:
         _folder(self.folder, param)
 
     def write(self, run: str, info: Any) -> None:
+        self._log(run).write(info)
+
+    def _log(self, run: str) -> TensorBoardLog:
         log = self.logs.get(run)
         if log is None:
             name = re.sub(r"[^A-Za-z0-9._=-]+", "_", run).strip("_") or "run"
             log = self.logs[run] = TensorBoardLog(self.folder / name, param=self.param)
-        log.write(info)
+        return log
+
+    def summarise(self, run: str, scalars: dict[str, float], texts: dict[str, str]) -> None:
+        """A run's outcome (e.g. a search trial's objective and status) at step 0, then
+        :meth:`finish`; a run that never reported progress still gets its folder."""
+        log = self._log(run)
+        for tag, value in scalars.items():
+            log.writer.add_scalar(tag, value, 0)
+        for tag, text in texts.items():
+            log.writer.add_text(tag, text, 0)
+        self.finish(run)
 
     def finish(self, run: str) -> None:
         log = self.logs.pop(run, None)
