@@ -16,9 +16,29 @@ Phases (each resumable: rerun the same command after a kill and it continues whe
 4. ``report``: Spearman rho / Kendall tau per seed, pooled, and per layout; the equal-compute
    comparison (supernet training + N evaluations vs N trained candidates); ``report.md``.
 5. ``search`` (only with ``--search-trials N``): a random-sampler search of N supernet-scored
-   trials under the default budget, wall time.
+   trials under the default budget: wall and process CPU time, trials scored, and its top 5
+   (feasible, distinct architectures, by supernet score) in ``search-N.json``.
+6. ``equal``: a trained-proxy search (the default training proxy on the same data, TPE + the
+   default pruner as ``coatnet search`` uses, ``--rungs 1``) given the supernet route's total
+   time (supernet training seconds from ``train.json`` + the search's CPU seconds), counted as
+   this process's CPU time, one ``run_search(trials=1)`` call per candidate as in
+   ``bench_ladder.py``; resumable through ``equal-N-state.json``.
+7. ``retrain``: both top-5 lists trained stand-alone with ``--reference``, ``--retrain-seeds``
+   fresh seeds each (cached per architecture and seed), and the table of ``equal-N.md``: time,
+   candidates scored, top 5 with mean +- 95% interval, median, best, Welch verdict best vs best.
+
+Issue 24's first bullet (phases 1-4)::
 
     nohup nice -n 15 .venv/bin/python benchmarks/bench_supernet.py --out runs/bench-supernet &
+
+Its second bullet (phases 5-7; ``--core`` pins the process to one core so CPU time is the unit;
+the search must finish in <= 30 min: ``wall_seconds`` in ``search-2000.json``)::
+
+    nohup .venv/bin/python benchmarks/bench_supernet.py --out runs/bench-supernet --core 1 \\
+        --search-trials 2000 --phases train,search,equal,retrain > runs/supernet-equal.log 2>&1 &
+
+``--tiny`` runs any phase on a seconds-scale synthetic space (a smoke test, e.g. with
+``--epochs 1 --subset 1 --search-trials 6 --reference train:steps=4``).
 
 Timings depend on the machine's load: the report prints the load average next to them.
 """
@@ -31,6 +51,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -38,13 +59,41 @@ import torch
 
 from coatnet_nas.proxies import ProxyEvaluator, kendall_tau, parse_proxies, parse_proxy, spearman
 from coatnet_nas.proxies.sample import sample_architectures
-from coatnet_nas.search import SearchConfig, load_space, run_search
+from coatnet_nas.search import SearchConfig, load_space, run_search, space_from_dict
 from coatnet_nas.supernet.score import SupernetScorer
 from coatnet_nas.supernet.train import SandwichRule, setup_supernet, train_supernet
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from supernet_equal import RETRAIN_SEED0, State, equal_search, retrain, top_k
+from supernet_equal import report as equal_report
+
+
+def tiny_space() -> dict:
+    """A seconds-scale space for smoke runs (``--tiny``): synthetic data, 16 px, few steps."""
+    return {
+        "name": "tiny",
+        "layouts": ["C-T", "C-C", "T-T"],
+        "stem_depth": 1,
+        "depths": [[1, 2], [1, 2]],
+        "widths": [[16, 32], [32, 64], [32, 64, 96]],
+        "transformer": {"head_dim": [32]},
+        "target": {"image_size": 64, "num_classes": 10},
+        "budget": {"flops": "1G"},
+        "proxy": {
+            "dataset": "synthetic:400",
+            "image_size": 16,
+            "width_mult": 0.5,
+            "epochs": None,
+            "steps": 4,
+            "subset": 1.0,
+            "batch_size": 32,
+            "evals_per_epoch": 1,
+        },
+    }
+
 
 def _space(args):
-    space = load_space(args.space)
+    space = space_from_dict(tiny_space()) if args.tiny else load_space(args.space)
     recipe = space.proxy.model_copy(
         update={"subset": args.subset, "val_fraction": args.val_fraction, "evals_per_epoch": 1}
     )
@@ -238,25 +287,73 @@ def phase_report(args, out: Path, train: dict, timing: dict | None) -> str:
     return text
 
 
-def phase_search(args, out: Path) -> None:
+def phase_search(args, out: Path) -> dict:
+    tag = f"search-{args.search_trials}"  # its own study: an older search.db is not topped up
+    done = out / f"{tag}.json"
+    if done.exists():
+        return json.loads(done.read_text())
     space = _space(args)
     cfg = SearchConfig(space=space, flops=space.budget.flops, proxy=f"supernet:{out / 'super.pt'}")
     load = os.getloadavg()[0]
-    start = time.perf_counter()
-    study = run_search(
+    resumed = (out / f"{tag}.started").exists()  # then the times cover only this run's trials
+    (out / f"{tag}.started").touch()
+    start, cpu = time.perf_counter(), time.process_time()
+    study = run_search(  # study_trials: a rerun after a kill tops the study up to N
         cfg,
-        f"sqlite:///{out}/search.db",
-        "supernet",
-        trials=args.search_trials,
+        f"sqlite:///{out}/{tag}.db",
+        tag,
+        trials=None,
+        study_trials=args.search_trials,
         sampler="random",
         heartbeat_interval=None,
         device="cpu",
     )
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     ok = [t for t in study.get_trials() if t.user_attrs.get("status") == "ok"]
-    info = {"trials": len(ok), "wall_seconds": wall, "load_start": load}
-    (out / "search.json").write_text(json.dumps(info, indent=2))
-    print(f"[search] {len(ok)} trials in {wall:.0f} s (load {load:.1f})", flush=True)
+    info = {
+        "trials": len(study.get_trials()),
+        "scored": len(ok),
+        "wall_seconds": wall,
+        "cpu_seconds": cpu,
+        "resumed": resumed,
+        "load_start": load,
+        "load_end": os.getloadavg()[0],
+        "top": top_k(study),
+    }
+    done.write_text(json.dumps(info, indent=2))
+    print(f"[search] {len(ok)} scored in {wall:.0f} s wall, {cpu:.0f} s CPU (load {load:.1f})")
+    return info
+
+
+def phase_equal(args, out: Path, train: dict, search: dict, state: State) -> dict:
+    """The trained-proxy search given the supernet route's total time (CPU s, one core)."""
+    limit = train["seconds"] + search["cpu_seconds"]
+    record = equal_search(_space(args), out, limit, state, tag=f"equal-{args.search_trials}")
+    print(f"[equal] {record['scored']} scored in {record['cpu_seconds']:.0f} CPU s", flush=True)
+    return record
+
+
+def phase_retrain(args, out: Path, search: dict, equal: dict, state: State) -> str:
+    space = _space(args)
+    train = json.loads((out / "train.json").read_text())
+    supernet = {**search, "cpu_seconds": train["seconds"] + search["cpu_seconds"]}
+    supernet["wall_seconds"] = train["seconds"] + search["wall_seconds"]
+    routes = {"supernet (train + search)": supernet, "trained proxy (TPE)": equal}
+    scores = {
+        name: [
+            retrain(space, r["spec"], args.reference, args.retrain_seeds, state) for r in rec["top"]
+        ]
+        for name, rec in routes.items()
+    }
+    text = (
+        f"Top 5 of each route retrained with {args.reference}, {args.retrain_seeds} seeds each "
+        f"(seeds {RETRAIN_SEED0}+); supernet route time = supernet training "
+        f"({train['seconds']:.0f} s elapsed, from train.json: one thread, so ~CPU s on a quiet "
+        f"pinned core) + its search of {search['scored']} candidates.\n\n"
+        + equal_report(routes, scores)
+    )
+    (out / f"equal-{args.search_trials}.md").write_text(text + "\n")
+    return text
 
 
 def main() -> None:
@@ -276,8 +373,13 @@ def main() -> None:
     p.add_argument("--timing-threads", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--search-trials", type=int, default=0)
-    p.add_argument("--phases", default="train,timing,check,report,search")
+    p.add_argument("--retrain-seeds", type=int, default=2)
+    p.add_argument("--core", type=int, default=None, help="pin this process to one CPU core")
+    p.add_argument("--tiny", action="store_true", help="seconds-scale smoke space")
+    p.add_argument("--phases", default="train,timing,check,report,search,equal,retrain")
     args = p.parse_args()
+    if args.core is not None:  # CPU time on one core: the equal-time comparison's unit
+        os.sched_setaffinity(0, {args.core})
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -292,8 +394,13 @@ def main() -> None:
         phase_check(args, out)
     if "report" in phases and (out / "scores.jsonl").exists():
         print(phase_report(args, out, train, timing), flush=True)
-    if "search" in phases and args.search_trials > 0:
-        phase_search(args, out)
+    if args.search_trials > 0 and {"search", "equal", "retrain"} & set(phases):
+        search = phase_search(args, out)
+        state = State(out / f"equal-{args.search_trials}-state.json")
+        if "equal" in phases or "retrain" in phases:
+            equal = phase_equal(args, out, train, search, state)
+            if "retrain" in phases:
+                print(phase_retrain(args, out, search, equal, state), flush=True)
 
 
 if __name__ == "__main__":
