@@ -15,6 +15,7 @@ from coatnet_nas.data import ProxyData
 __all__ = ["clean_metrics"]
 
 
+@torch.no_grad()
 def clean_metrics(
     model: nn.Module, data: ProxyData, limit: int, batch_size: int = 512
 ) -> tuple[float, float]:
