@@ -64,32 +64,16 @@ from coatnet_nas.supernet.score import SupernetScorer
 from coatnet_nas.supernet.train import SandwichRule, setup_supernet, train_supernet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ladder import tiny_space as ladder_tiny_space
 from supernet_equal import RETRAIN_SEED0, State, equal_search, retrain, top_k
 from supernet_equal import report as equal_report
 
 
 def tiny_space() -> dict:
-    """A seconds-scale space for smoke runs (``--tiny``): synthetic data, 16 px, few steps."""
-    return {
-        "name": "tiny",
-        "layouts": ["C-T", "C-C", "T-T"],
-        "stem_depth": 1,
-        "depths": [[1, 2], [1, 2]],
-        "widths": [[16, 32], [32, 64], [32, 64, 96]],
-        "transformer": {"head_dim": [32]},
-        "target": {"image_size": 64, "num_classes": 10},
-        "budget": {"flops": "1G"},
-        "proxy": {
-            "dataset": "synthetic:400",
-            "image_size": 16,
-            "width_mult": 0.5,
-            "epochs": None,
-            "steps": 4,
-            "subset": 1.0,
-            "batch_size": 32,
-            "evals_per_epoch": 1,
-        },
-    }
+    """bench_ladder's seconds-scale space (``--tiny``) without its ladder: synthetic data, 16 px."""
+    space = ladder_tiny_space()
+    del space["rungs"]
+    return space
 
 
 def _space(args):
