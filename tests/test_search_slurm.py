@@ -75,13 +75,17 @@ def test_cli_refuses_sqlite_no_sbatch_and_stray_slurm_flags(tmp_path, capsys) ->
 
 
 def _signal_first_running_trial(url: str, signum: int, sent: list, done) -> None:
-    """Send ``signum`` to the process running the first RUNNING trial, once (plain SQL: the
-    schema is the search's to create, and a second creator would race it)."""
+    """Send ``signum`` to the process running the first RUNNING trial, once it has run for a
+    second (well into its training, which lasts seconds more: a signal that lands after the
+    result is told rightly leaves the trial COMPLETE). Plain SQL: the schema is the search's to
+    create, and a second creator would race it."""
+    import datetime
+
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(url)
     query = sqlalchemy.text(
-        "SELECT t.number, a.value_json FROM trials t JOIN trial_user_attributes a "
+        "SELECT t.number, a.value_json, t.datetime_start FROM trials t JOIN trial_user_attributes a "
         "ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING' AND a.key = 'pid' "
         "AND EXISTS (SELECT 1 FROM trial_user_attributes s WHERE s.trial_id = t.trial_id "
         "AND s.key = 'spec') ORDER BY t.number LIMIT 1"
@@ -93,7 +97,10 @@ def _signal_first_running_trial(url: str, signum: int, sent: list, done) -> None
                     row = db.execute(query).first()
             except sqlalchemy.exc.SQLAlchemyError:  # no tables yet
                 continue
-            if row is not None:  # drawn (its spec is recorded): into its training
+            if row is None or row[2] is None:
+                continue
+            # Optuna stamps datetime_start with the local naive time
+            if datetime.datetime.now() - row[2] >= datetime.timedelta(seconds=1):
                 os.kill(int(row[1]), signum)
                 sent.append(int(row[0]))
                 return
@@ -102,7 +109,7 @@ def _signal_first_running_trial(url: str, signum: int, sent: list, done) -> None
 
 
 def test_a_job_array_of_workers_fills_one_postgres_study(pg_url, tmp_path) -> None:
-    space = tiny_space(steps=None, seconds=2.5, epochs=None)
+    space = tiny_space(steps=None, seconds=5, epochs=None)
     space["budget"] = {"flops": "1G"}  # every draw trains
     config = SearchConfig(
         space=load_space(write(tmp_path, yaml.safe_dump(space), "space.yaml")),
