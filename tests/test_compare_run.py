@@ -242,7 +242,12 @@ def test_clean_metrics_are_eval_mode_and_unaugmented(base_path: Path) -> None:
     data = load_data(config)
     model = build_for_data(config.base, data, seed=0)
     model.train()
+    graphs: list = []
+    hook = model.register_forward_hook(lambda _m, _i, out: graphs.append(out.grad_fn))
     first = clean_metrics(model, data, limit=50)
+    hook.remove()
+    # no autograd graph is kept (a 128-px capacity run once held 24 GB of them)
+    assert graphs and all(g is None for g in graphs)
     assert clean_metrics(model, data, limit=50) == first  # no augmentation, no dropout noise
     assert model.training  # mode restored
     assert 0.0 <= first[1] <= 1.0 and first[0] > 0
