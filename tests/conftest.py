@@ -115,6 +115,25 @@ def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
 # --- a throwaway PostgreSQL server (Debian binaries; runs as 'postgres' under root) ---
 
 
+def tiny_train(spec: Path | str, *extra: str) -> list[str]:
+    """``coatnet train SPEC``: two steps of 16 synthetic images, one CPU thread, then ``extra``."""
+    return [
+        "train",
+        str(spec),
+        "--dataset",
+        "synthetic:200",
+        "--steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        *extra,
+    ]
+
+
 def _bindir() -> str | None:
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4])

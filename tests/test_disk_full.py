@@ -20,7 +20,7 @@ from coatnet_nas.cli import run
 from coatnet_nas.data import locate
 from coatnet_nas.errors import CoatnetError, DiskFullError
 from coatnet_nas.train.checkpoint import read_payload, save_payload
-from tests.conftest import tiny_space, write
+from tests.conftest import tiny_space, tiny_train, write
 
 SPEC = {
     "name": "tiny-ct",
@@ -150,24 +150,7 @@ def test_train_save_onto_a_full_disk(small_fs, tmp_path: Path, capsys) -> None:
     ckpt = previous(fs / "run" / "tiny.pt")
     spec = write(tmp_path, yaml.safe_dump(SPEC), "ct.yaml")
     fill(fs)
-    code = run(
-        [
-            "train",
-            str(spec),
-            "--dataset",
-            "synthetic:200",
-            "--steps",
-            "2",
-            "--batch-size",
-            "16",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-            "--save",
-            str(ckpt),
-        ]
-    )
+    code = run(tiny_train(spec, "--save", str(ckpt)))
     err = capsys.readouterr().err
     assert code == 2
     one_paragraph(err, str(ckpt), "file system is full", "free there", "coatnet-rescued-tiny.pt")
@@ -298,27 +281,7 @@ def good_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ck") / "good.pt"
     spec = path.parent / "ct.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
-    assert (
-        run(
-            [
-                "train",
-                str(spec),
-                "--dataset",
-                "synthetic:200",
-                "--steps",
-                "2",
-                "--batch-size",
-                "16",
-                "--device",
-                "cpu",
-                "--threads",
-                "1",
-                "--save",
-                str(path),
-            ]
-        )
-        == 0
-    )
+    assert run(tiny_train(spec, "--save", str(path))) == 0
     return path
 
 
@@ -361,20 +324,7 @@ def test_broken_checkpoints_are_one_paragraph(
     path = _broken(kind, good_checkpoint, tmp_path)
     spec = tmp_path / "ct.yaml"
     spec.write_text(yaml.safe_dump(SPEC))
-    base = [
-        "train",
-        str(spec),
-        "--dataset",
-        "synthetic:200",
-        "--steps",
-        "2",
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-    ]
+    base = tiny_train(spec)
     for args in (["--resume", str(path)], ["--init", str(path)]):
         assert run([*base, *args]) == 2
         one_paragraph(capsys.readouterr().err, str(path), needle)

@@ -15,6 +15,7 @@ from coatnet_nas.errors import CoatnetError
 from coatnet_nas.spec import spec_from_dict
 from coatnet_nas.train import load_weights
 from coatnet_nas.train.weights import resize_bias_table
+from tests.conftest import tiny_train
 
 TINY = {
     "name": "tiny",
@@ -68,23 +69,7 @@ def test_init_fine_tunes_at_a_new_size_and_a_wrong_checkpoint_exits_2(
     spec = tmp_path / "tiny.yaml"
     spec.write_text(spec_from_dict(TINY).to_yaml())
     ck = tmp_path / "ck32.pt"
-    base = [
-        "train",
-        str(spec),
-        "--dataset",
-        "synthetic:200",
-        "--steps",
-        "2",
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--json",
-        "--precise-bn",
-        "1",
-    ]
+    base = tiny_train(spec, "--json", "--precise-bn", "1")
     assert run([*base, "--save", str(ck)]) == 0
     capsys.readouterr()
     assert run([*base, "--init", str(ck), "--image-size", "64"]) == 0

@@ -11,6 +11,7 @@ from coatnet_nas.cli import run
 from coatnet_nas.data import prepare_data
 from coatnet_nas.spec import spec_from_dict
 from coatnet_nas.train import Checkpoints, Runtime, TrainRecipe, build_for_data, train_model
+from tests.conftest import tiny_train
 
 SPEC = spec_from_dict(
     {
@@ -77,21 +78,7 @@ def test_resume_refuses_another_recipe_with_exit_2(tmp_path: Path, capsys) -> No
     spec = tmp_path / "tiny.yaml"
     spec.write_text(SPEC.to_yaml())
     ck = tmp_path / "ck.pt"
-    base = [
-        "train",
-        str(spec),
-        "--dataset",
-        "synthetic:200",
-        "--steps",
-        "2",
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--json",
-    ]
+    base = tiny_train(spec, "--json")
     assert run([*base, "--save", str(ck)]) == 0
     capsys.readouterr()
     assert run([*base, "--resume", str(ck), "--lr", "0.01"]) == 2

@@ -85,8 +85,9 @@ def _signal_first_running_trial(url: str, signum: int, sent: list, done) -> None
 
     engine = sqlalchemy.create_engine(url)
     query = sqlalchemy.text(
-        "SELECT t.number, a.value_json, t.datetime_start FROM trials t JOIN trial_user_attributes a "
-        "ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING' AND a.key = 'pid' "
+        "SELECT t.number, a.value_json, t.datetime_start FROM trials t "
+        "JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+        "WHERE t.state = 'RUNNING' AND a.key = 'pid' "
         "AND EXISTS (SELECT 1 FROM trial_user_attributes s WHERE s.trial_id = t.trial_id "
         "AND s.key = 'spec') ORDER BY t.number LIMIT 1"
     )
