@@ -178,6 +178,15 @@ Amp = Annotated[
         **choice(AmpMode, "amp"),
     ),
 ]
+Nproc = Annotated[
+    int,
+    typer.Option(
+        "--nproc",
+        metavar="N",
+        help="Data-parallel processes on this machine (one per GPU).",
+        rich_help_panel=RUNTIME,
+    ),
+]
 Threads = Annotated[
     int | None,
     typer.Option(

@@ -15,8 +15,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from coatnet_nas.cli import train_launch
 from coatnet_nas.cli.app import DATA, OPTIMISATION, OUTPUT, RUNTIME, app, console, print_json
-from coatnet_nas.cli.options import BatchSize, DataDir, Device, LearningRate
+from coatnet_nas.cli.options import BatchSize, DataDir, Device, LearningRate, Nproc
 from coatnet_nas.errors import CoatnetError
 
 supernet_app = typer.Typer(
@@ -29,6 +30,7 @@ app.add_typer(supernet_app, name="supernet")
 
 @supernet_app.command("train")
 def train(
+    ctx: typer.Context,
     out: Path = typer.Option(
         ..., "--out", metavar="SUPER.pt", help="Write the supernet here.", rich_help_panel=OUTPUT
     ),
@@ -82,55 +84,81 @@ def train(
     threads: int | None = typer.Option(
         None, "--threads", help="CPU threads (default: torch's).", rich_help_panel=RUNTIME
     ),
+    nproc: Nproc = 1,
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
-    """Train a supernet over a search space at its proxy's size (sandwich rule, resumable)."""
+    """Train a supernet over a search space at its proxy's size (sandwich rule, resumable).
+
+    --batch-size is the global batch: --nproc N (or torchrun) gives each process 1/N of it.
+    """
     from coatnet_nas.search import load_space
-    from coatnet_nas.supernet.train import SandwichRule, setup_supernet, train_supernet
-    from coatnet_nas.threads import cpu_threads
+    from coatnet_nas.supernet.parallel import split_batch
+    from coatnet_nas.train.distributed import distributed_session, env_world_size
 
     if resume and not out.is_file():
         raise CoatnetError(f"--resume: {out} does not exist; drop --resume to start a run.")
-    with cpu_threads(threads):
-        setup = setup_supernet(
-            load_space(space_path),
-            dataset=dataset,
-            data_dir=str(data_dir) if data_dir else None,
-            seed=seed,
-            device=device,
-            epochs=epochs,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-        )
-        rule = SandwichRule(children=children, distill=distill)
-        with _progress_bar(disabled=json_out) as progress:
-            run = train_supernet(
-                setup.space,
-                setup.data,
-                setup.settings,
-                setup.recipe,
-                out,
-                rule=rule,
-                seed=seed,
-                device=device,
-                resume=resume,
-                save_every=save_every,
-                source=setup.source,
-                progress=progress,
-            )
+    space = load_space(space_path)
+    if nproc != 1 and env_world_size() == 1:  # this process launches the ranks
+        split_batch(batch_size or space.proxy.train.batch_size, nproc)  # before any rank starts
+        return train_launch.launch(ctx, nproc, device)
+    with distributed_session(device) as (world, placed):
+        try:
+            run, setup = _train(space, ctx.params, placed, quiet=json_out or not world.main)
+        except CoatnetError as exc:
+            if world.main:
+                raise
+            raise typer.Exit(exc.exit_code) from None  # rank 0 says it once
+    if not world.main:
+        return
     summary = {
         "out": str(run.path),
         "steps": run.steps,
         "total": run.total,
         "resumed_from": run.resumed_from,
         "seconds": round(run.seconds, 2),
+        "world_size": run.world_size,
         "space": setup.space.describe(),
     }
     if json_out:
         print_json(summary)
     else:
         console.print(f"supernet: {run.steps} steps in {run.seconds:.1f}s -> {run.path}")
+
+
+def _train(space, p: dict, device: str, quiet: bool):  # type: ignore[no-untyped-def]
+    """This rank's part of ``supernet train``: the data, the run; (the run, the setup)."""
+    from coatnet_nas.supernet.train import SandwichRule, setup_supernet, train_supernet
+    from coatnet_nas.threads import cpu_threads
+
+    with cpu_threads(p["threads"]):
+        setup = setup_supernet(
+            space,
+            dataset=p["dataset"],
+            data_dir=str(p["data_dir"]) if p["data_dir"] else None,
+            seed=p["seed"],
+            device=device,
+            epochs=p["epochs"],
+            steps=p["steps"],
+            batch_size=p["batch_size"],
+            lr=p["lr"],
+        )
+        rule = SandwichRule(children=p["children"], distill=p["distill"])
+        with _progress_bar(disabled=quiet) as progress:
+            run = train_supernet(
+                setup.space,
+                setup.data,
+                setup.settings,
+                setup.recipe,
+                p["out"],
+                rule=rule,
+                seed=p["seed"],
+                device=device,
+                resume=p["resume"],
+                save_every=p["save_every"],
+                source=setup.source,
+                progress=progress,
+            )
+    return run, setup
 
 
 @contextlib.contextmanager

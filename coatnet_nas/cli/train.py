@@ -29,6 +29,7 @@ from coatnet_nas.cli.options import (
     LabelSmoothing,
     LearningRate,
     MemoryCap,
+    Nproc,
     Threads,
     ValFraction,
     Warmup,
@@ -127,9 +128,6 @@ ChannelsLast = Annotated[
 ]
 Compile = Annotated[bool, _opt("--compile", RUNTIME, "torch.compile the model.")]
 Seed = Annotated[int, _opt("--seed", RUNTIME, "Seed of data split, init and order.", "N")]
-Nproc = Annotated[
-    int, _opt("--nproc", RUNTIME, "Data-parallel processes on this machine (one per GPU).", "N")
-]
 SyncBn = Annotated[
     bool, _opt("--sync-batchnorm", RUNTIME, "BatchNorm statistics over the global batch (CUDA).")
 ]
@@ -247,7 +245,7 @@ def train(
     spec = shrink_spec(resolve_spec(spec_path), width_mult, depth_mult, image_size)
     job = TrainJob(spec, data, recipe, runtime, seed, saving, nproc)
     if nproc > 1 and env_world_size() == 1:  # this process launches the ranks
-        return train_launch.launch(ctx, nproc, runtime)
+        return train_launch.launch(ctx, nproc, runtime.device)
     with distributed_session(runtime.device) as (world, placed):
         try:
             shrink = {"width_mult": width_mult, "depth_mult": depth_mult}

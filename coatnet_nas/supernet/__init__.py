@@ -3,8 +3,10 @@
 ``space`` (:class:`ElasticSpace`: the choices, sampling, coverage), ``fit`` (block sizes, what a
 spec asks, why it does not fit), ``blocks`` (elastic MBConv/Transformer/stem/head), ``model``
 (:class:`Supernet`), ``extraction`` (a sub-network as a normal model), ``checkpoint`` (the file
-format), ``train`` (sandwich rule + in-place distillation, resumable) and ``score`` (a
-candidate's accuracy with inherited weights, BatchNorm recalibrated). Names load on first use.
+format), ``sandwich`` (one step: the sandwich rule + in-place distillation), ``train``
+(resumable, data-parallel under ``torch.distributed``), ``parallel`` (the batch split and the
+gradient average over ranks) and ``score`` (a candidate's accuracy with inherited weights,
+BatchNorm recalibrated). Names load on first use.
 """
 
 from coatnet_nas._lazy import lazy_exports
@@ -19,7 +21,7 @@ _EXPORTS = {
     "SupernetFile": "coatnet_nas.supernet.checkpoint",
     "load_supernet": "coatnet_nas.supernet.checkpoint",
     "save_supernet": "coatnet_nas.supernet.checkpoint",
-    "SandwichRule": "coatnet_nas.supernet.train",
+    "SandwichRule": "coatnet_nas.supernet.sandwich",
     "train_supernet": "coatnet_nas.supernet.train",
     "SupernetScorer": "coatnet_nas.supernet.score",
 }

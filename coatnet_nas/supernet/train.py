@@ -1,17 +1,17 @@
 """Training a supernet: the sandwich rule with in-place distillation (BigNAS, AttentiveNAS, NASViT).
 
-Every step draws a layout and trains, on one batch, the largest sub-network of that layout on
-the labels, then its smallest and ``children`` random sub-networks (of any layout) on the
-largest's predicted distribution (in-place distillation: the soft targets cost one forward the
-step already made); the gradients of all of them are summed before one AdamW step. The drawn
-sub-networks are a function of (seed, step) and the batches come from a resumable sampler, so a
-run killed at any point and resumed from its last save continues exactly.
+Every step trains the sub-networks :func:`~coatnet_nas.supernet.sandwich.step_specs` draws on
+one batch (:mod:`coatnet_nas.supernet.sandwich`); their gradients are summed before one AdamW
+step. The drawn sub-networks are a function of (seed, step) and the batches come from a
+resumable sampler, so a run killed at any point and resumed from its last save continues
+exactly. In a ``torch.distributed`` process group (ranks started by torch's elastic agent or
+torchrun) every rank trains its slice of the global batch and the gradients are averaged before
+the step (:mod:`coatnet_nas.supernet.parallel`); rank 0 alone writes the file and reports.
 """
 
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,14 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from coatnet_nas.errors import CoatnetError
 from coatnet_nas.supernet.checkpoint import SupernetData, load_supernet, save_supernet
 from coatnet_nas.supernet.model import Supernet
+from coatnet_nas.supernet.parallel import average_gradients, split_batch, weights_digest
+from coatnet_nas.supernet.sandwich import SandwichRule, sandwich_step, step_specs
 from coatnet_nas.supernet.space import ElasticSpace, elastic_space
+from coatnet_nas.train.distributed import World
 from coatnet_nas.train.recipe import TrainRecipe
 from coatnet_nas.train.sampler import EpochSampler
 from coatnet_nas.train.schedule import lr_at, make_optimizer
@@ -42,16 +43,6 @@ __all__ = [
 ]
 
 DEFAULT_EPOCHS = 10.0  # a supernet trains many sub-networks: ten passes of the proxy's subset
-
-
-class SandwichRule(BaseModel):
-    """Which sub-networks each step trains, and whether they learn from the largest."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    children: int = Field(2, ge=0, le=16, description="random sub-networks per step")
-    smallest: bool = True
-    distill: bool = True  # in-place distillation from the largest (else: the labels)
 
 
 @dataclass
@@ -76,6 +67,8 @@ class SupernetRun:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0
+    world_size: int = 1
+    rank_digests: list[str] = field(default_factory=list)  # one per rank (several ranks)
 
 
 @dataclass
@@ -157,15 +150,6 @@ def _settings(
     }
 
 
-def _step_specs(space: ElasticSpace, rule: SandwichRule, seed: int, step: int) -> list[Any]:
-    rng = random.Random(seed * 1_000_003 + step)
-    layout = rng.choice(space.layouts)
-    specs = [space.extreme(layout, largest=True)]
-    if rule.smallest:
-        specs.append(space.extreme(layout, largest=False))
-    return specs + [space.sample(rng) for _ in range(rule.children)]
-
-
 def _resume_state(out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     found = load_supernet(out, param="resume")
     state = found.train
@@ -200,10 +184,12 @@ def train_supernet(
 
     ``data`` is the :class:`~coatnet_nas.data.ProxyData` that ``settings`` prepares. The file is
     rewritten every ``save_every`` seconds (0: every step) and at the end; ``resume`` continues
-    the run ``out`` holds (refused when its space, data, recipe, rule or seed differ).
+    the run ``out`` holds (refused when its space, data, recipe, rule or seed differ). In a
+    process group every rank calls this alike; the global batch must split evenly over them.
     """
     rule = rule or SandwichRule()
     out = Path(out)
+    world = World.current()
     config = _settings(space, settings, recipe, rule, seed)
     state = _resume_state(out, config) if resume else None
     dev = torch.device(device)
@@ -212,18 +198,22 @@ def train_supernet(
         net = Supernet(space).to(dev)
     optimizer = make_optimizer(net, recipe, dev)
     batch = min(recipe.batch_size, len(data.train))
-    sampler = EpochSampler(data, batch, 0, 1, seed, recipe.augment)
+    split_batch(batch, world.size)
+    sampler = EpochSampler(data, batch, world.rank, world.size, seed, recipe.augment)
     total = _total_steps(recipe, sampler.steps_per_epoch)
     step, history, elapsed = 0, [], 0.0
-    if state is not None:
+    if state is not None:  # every rank: the sampler's state is the global order, rank 0's
         net.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
         step, history, elapsed = state["step"], list(state["history"]), state["elapsed"]
     start_step, start = step, time.perf_counter() - elapsed
     last_save = time.perf_counter()
+    digests: list[str] = []
 
     def save() -> None:
+        if not world.main:  # one writer; the others hold the same weights
+            return
         train = {
             "settings": config,
             "step": step,
@@ -233,6 +223,8 @@ def train_supernet(
             "optimizer": optimizer.state_dict(),
             "sampler": sampler.state_dict(),
             "finished": step >= total,
+            "world_size": world.size,
+            "rank_digests": digests,
         }
         save_supernet(out, net, settings, train=train, source=source)
 
@@ -243,36 +235,32 @@ def train_supernet(
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        teacher = None
-        for k, spec in enumerate(_step_specs(space, rule, seed, step)):
-            logits = net(images, spec)
-            if teacher is None or not rule.distill:
-                loss = F.cross_entropy(logits, labels, label_smoothing=recipe.label_smoothing)
-            else:
-                loss = -(teacher * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-            loss.backward()
-            if k == 0:
-                teacher = logits.detach().softmax(dim=1)
-                top = (logits.argmax(dim=1) == labels).float().mean().item()
-                first = loss.item()
+        specs = step_specs(space, rule, seed, step)
+        loss, correct = sandwich_step(net, images, labels, specs, rule, recipe.label_smoothing)
+        # the global batch's numbers (the mean of the ranks' equal slices): all ranks agree
+        first, top = world.mean_(torch.stack([loss.double(), correct.double()])).tolist()
         if not math.isfinite(first):
             save()
             raise CoatnetError(
                 f"supernet training diverged at step {step} (loss {first}); lower the lr.",
                 param="lr",
             )
+        average_gradients(net, world)
         if recipe.grad_clip is not None:
             nn.utils.clip_grad_norm_(net.parameters(), recipe.grad_clip)
         optimizer.step()
         step += 1
         history.append({"step": step, "loss": first, "accuracy": top, "lr": lr})
-        if progress is not None:
+        if progress is not None and world.main:
             progress(SupernetProgress(step, total, first, top, lr, time.perf_counter() - start))
         if step < total and time.perf_counter() - last_save >= save_every:
             save()
             last_save = time.perf_counter()
+    if world.size > 1:  # a record that the replicas ended alike (the file holds rank 0's)
+        digests = [f"{round(d):012x}" for d in world.each(weights_digest(net), dev)]
     save()
-    return SupernetRun(out, step, total, time.perf_counter() - start, history, start_step)
+    seconds = time.perf_counter() - start
+    return SupernetRun(out, step, total, seconds, history, start_step, world.size, digests)
 
 
 def _next_batch(sampler: EpochSampler) -> tuple[torch.Tensor, torch.Tensor]:

@@ -95,6 +95,20 @@ class World:
         value = torch.tensor([1.0 if flag else 0.0], device=device)
         return bool(_all_reduce(value, dist.ReduceOp.MAX).item() > 0)
 
+    def mean_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` replaced in place by its mean over ranks (identity with one process)."""
+        if self.size == 1:
+            return tensor
+        return _all_reduce(tensor).div_(self.size)
+
+    def each(self, value: float, device: torch.device) -> list[float]:
+        """Every rank's ``value`` (float64), in rank order, on every rank: one all-reduce."""
+        if self.size == 1:
+            return [value]
+        packed = torch.zeros(self.size, dtype=torch.float64, device=device)
+        packed[self.rank] = value
+        return _all_reduce(packed).tolist()
+
     def broadcast_buffers(self, module: torch.nn.Module) -> None:
         """Rank 0's buffers (BatchNorm statistics) on every rank, so all ranks evaluate alike."""
         if self.size == 1:
@@ -231,10 +245,14 @@ def launch_local(nproc: int, entry: Callable[..., Any], args: Sequence[Any]) -> 
     The same agent torchrun uses (``torch.distributed.launcher.api.elastic_launch``, c10d
     rendezvous on a free local port, no restarts): it sets the ranks and the master address for
     the workers and stops them all when one fails. Returns each rank's return value. ``entry``
-    must be importable by name (workers are spawned, not forked).
+    must be importable by name (workers are spawned, not forked). A stop signal the agent
+    catches (it passes it on to the workers) is raised as :class:`~coatnet_nas.signals.Terminated`.
     """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from coatnet_nas.signals import Terminated
 
     if nproc < 1:
         raise CoatnetError(f"nproc must be >= 1, got {nproc}.", param="nproc")
@@ -258,5 +276,7 @@ def launch_local(nproc: int, entry: Callable[..., Any], args: Sequence[Any]) -> 
         codes = {rank: failure.exitcode for rank, failure in exc.failures.items()}
         listed = "; ".join(f"rank {rank}: exit {code}" for rank, code in sorted(codes.items()))
         raise WorkersFailed(f"a training process failed ({listed}).", codes) from None
+    except SignalException as exc:  # the agent's own handler took SIGTERM; it stopped the ranks
+        raise Terminated(int(exc.sigval)) from None
     finally:
         quiet.setLevel(level)
