@@ -10,7 +10,15 @@ import pytest
 import yaml
 
 from coatnet_nas.cli import run
-from coatnet_nas.compare import Ranking, Stat, compare_with_paper, fit_layouts, parse_layouts
+from coatnet_nas.compare import (
+    CompareConfig,
+    Ranking,
+    Stat,
+    compare_with_paper,
+    fit_layouts,
+    parse_layouts,
+    preview_compare,
+)
 from coatnet_nas.proxies import ProxyEvaluator, ProxyRecipe, parse_proxy
 from coatnet_nas.spec import load_spec
 from tests.test_supernet import SPACE, _train_args
@@ -111,6 +119,14 @@ def test_supernet_scores_each_covered_layout_as_proxy_check_does(
     text = " ".join(capsys.readouterr().out.split())
     assert "fitting speed and capacity are not measured" in text
     assert "failed: C-C-C|proxy|seed=0: candidate" in text and "Traceback" not in text
+
+
+def test_widths_between_the_supernets_choices_are_named(supernet, base_path, tmp_path):
+    config = CompareConfig(load_spec(base_path), COVERED, flops=3_000_000, seeds=(0,))
+    preview = preview_compare(config, parse_proxy(f"supernet:{supernet}"), tmp_path, device="cpu")
+    assert not preview.errors and all(s.score.n == 1 for s in preview.scores)
+    assert preview.between == {"C-C-T": "S2 C 24 (choices 16/32)"}  # C-T-T: all at choices
+    assert any("C-C-T: S2 C 24 (choices 16/32)" in n for n in preview.notes())
 
 
 @pytest.mark.parametrize(

@@ -45,19 +45,8 @@ NOT_MEASURED = (
     "fitting speed and capacity are not measured: they are properties of training a layout, "
     "which a proxy does not do; run the comparison without a proxy for them."
 )
-LAYOUT_COLUMNS = (
-    "layout",
-    "params",
-    "flops",
-    "flops_ratio",
-    "proxy",
-    "proxy_score",
-    "proxy_score_std",
-    "proxy_runs",
-    "proxy_params",
-    "status",
-    "reason",
-)
+LAYOUT_COLUMNS = ("layout", "params", "flops", "flops_ratio", "proxy", "proxy_score")
+LAYOUT_COLUMNS += ("proxy_score_std", "proxy_runs", "proxy_params", "status", "reason")
 # the settings that shape a preview (the data regimes, training recipe and capacity do not)
 CONFIG_KEYS = ("base", "layouts", "flops", "vary", "depth_mult", "image_size", "seeds")
 RUN_COLUMNS = ("key", "kind", "layout", "seed", "proxy", "status", "proxy_score", "params")
@@ -99,6 +88,7 @@ class ProxyPreview:
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
     data: dict[str, Any] = field(default_factory=dict)
+    between: dict[str, str] = field(default_factory=dict)  # supernet: widths it never trained
     scores: list[LayoutScore] = field(default_factory=list, init=False)
     ranking: Ranking = field(init=False)
     paper: PaperComparison = field(init=False)
@@ -130,6 +120,13 @@ class ProxyPreview:
 
     def notes(self) -> list[str]:
         out = [NOT_MEASURED]
+        if self.between:
+            shown = "; ".join(f"{k}: {v}" for k, v in self.between.items())
+            out.append(
+                f"fitted widths the supernet never trained as a choice: {shown}. These scores "
+                "rest on channel slices trained only inside wider choices; a budget that fits "
+                "the layouts to the space's widths avoids it."
+            )
         if len(self.seeds) < len(self.config.seeds):
             out.append(
                 f"{self.proxy.label} does not depend on the comparison's seeds: one value per "
@@ -214,7 +211,15 @@ def preview_compare(
             records += _score_layout(e, proxy, evaluators, on_record or (lambda r: None))
     errors = [f"{r['key']}: {r['reason']}" for r in records if r["status"] != "ok"]
     data = evaluators[0].data(proxy).describe()
-    preview = ProxyPreview(config, proxy, out, entrants, seeds, records, errors, data=data)
+    scored = [
+        e for e in entrants if any(r["layout"] == e.name for r in records if r["status"] == "ok")
+    ]
+    scorer = evaluators[0].supernet(proxy) if proxy.is_supernet else None
+    untrained = {e.name: scorer.untrained_widths(e.spec) for e in scored} if scorer else {}
+    between = {name: ", ".join(found) for name, found in untrained.items() if found}
+    preview = ProxyPreview(
+        config, proxy, out, entrants, seeds, records, errors, data=data, between=between
+    )
     preview.seconds = time.perf_counter() - start
     write_preview(preview)
     return preview
