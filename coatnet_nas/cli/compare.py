@@ -26,6 +26,7 @@ from coatnet_nas.cli.app import (
     parse_image_size,
     print_json,
 )
+from coatnet_nas.cli.compare_preview import EXIT_RUNS_FAILED, checked_proxy, preview
 from coatnet_nas.cli.options import (
     BatchSize,
     Budget,
@@ -53,10 +54,10 @@ from coatnet_nas.train.recipe import TrainRecipe
 from coatnet_nas.units import human, parse_flops
 
 DEFAULT_BASE = preset_path("coatnet0")  # bundled package data, found wherever the package is
-EXIT_RUNS_FAILED = 1
 D = DEFAULT_TRAIN
 CAP = CapacityOptions()
 CAPACITY = "Capacity (trained to a plateau)"
+PREVIEW = "Preview (scored by a proxy, not trained)"
 
 
 def _opt(flag: str, panel: str, help: str, metavar: str | None = None) -> Any:
@@ -220,6 +221,16 @@ def compare(
         f"Plateau: the relative loss improvement that still counts (default {CAP.min_delta:g}).",
         "FRACTION",
     ),
+    proxy: str | None = typer.Option(
+        None,
+        "--proxy",
+        rich_help_panel=PREVIEW,
+        metavar="PROXY",
+        help="Score each layout's fitted candidate with this proxy instead of training it: "
+        "supernet:SUPER.pt (inherited weights, seconds per layout), a training-free score or "
+        "train:... as in proxy-check. Ranks the layouts by the score beside the paper's "
+        "generalization ranking; fitting speed and capacity are not measured.",
+    ),
     workers: int = typer.Option(
         1,
         "--workers",
@@ -257,7 +268,7 @@ def compare(
     Generalization (val accuracy with scarce data), fitting speed (train loss after the fixed
     budget with plentiful data) and capacity (the lowest train loss when trained to a plateau)
     are ranked next to the CoAtNet paper's rankings. Re-running the same command resumes where
-    it stopped.
+    it stopped. --proxy previews the ranking: each layout's candidate is scored, not trained.
 
     Exit status: 0 when every run finished, 1 when some runs failed (rerun to retry them),
     2 for bad input.
@@ -269,6 +280,7 @@ def compare(
     if base_path is None and not DEFAULT_BASE.exists():
         raise CoatnetError(f"--base: the default {DEFAULT_BASE} is missing; pass a spec file.")
     base = load_spec(base_path or DEFAULT_BASE)
+    scored_by = checked_proxy(ctx, proxy)  # parsed and checked before any training option is read
     given = {k: v for k, v in ctx.params.items() if k in TrainRecipe.model_fields}
     changes = {k: v for k, v in given.items() if v is not None}
     if steps is not None and epochs is None:
@@ -295,6 +307,8 @@ def compare(
         capacity=_capacity_options(ctx.params),
     )
     config.validate()  # cheap checks before the data is read for its size
+    if scored_by is not None:
+        return preview(ctx, config, scored_by, out_dir, json_out, default_name)
     if config.image_size is None:
         config = _natural_size(config, quiet=json_out)
     out_dir = out_dir or Path("runs") / default_name(config)

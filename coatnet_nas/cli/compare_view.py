@@ -137,7 +137,8 @@ def report(summary: Any) -> None:
         console.print(f"[bold]{title}[/] ({metric}, regime {ranking.regime})", highlight=False)
         console.print(f"  measured: {ranking.text()}", markup=False)
         console.print(f"  paper:    {check.paper}", markup=False)
-        console.print(f"  {check.sentence()}", markup=False)
+        rho = "" if check.rho is None else f" Spearman rho vs the paper: {check.rho:+.2f}."
+        console.print(f"  {check.sentence()}{rho}", markup=False)
     for note in summary.notes:
         console.print(f"note: {note}", markup=False)
     for error in run.errors:
@@ -205,3 +206,56 @@ def table(summary: Any, regime: Any, rows: list[Any]) -> Table:
             f"{r.runs}" + (f" ({r.diverged} div.)" if r.diverged else ""),
         )
     return table
+
+
+class PreviewLines:
+    """``compare --proxy`` progress: one plain line per scored (or refused) candidate."""
+
+    def __init__(self, layouts: int) -> None:
+        self.layouts = layouts
+        self.done = 0
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.done += 1
+        head = f"[{self.done}] {record['layout']} seed {record['seed']}"
+        if record["status"] != "ok":
+            console.print(f"{head}: not scored (why: below)", markup=False)
+            return
+        score = record["proxy_score"]
+        console.print(f"{head}: {score:.4g} in {record['seconds']:.1f}s", markup=False)
+
+
+def preview_report(preview: Any) -> None:
+    """The layouts' proxy scores, their ranking and the paper's generalization ranking."""
+    h, w = preview.config.train_size
+    seeds = len(preview.seeds)
+    console.print(
+        f"{len(preview.entrants)} layouts at {human(preview.budget)} FLOPs ({h}x{w}) scored by "
+        f"{preview.proxy.label}, {seeds} seed(s), in {preview.seconds:.1f}s",
+        markup=False,
+    )
+    table = Table(title=f"proxy score ({preview.proxy.label}; higher is better)")
+    for col in ("layout", "params", "FLOPs", "score", "proxy params", "status"):
+        table.add_column(col, justify="left" if col in ("layout", "status") else "right")
+    for s in preview.scores:
+        table.add_row(
+            s.layout,
+            human(s.params),
+            f"{human(s.flops)} ({s.flops_ratio:.0%})",
+            s.score.fmt(4 if s.score.n == 0 or abs(s.score.mean) < 100 else 1),
+            human(s.proxy_params) if s.proxy_params else "-",
+            s.status,
+        )
+    console.print(table)
+    check = preview.paper
+    spread = "> better beyond seed spread, ≈ tie" if seeds > 1 else "one value per layout"
+    console.print(f"ranking by the proxy, best first ({spread}):", markup=False)
+    console.print(f"  proxy:  {preview.ranking.text()}", markup=False)
+    console.print(f"  paper:  {check.paper} (generalization)", markup=False)
+    rho = "-" if check.rho is None else f"{check.rho:+.2f}"
+    console.print(f"  Spearman rho vs the paper: {rho}; {check.sentence()}", markup=False)
+    for note in preview.notes():
+        console.print(f"note: {note}", markup=False)
+    for error in preview.errors:
+        console.print(f"failed: {error}", markup=False)
+    console.print(f"outputs in {preview.out_dir}/: {', '.join(preview.files)}", markup=False)

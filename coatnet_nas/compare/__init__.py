@@ -7,8 +7,8 @@ budget, trains each in every data regime with every seed (resumably), and ``summ
 Modules: ``config`` (what a comparison is), ``layouts`` (layout words, iso-FLOPs fitting),
 ``job`` (one run and its data), ``pool`` (worker processes), ``runner`` (the resumable loop),
 ``store`` (results file), ``analysis`` (stats, rankings, the paper), ``capacity`` and
-``capacity_run`` (runs trained to a plateau), ``measures`` (fitting speed vs capacity per layout)
-and ``report`` (files).
+``capacity_run`` (runs trained to a plateau), ``measures`` (fitting speed vs capacity per layout),
+``report`` (files) and ``preview`` (each layout's candidate scored by a proxy instead of trained).
 Names load on first use, so the command line can read the defaults without importing torch.
 """
 
@@ -58,6 +58,8 @@ _EXPORTS = {
     "plot": "coatnet_nas.compare.report",
     "summarize": "coatnet_nas.compare.report",
     "write_outputs": "coatnet_nas.compare.report",
+    "ProxyPreview": "coatnet_nas.compare.preview",
+    "preview_compare": "coatnet_nas.compare.preview",
     "CompareRun": "coatnet_nas.compare.runner",
     "run_compare": "coatnet_nas.compare.runner",
     "RunStore": "coatnet_nas.compare.store",

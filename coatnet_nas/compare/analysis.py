@@ -20,6 +20,7 @@ from itertools import combinations, pairwise
 from typing import Any
 
 from coatnet_nas.compare.config import Regime
+from coatnet_nas.proxies.rank import spearman
 
 # Dai et al., 2021, Section 3.2 (Figure 1): ≈ about equal, ≥ slightly better, > / ≫ clearly better.
 PAPER_RANKINGS = {
@@ -27,7 +28,9 @@ PAPER_RANKINGS = {
     "capacity": "C-C-T-T ≈ C-T-T-T > ViT > C-C-C-T > C-C-C-C",
 }
 RELATIONS = ("≈", "≥", ">", "≫")
-PAPER_CLAIM = {"fitting_speed": "capacity"}  # which paper ranking a measured ranking is held to
+# which paper ranking a measured ranking is held to: a proxy score predicts accuracy on held-out
+# data, so a proxy's ranking (``compare --proxy``) is held to the paper's generalization one
+PAPER_CLAIM = {"fitting_speed": "capacity", "proxy": "generalization"}
 
 
 @dataclass(frozen=True)
@@ -222,10 +225,15 @@ class PairCheck:
 
 @dataclass
 class PaperComparison:
+    """``rho``: Spearman's rho between the measured means and the paper's order (layouts the
+    paper calls ``≈`` tied), positive when they agree; None with fewer than 3 layouts in common
+    or no spread."""
+
     name: str
     paper: str
     measured: str
     pairs: list[PairCheck] = field(default_factory=list)
+    rho: float | None = None
 
     def counts(self) -> dict[str, int]:
         out = {"agree": 0, "tie": 0, "ordered": 0, "reversed": 0}
@@ -261,6 +269,7 @@ class PaperComparison:
             "paper": self.paper,
             "measured": self.measured,
             "counts": self.counts(),
+            "rho": self.rho,
             "sentence": self.sentence(),
             "pairs": [p.to_dict() for p in self.pairs],
         }
@@ -300,4 +309,24 @@ def compare_with_paper(ranking: Ranking, vit_name: str | None = None) -> PaperCo
             continue
         got = relation(sa, sb, ranking.higher_is_better)
         pairs.append(PairCheck(a, b, claim, got, _verdict(claim, got)))
-    return PaperComparison(ranking.name, chain, ranking.text(), pairs)
+    rho = _rho(ranking, chain, {m: names[m] for m in measured})
+    return PaperComparison(ranking.name, chain, ranking.text(), pairs, rho)
+
+
+def paper_levels(chain: str) -> dict[str, int]:
+    """Each layout's level in the paper's chain (0 best); layouts joined by ``≈`` share one."""
+    names, rels = parse_chain(chain)
+    levels = [0]
+    for rel in rels:
+        levels.append(levels[-1] + (rel != "≈"))
+    return dict(zip(names, levels, strict=True))
+
+
+def _rho(ranking: Ranking, chain: str, names: dict[str, str]) -> float | None:
+    levels = paper_levels(chain)
+    sign = 1.0 if ranking.higher_is_better else -1.0
+    pairs = [(sign * s.mean, -levels[p]) for m, p in names.items() if (s := ranking.stat(m))]
+    if len(pairs) < 3:
+        return None
+    rho = spearman([a for a, _ in pairs], [b for _, b in pairs])
+    return None if math.isnan(rho) else rho

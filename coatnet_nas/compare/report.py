@@ -190,7 +190,7 @@ def write_outputs(summary: Summary, out_dir: Path | None = None) -> dict[str, Pa
     files = {
         "runs.csv": _write_runs(summary, out / "runs.csv"),
         "summary.csv": _write_summary(summary, out / "summary.csv"),
-        "layouts.csv": _write_csv(
+        "layouts.csv": write_csv(
             out / "layouts.csv", list(CSV_COLUMNS), [m.csv_row() for m in summary.measures]
         ),
     }
@@ -202,7 +202,7 @@ def write_outputs(summary: Summary, out_dir: Path | None = None) -> dict[str, Pa
     return files
 
 
-def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+def write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
     def write(tmp: Path) -> None:
         with tmp.open("w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
@@ -215,7 +215,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
 def _write_runs(summary: Summary, path: Path) -> Path:
     records = [*summary.run.records, *summary.run.capacity]
     rows = [[_cell(record, k) for k in RUN_COLUMNS] for record in records]
-    return _write_csv(path, list(RUN_COLUMNS), rows)
+    return write_csv(path, list(RUN_COLUMNS), rows)
 
 
 def _cell(record: dict[str, Any], column: str) -> Any:
@@ -257,7 +257,7 @@ def _write_summary(summary: Summary, path: Path) -> Path:
             stat = getattr(r, s)
             values += [_num(stat.mean), _num(stat.std)]
         rows.append(values)
-    return _write_csv(path, columns, rows)
+    return write_csv(path, columns, rows)
 
 
 def _num(value: float) -> str:

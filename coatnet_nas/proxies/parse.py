@@ -58,6 +58,14 @@ class ProxySpec:
         return self.name == SUPERNET
 
     @property
+    def varies_with_seed(self) -> bool:
+        """Whether the caller's seed changes the value: False when the proxy pins its own
+        ``seed=`` or is a seed-free score (``params``, ``flops``)."""
+        if "seed" in dict(self.options):
+            return False
+        return self.is_training or self.is_supernet or get_score(self.name).seeded
+
+    @property
     def label(self) -> str:
         """Canonical text, e.g. ``train:epochs=1`` (what tables, CSV and studies show)."""
         if self.is_supernet:

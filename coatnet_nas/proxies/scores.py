@@ -59,12 +59,14 @@ ScoreFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], float]
 
 @dataclass(frozen=True)
 class Score:
-    """A registered training-free score; ``uses_data`` is False when the batch is ignored."""
+    """A registered training-free score; ``uses_data`` is False when the batch is ignored,
+    ``seeded`` False when no seed changes the value (weights, batch: ``params``, ``flops``)."""
 
     name: str
     fn: ScoreFn
     summary: str
     uses_data: bool = True
+    seeded: bool = True
 
 
 SCORES: dict[str, Score] = {}
@@ -72,14 +74,14 @@ RESERVED = ("train",)  # proxy names with another meaning (a short training run)
 
 
 def register_score(
-    name: str, summary: str, *, uses_data: bool = True
+    name: str, summary: str, *, uses_data: bool = True, seeded: bool = True
 ) -> Callable[[ScoreFn], ScoreFn]:
     """Decorator: register ``fn(model, images, labels) -> float`` (higher = better) by name."""
     if name in RESERVED or not name.replace("_", "").isalnum():
         raise ValueError(f"invalid score name {name!r}")
 
     def add(fn: ScoreFn) -> ScoreFn:
-        SCORES[name] = Score(name, fn, summary, uses_data)
+        SCORES[name] = Score(name, fn, summary, uses_data, seeded)
         return fn
 
     return add
@@ -126,12 +128,12 @@ def _loss_backward(model: nn.Module, images: torch.Tensor, labels: torch.Tensor)
 
 
 # --- baselines -------------------------------------------------------------------------------
-@register_score("params", "parameter count (baseline)", uses_data=False)
+@register_score("params", "parameter count (baseline)", uses_data=False, seeded=False)
 def params_score(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     return float(sum(p.numel() for p in model.parameters()))
 
 
-@register_score("flops", "multiply-accumulates per image (baseline)", uses_data=False)
+@register_score("flops", "multiply-accumulates per image (baseline)", uses_data=False, seeded=False)
 def flops_score(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     from coatnet_nas.spec import ModelSpec
 

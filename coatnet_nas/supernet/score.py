@@ -69,6 +69,20 @@ class SupernetScorer:
         self.net.check(proxy, what=f"candidate {spec.name} (supernet {self.path})")
         return proxy
 
+    def untrained_widths(self, spec: ModelSpec) -> list[str]:
+        """The widths of ``spec`` at the proxy's size that are no width choice of the supernet
+        at their position (it runs them as slices of wider choices), e.g. ``S2 C 24 (choices
+        16/32)``."""
+        proxy, space = self.proxy_spec(spec), self.space
+        found = []
+        if proxy.stem.width not in space.stem_widths:
+            found.append(f"stem {proxy.stem.width} ({_choices(space.stem_widths)})")
+        for i, (stage, pos) in enumerate(zip(proxy.stages, space.stages, strict=False), 1):
+            choices = pos.widths.get(stage.type, ())
+            if choices and stage.width not in choices:
+                found.append(f"S{i} {stage.type} {stage.width} ({_choices(choices)})")
+        return found
+
     def model(self, spec: ModelSpec) -> tuple[torch.nn.Module, ModelSpec, int]:
         """``spec``'s standalone model with inherited weights, BatchNorm recalibrated.
 
@@ -93,3 +107,7 @@ class SupernetScorer:
             "proxy_params": sum(p.numel() for p in model.parameters()),
         }
         return accuracy, detail
+
+
+def _choices(widths: tuple[int, ...]) -> str:
+    return "choices " + "/".join(str(w) for w in sorted(widths))
