@@ -108,7 +108,7 @@ def phase_train(args, out: Path) -> dict:
         setup.recipe,
         path,
         rule=rule,
-        seed=0,
+        seed=args.supernet_seed,
         resume=path.exists(),
         save_every=30.0,
         source=setup.source,
@@ -119,6 +119,7 @@ def phase_train(args, out: Path) -> dict:
         "steps": run.steps,
         "seconds": stored["elapsed"],
         "epochs": args.epochs,
+        "supernet_seed": args.supernet_seed,
         "rule": rule.model_dump(),
         "load_start": load,
         "load_end": os.getloadavg()[0],
@@ -358,6 +359,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--search-trials", type=int, default=0)
     p.add_argument("--retrain-seeds", type=int, default=2)
+    p.add_argument(
+        "--supernet-seed",
+        type=int,
+        default=0,
+        help="the supernet's own seed (init, sandwich draws, batch order); the data split stays 0",
+    )
     p.add_argument("--core", type=int, default=None, help="pin this process to one CPU core")
     p.add_argument("--tiny", action="store_true", help="seconds-scale smoke space")
     p.add_argument("--phases", default="train,timing,check,report,search,equal,retrain")

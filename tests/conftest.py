@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,6 +66,30 @@ def coatnet_process(*args: str) -> subprocess.Popen:
         cwd=ROOT,
         start_new_session=True,
     )
+
+
+def kill_9_after_save(proc: subprocess.Popen, path: Path, at_least: int, timeout: float) -> int:
+    """SIGKILL ``proc``'s process group once the checkpoint ``path`` holds step ``at_least`` or
+    later; the step it holds then. The group is stopped (SIGSTOP) while the file is read and
+    runs only ~10 ms between reads, so a fast run cannot finish between a read and the kill."""
+    step, deadline = -1, time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if path.exists():
+                os.killpg(proc.pid, signal.SIGSTOP)
+                try:
+                    step = torch.load(path, weights_only=True)["train"]["step"]
+                except Exception:  # a save written as a new file and renamed: never partial
+                    step = -1
+                if step >= at_least:
+                    break
+                os.killpg(proc.pid, signal.SIGCONT)
+            time.sleep(0.01)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+    return step
 
 
 def study_trials(url: str, name: str) -> list:

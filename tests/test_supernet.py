@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ from coatnet_nas.spec import spec_from_dict
 from coatnet_nas.supernet import load_supernet
 from coatnet_nas.supernet.score import SupernetScorer
 from coatnet_nas.train import load_checkpoint
-from tests.conftest import coatnet_process
+from tests.conftest import coatnet_process, kill_9_after_save
 
 SPACE = """\
 name: tiny
@@ -97,22 +94,7 @@ def test_resume_after_kill_9_continues_exactly(trained, tmp_path):
     space, reference = trained
     out = tmp_path / "killed.pt"
     proc = coatnet_process(*_train_args(space, out))
-    seen = 0
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if out.exists():
-                try:
-                    seen = torch.load(out, weights_only=True)["train"]["step"]
-                except Exception:  # replaced while being read: read the next one
-                    seen = 0
-                if seen >= 2:
-                    break
-            time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
-    killed_at = torch.load(out, weights_only=True)["train"]["step"]
+    killed_at = kill_9_after_save(proc, out, at_least=2, timeout=120)
     assert 2 <= killed_at < int(STEPS), "killed mid-run, after a save"
     assert run([*_train_args(space, out), "--resume"]) == 0
     a, b = torch.load(reference, weights_only=True), torch.load(out, weights_only=True)

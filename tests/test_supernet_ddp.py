@@ -7,12 +7,10 @@ the library's own step and reduction under :func:`launch_local`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from coatnet_nas.supernet import Supernet, load_supernet
 from coatnet_nas.supernet.parallel import average_gradients, weights_digest
 from coatnet_nas.supernet.sandwich import SandwichRule, sandwich_step, step_specs
 from coatnet_nas.train.distributed import distributed_session, launch_local
-from tests.conftest import coatnet_process
+from tests.conftest import coatnet_process, kill_9_after_save
 from tests.test_supernet import SPACE, STEPS, _train_args
 
 TIMEOUT = 240
@@ -148,19 +146,7 @@ def test_resume_of_a_two_rank_run_after_kill_9(two_ranks, tmp_path):
     space, reference, _, _ = two_ranks
     out = tmp_path / "killed.pt"
     args = _train_args(space, out, "--nproc", "2")
-    proc = coatnet_process(*args)
-    seen = 0
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline and proc.poll() is None and seen < 2:
-            with contextlib.suppress(Exception):  # absent, or replaced while being read
-                seen = torch.load(out, weights_only=True)["train"]["step"]
-            time.sleep(0.05)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
-        proc.communicate()
-    killed_at = torch.load(out, weights_only=True)["train"]["step"]
+    killed_at = kill_9_after_save(coatnet_process(*args), out, at_least=2, timeout=TIMEOUT)
     assert 2 <= killed_at < int(STEPS), "killed mid-run, after a save"
     code, stdout, stderr = _finish(coatnet_process(*args, "--resume", "--json"))
     assert code == 0, stderr
