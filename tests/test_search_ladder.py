@@ -342,3 +342,27 @@ def test_two_workers_on_one_ladder_on_postgres():
         check_ladder(study.get_trials(), cfg)
     finally:
         server.__exit__(None, None, None)
+
+
+def test_a_running_promotion_does_not_close_the_run() -> None:
+    """A promotion in flight is not a candidate: counted as one, it closed the run early, the
+    ladder promoted as if rung 0 were over, and the candidate drawn after it finished put a
+    third architecture on a rung of ``top: 2`` (seen on a loaded machine with two workers)."""
+    from coatnet_nas.search.runner import RunLimits, _decide
+
+    study = optuna.create_study(direction="maximize")
+    for value in (0.05, 0.03):  # two counted rung-0 candidates of this run
+        t = study.ask()
+        t.set_user_attr("run", "r")
+        t.set_user_attr("status", "ok")
+        study.tell(t, value)
+    drawing = study.ask()  # a third candidate, training
+    drawing.set_user_attr("run", "r")
+    promoted = study.ask()  # the best one on rung 1, training
+    promoted.set_user_attr("run", "r")
+    promoted.set_user_attr("rung", 1)
+    # 2 counted + 1 candidate in flight < 4: the run must still draw its fourth candidate
+    assert _decide(study, RunLimits("r", trials=4), time.monotonic()) == "go"
+    again = study.ask()
+    again.set_user_attr("run", "r")  # the fourth: now the run is closing
+    assert _decide(study, RunLimits("r", trials=4), time.monotonic()) == "wait"

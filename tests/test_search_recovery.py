@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 
 import optuna
 import pytest
@@ -247,3 +248,28 @@ def test_a_trial_killed_mid_draw_is_failed_not_requeued_and_a_queued_one_keeps_i
     assert reap(study) == 1
     retried = [t for t in study.trials if t.state == TrialState.WAITING]
     assert len(retried) == 1 and retried[0].system_attrs["fixed_params"] == drawn.params
+
+
+def test_a_stop_while_the_result_is_told_keeps_the_result() -> None:
+    """Ctrl-C landing inside ``tell`` (a slow SQLite write under load): the finished result is
+    recorded, then the stop goes on; the trial was left RUNNING before."""
+    from coatnet_nas.search.runner import run_trial
+
+    study = optuna.create_study(direction="maximize")
+    storage = study._storage
+    real = storage.set_trial_state_values
+    sent: list = []
+
+    def interrupted_write(*args, **kwargs):
+        if not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)  # a real signal: Python raises at the next line
+            time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    storage.set_trial_state_values = interrupted_write
+    trial = study.ask()
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(study, lambda _t: 0.5, trial)
+    (told,) = study.get_trials()
+    assert sent and told.state == TrialState.COMPLETE and told.values == [0.5]

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -136,14 +137,23 @@ def _run_lock(run_id: str) -> Iterator[None]:
         yield
 
 
+def _drawing(t: FrozenTrial) -> bool:
+    """A running rung-0 candidate: one that will count (see :func:`counted`) if it finishes."""
+    a = t.user_attrs
+    return t.state == TrialState.RUNNING and not a.get(RUNG_ATTR, 0) and not a.get(SEED_ATTR, 0)
+
+
 def _tally(trials: list[FrozenTrial], run_id: str) -> tuple[int, int, int, int]:
-    """(counted by this run, running in this run, counted in the study, running in the study)."""
+    """(counted by this run, candidates running in this run, counted in the study, candidates
+    running in the study). A running promotion or repeated seed is not a candidate: counted as
+    one, it closed the run early, the ladder then promoted as if no more candidates would come,
+    and the candidate drawn once it finished put a third architecture on a rung of ``top: 2``."""
     mine = [t for t in trials if t.user_attrs.get("run") == run_id]
     return (
         sum(map(counted, mine)),
-        sum(t.state == TrialState.RUNNING for t in mine),
+        sum(map(_drawing, mine)),
         sum(map(counted, trials)),
-        sum(t.state == TrialState.RUNNING for t in trials),
+        sum(map(_drawing, trials)),
     )
 
 
@@ -172,13 +182,25 @@ def run_trial(study: optuna.Study, objective: Objective, trial: optuna.Trial) ->
     except Exception:  # the objective recorded status=error and the reason
         state = TrialState.FAIL
     try:
-        frozen = study.tell(trial, values, state=state, skip_if_finished=True)
+        frozen = _tell(study, trial, values, state)
     except StorageUnavailable:  # the database stayed away: keep the outcome for the next run
         backend = getattr(study._storage, "_backend", study._storage)
         if isinstance(backend, ResilientStorage):
             backend.record_outcome(trial._trial_id, state, values)
         raise
     return counted(frozen)
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, values: Any, state: TrialState) -> FrozenTrial:
+    """Record the outcome in hand. A stop landing meanwhile (a slow SQLite write under load is a
+    wide window) first lets it be recorded, then stops: left half-told, the trial stayed RUNNING
+    until a later run reaped it, and a finished result was thrown away."""
+    try:
+        return study.tell(trial, values, state=state, skip_if_finished=True)
+    except KeyboardInterrupt:
+        with signals.exit_at_once():  # a second stop meanwhile exits, as a second Ctrl-C does
+            study.tell(trial, values, state=state, skip_if_finished=True)
+        raise
 
 
 def _interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
