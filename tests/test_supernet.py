@@ -185,6 +185,23 @@ def test_search_with_the_supernet_proxy(trained, tmp_path):
     assert {t.user_attrs["proxy"] for t in done} == {f"supernet:{out}"}
 
 
+def test_supernet_search_with_two_workers_resumes_without_rescoring(trained, tmp_path):
+    """The search's guarantees with the supernet proxy: two worker processes fill one study,
+    a second run adds to it, and no architecture is scored twice (dedupe)."""
+    space_path, out = trained
+    cfg = SearchConfig(space=load_space(space_path), flops=10**9, proxy=f"supernet:{out}")
+    url = f"sqlite:///{tmp_path}/w.db"
+    common = {"sampler": "random", "device": "cpu", "heartbeat_interval": 30}
+    run_search(cfg, url, "w", trials=4, workers=2, **common)
+    study = run_search(cfg, url, "w", trials=2, **common)
+    trials = study.get_trials()
+    scored = [t for t in trials if t.user_attrs.get("status") == "ok"]
+    assert len(scored) == 6
+    assert len({t.user_attrs["arch_key"] for t in scored}) == 6  # none scored twice
+    assert len({t.user_attrs["pid"] for t in scored}) == 3  # two workers, then the resume
+    assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
+
+
 def test_extract_writes_a_checkpoint_that_fine_tunes(trained, tmp_path):
     _, out = trained
     spec = tmp_path / "cand.yaml"
