@@ -193,7 +193,11 @@ def test_collective_tensors_outlive_the_backend_threads_then_are_freed() -> None
     # wait() returned; were Python's reference gone by then, that thread would need the GIL,
     # and at interpreter exit that ends in std::terminate (SIGABRT, a CI failure once). The
     # tensors are held until the backend lets go: few at a time, none once the session ends.
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     results = launch_local(2, _many_collectives, (300,))
+    # the caller's handlers are back (the agent's left behind turned a later Ctrl-C into its own
+    # SignalException)
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
     for result in results.values():
         assert result["sums"] == [[2, 1]] * 300
         assert 1 <= result["most_held"] <= 8 and result["left"] == 0

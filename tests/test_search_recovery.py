@@ -269,7 +269,11 @@ def test_a_stop_while_the_result_is_told_keeps_the_result() -> None:
 
     storage.set_trial_state_values = interrupted_write
     trial = study.ask()
-    with pytest.raises(KeyboardInterrupt):
-        run_trial(study, lambda _t: 0.5, trial)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # what a search runs with
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_trial(study, lambda _t: 0.5, trial)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     (told,) = study.get_trials()
     assert sent and told.state == TrialState.COMPLETE and told.values == [0.5]

@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -270,6 +272,9 @@ def launch_local(nproc: int, entry: Callable[..., Any], args: Sequence[Any]) -> 
     quiet = logging.getLogger("torch.distributed.elastic")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)  # the agent logs each start, and a failed rank's traceback
+    # the agent installs its own SIGINT/SIGTERM/SIGHUP/SIGQUIT handlers and leaves them: a
+    # caller's later Ctrl-C raised the agent's SignalException instead of KeyboardInterrupt
+    saved = _signal_handlers()
     try:
         return elastic_launch(config, entry)(*args)
     except ChildFailedError as exc:
@@ -280,3 +285,14 @@ def launch_local(nproc: int, entry: Callable[..., Any], args: Sequence[Any]) -> 
         raise Terminated(int(exc.sigval)) from None
     finally:
         quiet.setLevel(level)
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def _signal_handlers() -> dict[int, Any]:
+    """The current handlers of the signals torch's elastic agent takes (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    names = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+    signums = [getattr(signal, n) for n in names if hasattr(signal, n)]
+    return {s: signal.getsignal(s) for s in signums}
