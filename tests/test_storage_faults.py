@@ -104,10 +104,28 @@ def test_both_postgresql_url_forms_work(postgres_url, driver):
     url = postgres_url.replace("postgresql+psycopg2", driver)
     storage = make_storage(url, None)
     assert storage.engine.dialect.driver == ("psycopg" if driver == "postgresql" else "psycopg2")
+    raw = storage.engine.raw_connection()  # the driver connection carries the bounded connect
+    try:
+        conn = raw.driver_connection
+        info = conn.info.get_parameters() if driver == "postgresql" else conn.get_dsn_parameters()
+        assert info["connect_timeout"] == "10" and info["keepalives_idle"] == "30", info
+    finally:
+        raw.close()
     space = space_from_dict(tiny_space())
     config = SearchConfig(space=space, flops=space.budget.flops, seed=0, proxy="params")
     study = run_search(config, url, f"url-{driver}", trials=2, device="cpu")
     assert len(evaluated_trials(study.get_trials())) == 2
+
+
+def test_server_connections_are_bounded_and_a_url_setting_wins() -> None:
+    from coatnet_nas.search.storage import server_engine_kwargs
+
+    pg = server_engine_kwargs("postgresql+psycopg2://u@h/db")
+    assert pg["pool_pre_ping"] and pg["connect_args"]["connect_timeout"] == 10
+    mine = server_engine_kwargs("postgresql://u@h/db?connect_timeout=3&keepalives_idle=5")
+    assert "connect_timeout" not in mine["connect_args"]  # the URL's own value reaches libpq
+    assert "keepalives_idle" not in mine["connect_args"] and mine["connect_args"]["keepalives"]
+    assert "connect_args" not in server_engine_kwargs("mysql+pymysql://u@h/db")
 
 
 def test_database_restart_mid_trial_is_waited_out_and_the_trial_recorded(tmp_path, postgres_url):

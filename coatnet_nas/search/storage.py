@@ -63,8 +63,6 @@ def make_storage(
 
     window = retry_seconds_from_env() if retry_seconds is None else retry_seconds
     sqlite = storage_url.startswith("sqlite")
-    # Server connections are pinged before use: a restarted database's dead ones are replaced.
-    engine_kwargs = {"connect_args": {"timeout": 60}} if sqlite else {"pool_pre_ping": True}
     kwargs: dict = {}
     if heartbeat_interval:
         kwargs = {
@@ -75,7 +73,9 @@ def make_storage(
     try:
         if sqlite:
             _check_sqlite_target(storage_url, create)
+            engine_kwargs: dict = {"connect_args": {"timeout": 60}}
         else:
+            engine_kwargs = server_engine_kwargs(storage_url)  # parses the URL: inside the try
             _check_server_database(storage_url, window)
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna, and needed here
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -174,11 +174,36 @@ def _check_existing_sqlite(path: Path) -> None:
     check_foreign(sqlite_schema(path), str(path), "SQLite")
 
 
+# libpq's connection settings (psycopg2 and psycopg 3 both pass them on): a connection attempt
+# gives up after 10 s instead of waiting on a host that drops packets (Linux retries a SYN for
+# ~2 min), and TCP keepalives find a connection whose server vanished without closing it.
+_POSTGRES_CONNECT = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+
+def server_engine_kwargs(storage_url: str) -> dict:
+    """SQLAlchemy engine settings for a server database: connections pinged before use (a
+    restarted database's dead ones are replaced) and, for PostgreSQL, bounded connects and
+    keepalives; a setting given in the URL's query (``?connect_timeout=3``) wins."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(storage_url)
+    kwargs: dict = {"pool_pre_ping": True}
+    if url.get_backend_name() == "postgresql":
+        kwargs["connect_args"] = {k: v for k, v in _POSTGRES_CONNECT.items() if k not in url.query}
+    return kwargs
+
+
 def _check_server_database(storage_url: str, retry_seconds: float) -> None:
     """A server database (PostgreSQL, MySQL) must be empty or Optuna's; read before any write."""
     import sqlalchemy
 
-    engine = sqlalchemy.create_engine(storage_url, pool_pre_ping=True)
+    engine = sqlalchemy.create_engine(storage_url, **server_engine_kwargs(storage_url))
     try:
         # A server never reached yet may be restarting, or the URL may be wrong: wait a
         # minute at most before saying so (a worker restarted during an outage still waits).
