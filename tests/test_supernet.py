@@ -198,7 +198,8 @@ def test_supernet_search_with_two_workers_resumes_without_rescoring(trained, tmp
     scored = [t for t in trials if t.user_attrs.get("status") == "ok"]
     assert len(scored) == 6
     assert len({t.user_attrs["arch_key"] for t in scored}) == 6  # none scored twice
-    assert len({t.user_attrs["pid"] for t in scored}) == 3  # two workers, then the resume
+    # worker processes, then the resume (one worker may score all four before the other starts)
+    assert len({t.user_attrs["pid"] for t in scored}) >= 2
     assert not [t for t in trials if t.state.name in ("RUNNING", "WAITING")]
 
 
