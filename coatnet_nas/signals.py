@@ -100,6 +100,25 @@ def _handlers(handler: Any, signums: tuple[int, ...]) -> Iterator[None]:
             signal.signal(s, old)
 
 
+@contextlib.contextmanager
+def preserved(
+    names: tuple[str, ...] = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"),
+) -> Iterator[None]:
+    """The handlers of the signals ``names`` (those this platform has) as they were before the
+    block, whatever code inside installs (torch's elastic agent leaves its own behind)."""
+    if not _main_thread():
+        yield
+        return
+    saved = {
+        s: signal.getsignal(s) for s in (getattr(signal, n) for n in names if hasattr(signal, n))
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
 def terminate_as_interrupt(signums: tuple[int, ...] = STOP_SIGNALS, *, once: bool = False):
     """Raise :class:`Terminated` on ``signums`` during the block (a context manager).
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -254,7 +252,7 @@ def launch_local(nproc: int, entry: Callable[..., Any], args: Sequence[Any]) -> 
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    from coatnet_nas.signals import Terminated
+    from coatnet_nas.signals import Terminated, preserved
 
     if nproc < 1:
         raise CoatnetError(f"nproc must be >= 1, got {nproc}.", param="nproc")
@@ -274,9 +272,9 @@ def launch_local(nproc: int, entry: Callable[..., Any], args: Sequence[Any]) -> 
     quiet.setLevel(logging.CRITICAL)  # the agent logs each start, and a failed rank's traceback
     # the agent installs its own SIGINT/SIGTERM/SIGHUP/SIGQUIT handlers and leaves them: a
     # caller's later Ctrl-C raised the agent's SignalException instead of KeyboardInterrupt
-    saved = _signal_handlers()
     try:
-        return elastic_launch(config, entry)(*args)
+        with preserved():
+            return elastic_launch(config, entry)(*args)
     except ChildFailedError as exc:
         codes = {rank: failure.exitcode for rank, failure in exc.failures.items()}
         listed = "; ".join(f"rank {rank}: exit {code}" for rank, code in sorted(codes.items()))
@@ -285,14 +283,3 @@ def launch_local(nproc: int, entry: Callable[..., Any], args: Sequence[Any]) -> 
         raise Terminated(int(exc.sigval)) from None
     finally:
         quiet.setLevel(level)
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
-
-
-def _signal_handlers() -> dict[int, Any]:
-    """The current handlers of the signals torch's elastic agent takes (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    names = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
-    signums = [getattr(signal, n) for n in names if hasattr(signal, n)]
-    return {s: signal.getsignal(s) for s in signums}
