@@ -65,14 +65,14 @@ def main() -> None:
     print("| attribute | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
     for attribute in attrs[keys[0]]:
-        xs = [attrs[k][attribute] for k in keys]
+        if len({attrs[k][attribute] for k in keys}) < 2:
+            continue  # the same in every architecture: nothing to rank
         cells = []
         for name in names:
             ks = [k for k in keys if k in columns[name]]
             value = _rho([attrs[k][attribute] for k in ks], [columns[name][k] for k in ks])
             cells.append("n/a" if math.isnan(value) else f"{value:+.2f}")
-        if len(set(xs)) > 1:
-            print(f"| {attribute} | " + " | ".join(cells) + " |")
+        print(f"| {attribute} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
