@@ -20,10 +20,18 @@ each arm's median and spread of the re-trained winners and each winner against t
 (Welch 95% interval, in words).
 
 Resumable: every finished search, equal-time candidate and re-training is recorded in
-``<out>/state.json`` as it ends; run the same command again to continue (an unfinished ladder
-search resumes its study).
+``<out>/state.json`` as it ends, and a running ladder search's CPU time every
+``CHECKPOINT_S``; run the same command again to continue (an unfinished ladder search resumes its
+study and its clock).
 
-Run (about 90 min of one core with ``--rungs 2``; the 96-px rung 2 would take hours on a CPU):
+Two cores: run one process per core on the same ``--out`` with disjoint ``--seeds``; they share
+``state.json`` under a lock, each re-trains its own winners first and then takes the remaining
+re-trainings one at a time (a re-training claimed by a live process is left to it). The process
+that finds everything done writes ``report.md``; running the command again afterwards only
+re-prints it.
+
+Run (about 90 min of one core with ``--rungs 2``; the default 3-rung ladder, with its 96-px
+rung 2, takes about 3.5 h of one core):
   nohup .venv/bin/python benchmarks/bench_ladder.py --out runs/bench-ladder --trials 16 \
       --rungs 2 --core 0 > runs/bench-ladder.log 2>&1 &
 Tiny check (synthetic data, seconds): ``--tiny``.
@@ -32,10 +40,13 @@ Tiny check (synthetic data, seconds): ``--tiny``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +67,7 @@ optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 ARMS = ("ladder", "proxy", "random")
 RETRAIN_SEED0 = 10_000  # fresh seeds: no search trained with these
+CHECKPOINT_S = 20.0  # how often a running ladder search's CPU time is saved
 
 
 def tiny_space() -> dict:
@@ -86,18 +98,108 @@ def tiny_space() -> dict:
 
 
 class State:
-    """``state.json``: finished searches and re-trainings, written after each one."""
+    """``state.json``: finished searches and re-trainings, written after each one.
+
+    Several processes (one per core, disjoint ``--seeds``) may share one file: every write
+    happens under an exclusive lock on ``state.lock`` and merges this process's entries into
+    what is on disk, so no process overwrites another's results.
+    """
+
+    SECTIONS = ("searches", "retrains", "claims")
 
     def __init__(self, path: Path):
         self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-        self.data.setdefault("searches", {})
-        self.data.setdefault("retrains", {})
+        self.lock_path = path.with_suffix(".lock")
+        self.data: dict[str, Any] = {}
+        self.mine: dict[str, Any] = {}  # top-level keys this process wrote (``partial:...``)
+        with self._locked():
+            self._reload()
 
-    def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
+    @contextlib.contextmanager
+    def _locked(self):
+        with open(self.lock_path, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _reload(self) -> None:
+        disk = json.loads(self.path.read_text()) if self.path.exists() else {}
+        for name in self.SECTIONS:
+            disk.setdefault(name, {})
+        disk.update(self.mine)
+        self.data = disk
+
+    def _write(self) -> None:
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True))
         tmp.replace(self.path)
+
+    def put(self, section: str | None, key: str, value: Any) -> None:
+        """Record ``value`` under ``section[key]`` (or the top-level ``key``) and save."""
+        with self._locked():
+            self._reload()
+            if section is None:
+                self.mine[key] = value
+                self.data[key] = value
+            else:
+                self.data[section][key] = value
+            self._write()
+
+    def refresh(self) -> None:
+        with self._locked():
+            self._reload()
+
+    def claim(self, key: str) -> bool:
+        """Take re-training ``key`` unless it is done or a live process has claimed it."""
+        with self._locked():
+            self._reload()
+            if key in self.data["retrains"]:
+                return False
+            owner = self.data["claims"].get(key)
+            if owner is not None and owner != os.getpid() and _alive(owner):
+                return False
+            self.data["claims"][key] = os.getpid()
+            self._write()
+            return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class CpuClock:
+    """Saves ``base`` + this process's CPU time since start under ``key`` every ``CHECKPOINT_S``,
+    so a killed ladder search resumes with the CPU time it had already used."""
+
+    def __init__(self, state: State, key: str, base: float):
+        self.state, self.key, self.base = state, key, base
+        self.start = time.process_time()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def spent(self) -> float:
+        return self.base + time.process_time() - self.start
+
+    def _run(self) -> None:
+        while not self.stop.wait(CHECKPOINT_S):
+            self.state.put(None, self.key, self.spent())
+
+    def __enter__(self) -> CpuClock:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.state.put(None, self.key, self.spent())
 
 
 def search_arm(args, space, flops, arm: str, seed: int, state: State) -> dict[str, Any]:
@@ -119,17 +221,19 @@ def search_arm(args, space, flops, arm: str, seed: int, state: State) -> dict[st
     )
     spent = float(state.data.get(f"partial:{key}", 0.0))
     if ladder:
-        start = time.process_time()
-        study = run_search(config, trials=None, study_trials=args.trials, **common)
-        spent += time.process_time() - start
+        with CpuClock(state, f"partial:{key}", spent) as clock:
+            study = run_search(config, trials=None, study_trials=args.trials, **common)
+        spent = clock.spent()
     else:  # one candidate per call until this arm has used the ladder's CPU time
         limit = state.data["searches"][f"ladder:{seed}"]["seconds"]
+        study = None
         while spent < limit:
             start = time.process_time()
             study = run_search(config, trials=1, **common)
             spent += time.process_time() - start
-            state.data[f"partial:{key}"] = spent
-            state.save()
+            state.put(None, f"partial:{key}", spent)
+        if study is None:  # the time was used up before a restart: read the stored study
+            study = optuna.load_study(study_name=name, storage=common["storage_url"])
     trial = best_trial(study)
     if trial is None:
         raise SystemExit(f"{name}: no feasible COMPLETE trial")
@@ -139,14 +243,21 @@ def search_arm(args, space, flops, arm: str, seed: int, state: State) -> dict[st
         "trials": len(study.get_trials()),
         "trained": sum(1 for t in study.get_trials() if "seconds" in t.user_attrs),
     }
-    state.data["searches"][key] = record
-    state.save()
+    state.put("searches", key, record)
     print(f"{key}: {spent:.0f} CPU s, {record['trained']} trainings", flush=True)
     return record
 
 
-def retrain(args, space, spec_dict: dict, label: str, state: State) -> list[float]:
-    """Val accuracy of ``spec_dict`` at the top rung's fidelity, one per fresh seed (cached)."""
+def retrain_keys(spec_dict: dict, seeds: int) -> list[str]:
+    arch = json.dumps({k: v for k, v in spec_dict.items() if k != "name"}, sort_keys=True)
+    return [f"{arch}|{RETRAIN_SEED0 + i}" for i in range(seeds)]
+
+
+def retrain(args, space, spec_dict: dict, label: str, state: State) -> list[float] | None:
+    """Val accuracy of ``spec_dict`` at the top rung's fidelity, one per fresh seed (cached).
+
+    ``None`` while another live process holds one of the re-trainings.
+    """
     from coatnet_nas.data import prepare_data
     from coatnet_nas.scaling import scale_spec
     from coatnet_nas.spec import spec_from_dict
@@ -154,11 +265,8 @@ def retrain(args, space, spec_dict: dict, label: str, state: State) -> list[floa
 
     recipe = space.rung_recipe(len(space.rungs))
     spec = spec_from_dict(spec_dict)
-    arch = json.dumps({k: v for k, v in spec_dict.items() if k != "name"}, sort_keys=True)
-    scores = []
-    for i in range(args.retrain_seeds):
-        key = f"{arch}|{RETRAIN_SEED0 + i}"
-        if key not in state.data["retrains"]:
+    for i, key in enumerate(retrain_keys(spec_dict, args.retrain_seeds)):
+        if state.claim(key):
             data = prepare_data(
                 recipe.dataset,
                 recipe.image_size,
@@ -175,14 +283,24 @@ def retrain(args, space, spec_dict: dict, label: str, state: State) -> list[floa
                 runtime=Runtime(device=args.device),
                 seed=RETRAIN_SEED0 + i,
             )
-            state.data["retrains"][key] = float(result.val_accuracy)
-            state.save()
+            state.put("retrains", key, float(result.val_accuracy))
             print(f"retrain {label} seed {i}: {result.val_accuracy:.4f}", flush=True)
-        scores.append(state.data["retrains"][key])
-    return scores
+    state.refresh()
+    done = state.data["retrains"]
+    keys = retrain_keys(spec_dict, args.retrain_seeds)
+    return [done[k] for k in keys] if all(k in done for k in keys) else None
 
 
-def report(args, space, flops, state: State, baseline_scores: list[float], label: str) -> str:
+def report(
+    args,
+    space,
+    flops,
+    state: State,
+    scores_of: dict[str, list[float]],
+    baseline_scores: list[float],
+    label: str,
+) -> str:
+    """The tables, from the finished searches in ``state`` and their re-trained ``scores_of``."""
     lines = [
         f"### Promotion ladder vs proxy-only vs random (`bench_ladder.py`, {cpu_model()})",
         "",
@@ -200,7 +318,7 @@ def report(args, space, flops, state: State, baseline_scores: list[float], label
     for arm in ARMS:
         for seed in range(args.searches):
             rec = state.data["searches"][f"{arm}:{seed}"]
-            scores = retrain(args, space, rec["winner"], f"{arm}-{seed}", state)
+            scores = scores_of[f"{arm}:{seed}"]
             ci = mean_ci95(scores)
             per_arm[arm].append(ci.mean)
             w = rec["winner"]
@@ -243,6 +361,12 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tiny", action="store_true", help="synthetic data, tiny space")
     parser.add_argument("--core", type=int, default=0, help="the one CPU core to run on")
+    parser.add_argument(
+        "--seeds",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=None,
+        help="comma-separated search seeds this process runs (default: all); see the module doc",
+    )
     args = parser.parse_args()
     os.sched_setaffinity(0, {args.core})  # usable_cpus() then gives every training one thread
     torch.set_num_threads(1)
@@ -253,7 +377,8 @@ def main() -> None:
     flops = space.budget.flops if args.tiny else int(args.budget)
     state = State(args.out / "state.json")
     start = time.perf_counter()
-    for seed in range(args.searches):
+    seeds = args.seeds if args.seeds is not None else list(range(args.searches))
+    for seed in seeds:
         for arm in ARMS:  # the ladder first: it sets this seed's time for the others
             search_arm(args, space, flops, arm, seed, state)
     if args.tiny:
@@ -273,8 +398,24 @@ def main() -> None:
     else:
         base_spec = fitted_baseline("coatnet0", space, flops, None)
         label = base_spec.name
+    # the baseline, this process's winners, then whatever other processes left
+    order = [(a, s) for s in seeds for a in ARMS]
+    order += [(a, s) for s in range(args.searches) for a in ARMS if s not in seeds]
+    state.refresh()
+    scores_of: dict[str, list[float] | None] = {}
     baseline_scores = retrain(args, space, base_spec.to_dict(), label, state)
-    text = report(args, space, flops, state, baseline_scores, label)
+    for arm, seed in order:
+        rec = state.data["searches"].get(f"{arm}:{seed}")
+        if rec is not None:
+            scores_of[f"{arm}:{seed}"] = retrain(args, space, rec["winner"], f"{arm}-{seed}", state)
+    if baseline_scores is None:
+        baseline_scores = retrain(args, space, base_spec.to_dict(), label, state)
+    everything = [f"{a}:{s}" for s in range(args.searches) for a in ARMS]
+    missing = [key for key in everything if not scores_of.get(key)]
+    if missing or baseline_scores is None:
+        print(f"not reporting yet: still running elsewhere: {missing or [label]}", flush=True)
+        return
+    text = report(args, space, flops, state, scores_of, baseline_scores, label)
     text += f"\n\nWall time of this invocation: {time.perf_counter() - start:.0f} s.\n"
     (args.out / "report.md").write_text(text)
     print(text)
