@@ -80,11 +80,22 @@ def _args(base: Path, out: Path, proxy: str, *extra: str) -> list[str]:
 
 
 def test_supernet_scores_each_covered_layout_as_proxy_check_does(
-    supernet, base_path, tmp_path, capsys
+    supernet, base_path, tmp_path, capsys, monkeypatch
 ):
+    import coatnet_nas.supernet.score as score_module
+
+    loads = []
+    real_load = score_module.load_supernet
+
+    def counting_load(path, **kw):
+        loads.append(path)
+        return real_load(path, **kw)
+
+    monkeypatch.setattr(score_module, "load_supernet", counting_load)
     out = tmp_path / "preview"
     proxy = f"supernet:{supernet}"
     assert run([*_args(base_path, out, proxy, "--no-capacity"), "--json"]) == 1  # one refused
+    assert len(loads) == 1  # one load serves both seeds; each seed recalibrates with its own
     summary = json.loads(capsys.readouterr().out)
     scores = {s["layout"]: s for s in summary["scores"]}
     refused = scores["C-C-C"]

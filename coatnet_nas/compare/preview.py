@@ -202,7 +202,8 @@ def preview_compare(
     out = Path(out_dir)
     check_out_dir(out)
     wanted = config.seeds if proxy.varies_with_seed else config.seeds[:1]
-    evaluators = [evaluator_for(config, s, device) for s in wanted]
+    first = evaluator_for(config, wanted[0], device)
+    evaluators = [first.with_seed(s) for s in wanted]  # one supernet load serves every seed
     seeds = tuple(e.seed_of(proxy) for e in evaluators)  # a pinned seed= is the one used
     with cpu_threads(threads):
         entrants = preview_entrants(config, proxy, evaluators[0])

@@ -49,17 +49,23 @@ class ProxyEvaluator:
     _data: dict[tuple, ProxyData] = field(default_factory=dict, init=False, repr=False)
     _supernets: dict[tuple, Any] = field(default_factory=dict, init=False, repr=False)
 
+    def with_seed(self, seed: int) -> ProxyEvaluator:
+        """The same evaluator for another seed; prepared data and loaded supernets are shared."""
+        other = ProxyEvaluator(self.base, seed=seed, device=self.device)
+        other._data, other._supernets = self._data, self._supernets
+        return other
+
     def supernet(self, proxy: ProxySpec) -> Any:
-        """The loaded supernet of a ``supernet:SUPER.pt`` proxy (each file is read once)."""
+        """The loaded supernet of a ``supernet:SUPER.pt`` proxy (each file is read once; the
+        calibration seed is given per score, see ``evaluate``)."""
         from coatnet_nas.supernet.score import SupernetScorer
 
-        options = dict(proxy.options)
+        options = {k: v for k, v in proxy.options if k != "seed"}
         key = tuple(sorted(options.items()))
         if key not in self._supernets:
             self._supernets[key] = SupernetScorer(
                 options.pop("path"),
                 device=self.device,
-                seed=int(options.pop("seed", self.seed)),
                 **{k: int(v) for k, v in options.items()},
             )
         return self._supernets[key]
@@ -127,7 +133,7 @@ class ProxyEvaluator:
 
         if proxy.is_supernet:
             start = time.perf_counter()
-            value, detail = self.supernet(proxy).score(spec)
+            value, detail = self.supernet(proxy).score(spec, seed=self.seed_of(proxy))
             return ProxyOutcome(value, time.perf_counter() - start, "ok", detail)
         recipe = self.recipe(proxy)
         shrunk = scale_spec(spec, recipe.width_mult, recipe.depth_mult)

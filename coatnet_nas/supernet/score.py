@@ -83,23 +83,31 @@ class SupernetScorer:
                 found.append(f"S{i} {stage.type} {stage.width} ({_choices(choices)})")
         return found
 
-    def model(self, spec: ModelSpec) -> tuple[torch.nn.Module, ModelSpec, int]:
-        """``spec``'s standalone model with inherited weights, BatchNorm recalibrated.
+    def model(
+        self, spec: ModelSpec, seed: int | None = None
+    ) -> tuple[torch.nn.Module, ModelSpec, int]:
+        """``spec``'s standalone model with inherited weights, BatchNorm recalibrated on the
+        batches drawn with ``seed`` (default: the scorer's).
 
         Returns the model, its proxy-size spec and the calibration batches used.
         """
         proxy = self.check(spec)
         model = subnet(self.net, proxy)
         used = recalibrate_batchnorm(
-            model, self.data, self.batches, self.batch_size, seed=self.seed
+            model,
+            self.data,
+            self.batches,
+            self.batch_size,
+            seed=self.seed if seed is None else seed,
         )
         return model, proxy, used
 
     @torch.no_grad()
-    def score(self, spec: ModelSpec) -> tuple[float, dict[str, Any]]:
-        """Validation accuracy (0..1) of ``spec`` with inherited, recalibrated weights."""
+    def score(self, spec: ModelSpec, seed: int | None = None) -> tuple[float, dict[str, Any]]:
+        """Validation accuracy (0..1) of ``spec`` with inherited weights, BatchNorm recalibrated
+        with ``seed`` (default: the scorer's); one loaded scorer serves every seed."""
         start = time.perf_counter()
-        model, _, used = self.model(spec)
+        model, _, used = self.model(spec, seed)
         accuracy = evaluate(model, self.data, self.eval_batch_size)
         detail = {
             "calibration_batches": used,
