@@ -25,13 +25,14 @@ Resumable: every finished search, equal-time candidate and re-training is record
 study and its clock).
 
 Two cores: run one process per core on the same ``--out`` with disjoint ``--seeds``; they share
-``state.json`` under a lock, each re-trains its own winners first and then takes the remaining
-re-trainings one at a time (a re-training claimed by a live process is left to it). The process
-that finds everything done writes ``report.md``; running the command again afterwards only
-re-prints it.
+``state.json`` under a lock, each re-trains the baseline and its own winners first, then the
+remaining re-trainings one at a time (a re-training claimed by a live process is left to it, one
+claimed by a dead process is taken over). A process whose searches are all done waits for the
+re-trainings others hold and writes ``report.md`` (one still waiting for another's searches
+leaves that to it); running the command again afterwards only re-prints the report.
 
-Run (about 90 min of one core with ``--rungs 2``; the default 3-rung ladder, with its 96-px
-rung 2, takes about 3.5 h of one core):
+Run (with ``--rungs 2`` about 2 h of one core; the default 3-rung ladder, with its 96-px rung 2,
+about 3.7 h of one core, 1 h 50 min as two processes, ``--seeds 0,1`` and ``--seeds 2``):
   nohup .venv/bin/python benchmarks/bench_ladder.py --out runs/bench-ladder --trials 16 \
       --rungs 2 --core 0 > runs/bench-ladder.log 2>&1 &
 Tiny check (synthetic data, seconds): ``--tiny``.
@@ -398,26 +399,34 @@ def main() -> None:
     else:
         base_spec = fitted_baseline("coatnet0", space, flops, None)
         label = base_spec.name
-    # the baseline, this process's winners, then whatever other processes left
+    # the baseline, this process's winners, then whatever other processes left; re-trainings
+    # another live process holds are waited for (a dead one's are taken over on the next pass)
     order = [(a, s) for s in seeds for a in ARMS]
     order += [(a, s) for s in range(args.searches) for a in ARMS if s not in seeds]
-    state.refresh()
-    scores_of: dict[str, list[float] | None] = {}
-    baseline_scores = retrain(args, space, base_spec.to_dict(), label, state)
-    for arm, seed in order:
-        rec = state.data["searches"].get(f"{arm}:{seed}")
-        if rec is not None:
-            scores_of[f"{arm}:{seed}"] = retrain(args, space, rec["winner"], f"{arm}-{seed}", state)
-    if baseline_scores is None:
-        baseline_scores = retrain(args, space, base_spec.to_dict(), label, state)
     everything = [f"{a}:{s}" for s in range(args.searches) for a in ARMS]
-    missing = [key for key in everything if not scores_of.get(key)]
-    if missing or baseline_scores is None:
-        print(f"not reporting yet: still running elsewhere: {missing or [label]}", flush=True)
-        return
+    while True:
+        state.refresh()
+        searching = [key for key in everything if key not in state.data["searches"]]
+        scores_of: dict[str, list[float] | None] = {}
+        baseline_scores = retrain(args, space, base_spec.to_dict(), label, state)
+        for arm, seed in order:
+            rec = state.data["searches"].get(f"{arm}:{seed}")
+            if rec is not None:
+                scores_of[f"{arm}:{seed}"] = retrain(
+                    args, space, rec["winner"], f"{arm}-{seed}", state
+                )
+        if searching:  # another process's searches: it re-trains what is left and reports
+            print(f"not reporting: searches still running elsewhere: {searching}", flush=True)
+            return
+        missing = [key for key in everything if not scores_of.get(key)]
+        if not missing and baseline_scores is not None:
+            break
+        time.sleep(10)
     text = report(args, space, flops, state, scores_of, baseline_scores, label)
     text += f"\n\nWall time of this invocation: {time.perf_counter() - start:.0f} s.\n"
-    (args.out / "report.md").write_text(text)
+    tmp = args.out / f"report.{os.getpid()}.tmp"
+    tmp.write_text(text)
+    tmp.replace(args.out / "report.md")
     print(text)
 
 
