@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import signal
 import sqlite3
 import subprocess
 import time
@@ -169,7 +170,12 @@ def test_database_restart_mid_trial_is_waited_out_and_the_trial_recorded(tmp_pat
 
 def test_database_away_past_the_window_keeps_the_result_in_the_journal(tmp_path, postgres_url):
     journal = tmp_path / "journal"
-    env = {"COATNET_STORAGE_RETRY": "3s", "COATNET_JOURNAL": str(journal)}
+    # PYTHONFAULTHANDLER: a search that does not exit is made to print where it is stuck.
+    env = {
+        "COATNET_STORAGE_RETRY": "3s",
+        "COATNET_JOURNAL": str(journal),
+        "PYTHONFAULTHANDLER": "1",
+    }
     argv = [
         "search",
         "--space",
@@ -199,7 +205,12 @@ def test_database_away_past_the_window_keeps_the_result_in_the_journal(tmp_path,
         victim = _wait_running(postgres_url, "away", proc)
         start = _stop_server(postgres_url)
         try:
-            _, err = proc.communicate(timeout=120)
+            # A bound on a hang, not a speed check: the rest of the training runs first, which
+            # took 6-11 s with both cores busy and up to 70 s behind three higher-priority hogs.
+            _, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGABRT)  # the fault handler prints every thread's stack
+            pytest.fail(f"the search did not exit: {proc.communicate(timeout=60)[1][-6000:]}")
         finally:
             _pg_ctl(*start)
         assert proc.returncode == 2, err
