@@ -56,6 +56,7 @@ import optuna
 import torch
 
 from coatnet_nas.search import SearchConfig, load_space, run_search, space_from_dict
+from coatnet_nas.search.liveness import alive
 from coatnet_nas.search.report import best_trial, spec_of
 from coatnet_nas.search.verdict import margin, mean_ci95, verdict
 from coatnet_nas.search.warmstart import fitted_baseline
@@ -159,21 +160,11 @@ class State:
             if key in self.data["retrains"]:
                 return False
             owner = self.data["claims"].get(key)
-            if owner is not None and owner != os.getpid() and _alive(owner):
+            if owner is not None and owner != os.getpid() and alive(owner):
                 return False
             self.data["claims"][key] = os.getpid()
             self._write()
             return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class CpuClock:
@@ -266,7 +257,8 @@ def retrain(args, space, spec_dict: dict, label: str, state: State) -> list[floa
 
     recipe = space.rung_recipe(len(space.rungs))
     spec = spec_from_dict(spec_dict)
-    for i, key in enumerate(retrain_keys(spec_dict, args.retrain_seeds)):
+    keys = retrain_keys(spec_dict, args.retrain_seeds)
+    for i, key in enumerate(keys):
         if state.claim(key):
             data = prepare_data(
                 recipe.dataset,
@@ -288,7 +280,6 @@ def retrain(args, space, spec_dict: dict, label: str, state: State) -> list[floa
             print(f"retrain {label} seed {i}: {result.val_accuracy:.4f}", flush=True)
     state.refresh()
     done = state.data["retrains"]
-    keys = retrain_keys(spec_dict, args.retrain_seeds)
     return [done[k] for k in keys] if all(k in done for k in keys) else None
 
 
